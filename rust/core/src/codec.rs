@@ -1,0 +1,180 @@
+//! Client-side gRPC codec. Requests are encoded straight from the landing-zone payloads
+//! (`Bytes` handles), so the copy into the HTTP/2 frame buffer is the first and only copy
+//! of record bytes. Responses are decoded with the prost-generated types.
+
+use bytes::{BufMut, Bytes};
+use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
+use prost::Message;
+use std::sync::Arc;
+use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::Status;
+
+use crate::proto::{EphemeralStreamRequest, EphemeralStreamResponse};
+
+/// Records of one request. Cloning is O(1) (refcounts only).
+#[derive(Clone, Debug)]
+pub enum Payload {
+    Proto(Bytes),
+    Json(Bytes),
+    ProtoBatch(Arc<[Bytes]>),
+    JsonBatch(Arc<[Bytes]>),
+}
+
+impl Payload {
+    pub fn record_count(&self) -> usize {
+        match self {
+            Payload::Proto(_) | Payload::Json(_) => 1,
+            Payload::ProtoBatch(r) | Payload::JsonBatch(r) => r.len(),
+        }
+    }
+    pub fn byte_len(&self) -> usize {
+        match self {
+            Payload::Proto(b) | Payload::Json(b) => b.len(),
+            Payload::ProtoBatch(r) | Payload::JsonBatch(r) => r.iter().map(Bytes::len).sum(),
+        }
+    }
+    /// Every record of the request, in order.
+    pub fn records(&self) -> &[Bytes] {
+        match self {
+            Payload::Proto(b) | Payload::Json(b) => std::slice::from_ref(b),
+            Payload::ProtoBatch(r) | Payload::JsonBatch(r) => r,
+        }
+    }
+}
+
+/// One outgoing message on the ephemeral stream.
+#[derive(Debug)]
+pub enum OutRequest {
+    Create(EphemeralStreamRequest),
+    Records { offset: i64, payload: Payload },
+}
+
+const REQ_INGEST_RECORD: u32 = 2;
+const REQ_INGEST_BATCH: u32 = 3;
+
+fn len_delimited_len(tag: u32, len: usize) -> usize {
+    key_len(tag) + encoded_len_varint(len as u64) + len
+}
+
+fn put_len_delimited_header(tag: u32, len: usize, buf: &mut impl BufMut) {
+    encode_key(tag, WireType::LengthDelimited, buf);
+    encode_varint(len as u64, buf);
+}
+
+impl OutRequest {
+    /// Writes the wire form of `EphemeralStreamRequest` for this message.
+    pub fn encode(&self, buf: &mut impl BufMut) {
+        match self {
+            OutRequest::Create(m) => m.encode_raw(buf),
+            OutRequest::Records { offset, payload } => {
+                let offset_len = key_len(1) + encoded_len_varint(*offset as u64);
+                match payload {
+                    Payload::Proto(b) | Payload::Json(b) => {
+                        // IngestRecordRequest { 1: offset_id, 2: proto bytes | 3: json string }
+                        let tag = if matches!(payload, Payload::Proto(_)) { 2 } else { 3 };
+                        let inner = offset_len + len_delimited_len(tag, b.len());
+                        put_len_delimited_header(REQ_INGEST_RECORD, inner, buf);
+                        encode_key(1, WireType::Varint, buf);
+                        encode_varint(*offset as u64, buf);
+                        put_len_delimited_header(tag, b.len(), buf);
+                        buf.put_slice(b);
+                    }
+                    Payload::ProtoBatch(recs) | Payload::JsonBatch(recs) => {
+                        // IngestRecordBatchRequest { 1: offset_id, 2|3: { repeated 1: record } }
+                        let tag = if matches!(payload, Payload::ProtoBatch(_)) { 2 } else { 3 };
+                        let list: usize = recs.iter().map(|r| len_delimited_len(1, r.len())).sum();
+                        let inner = offset_len + len_delimited_len(tag, list);
+                        put_len_delimited_header(REQ_INGEST_BATCH, inner, buf);
+                        encode_key(1, WireType::Varint, buf);
+                        encode_varint(*offset as u64, buf);
+                        put_len_delimited_header(tag, list, buf);
+                        for r in recs.iter() {
+                            put_len_delimited_header(1, r.len(), buf);
+                            buf.put_slice(r);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+pub struct ZerobusCodec;
+
+pub struct RequestEncoder;
+pub struct ResponseDecoder;
+
+impl Codec for ZerobusCodec {
+    type Encode = OutRequest;
+    type Decode = EphemeralStreamResponse;
+    type Encoder = RequestEncoder;
+    type Decoder = ResponseDecoder;
+    fn encoder(&mut self) -> RequestEncoder {
+        RequestEncoder
+    }
+    fn decoder(&mut self) -> ResponseDecoder {
+        ResponseDecoder
+    }
+}
+
+impl Encoder for RequestEncoder {
+    type Item = OutRequest;
+    type Error = Status;
+    fn encode(&mut self, item: OutRequest, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        item.encode(dst);
+        Ok(())
+    }
+    fn buffer_settings(&self) -> BufferSettings {
+        // Bigger chunks than tonic's default (8 KiB / 32 KiB) mean fewer HTTP/2 DATA writes.
+        BufferSettings::new(256 * 1024, 1024 * 1024)
+    }
+}
+
+impl Decoder for ResponseDecoder {
+    type Item = EphemeralStreamResponse;
+    type Error = Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<EphemeralStreamResponse>, Status> {
+        EphemeralStreamResponse::decode(src)
+            .map(Some)
+            .map_err(|e| Status::internal(format!("cannot decode server response: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{ephemeral_stream_request, ingest_record_batch_request, ingest_record_request};
+
+    fn roundtrip(req: &OutRequest) -> EphemeralStreamRequest {
+        let mut buf = Vec::new();
+        req.encode(&mut buf);
+        EphemeralStreamRequest::decode(&buf[..]).unwrap()
+    }
+
+    #[test]
+    fn single_records_match_prost() {
+        let p = roundtrip(&OutRequest::Records { offset: 300, payload: Payload::Proto(Bytes::from_static(b"\x08\x01")) });
+        let Some(ephemeral_stream_request::Payload::IngestRecord(r)) = p.payload else { panic!() };
+        assert_eq!(r.offset_id, Some(300));
+        assert_eq!(r.record, Some(ingest_record_request::Record::ProtoEncodedRecord(Bytes::from_static(b"\x08\x01"))));
+        let j = roundtrip(&OutRequest::Records { offset: 0, payload: Payload::Json(Bytes::from_static(b"{\"a\":1}")) });
+        let Some(ephemeral_stream_request::Payload::IngestRecord(r)) = j.payload else { panic!() };
+        assert_eq!(r.record, Some(ingest_record_request::Record::JsonRecord("{\"a\":1}".into())));
+    }
+
+    #[test]
+    fn batches_match_prost() {
+        let recs: Arc<[Bytes]> = vec![Bytes::from_static(b"{}"), Bytes::from(vec![b'x'; 200])].into();
+        let j = roundtrip(&OutRequest::Records { offset: 7, payload: Payload::JsonBatch(recs.clone()) });
+        let Some(ephemeral_stream_request::Payload::IngestRecordBatch(b)) = j.payload else { panic!() };
+        assert_eq!(b.offset_id, Some(7));
+        let Some(ingest_record_batch_request::Batch::JsonBatch(jb)) = b.batch else { panic!() };
+        assert_eq!(jb.records.len(), 2);
+        assert_eq!(jb.records[1].len(), 200);
+        let p = roundtrip(&OutRequest::Records { offset: 8, payload: Payload::ProtoBatch(recs) });
+        let Some(ephemeral_stream_request::Payload::IngestRecordBatch(b)) = p.payload else { panic!() };
+        let Some(ingest_record_batch_request::Batch::ProtoEncodedBatch(pb)) = b.batch else { panic!() };
+        assert_eq!(pb.records[0], Bytes::from_static(b"{}"));
+    }
+}

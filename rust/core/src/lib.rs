@@ -1,0 +1,25 @@
+//! zerobus-core: a zero-copy Databricks Zerobus ingestion client.
+//!
+//! Records are `bytes::Bytes` from ingest to the gRPC encoder: the landing zone kept for retry,
+//! the sender and recovery replay all hold refcounted handles, never copies.
+
+pub mod auth;
+pub mod codec;
+pub mod error;
+pub mod sdk;
+pub mod stream;
+
+pub mod proto {
+    tonic::include_proto!("databricks.zerobus");
+}
+
+pub use auth::{Headers, HeadersProvider};
+pub use bytes::Bytes;
+pub use codec::Payload;
+pub use error::{ErrorCode, Result, ZerobusError};
+pub use proto::RecordType;
+pub use sdk::{Auth, ZerobusSdk};
+pub use stream::{Progress, ProgressHook, StreamOptions, StreamState, TableProperties, ZerobusStream};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const USER_AGENT: &str = concat!("zerobus-bun/", env!("CARGO_PKG_VERSION"));

@@ -1,0 +1,85 @@
+//! Entry point: an SDK bound to one Zerobus endpoint, creating streams.
+
+use std::sync::Arc;
+
+use crate::auth::{workspace_id_from_endpoint, FnHeaders, Headers, OAuthHeaders, SharedHeadersProvider};
+use crate::error::{Result, ZerobusError};
+use crate::stream::{make_channel, ProgressHook, StreamOptions, TableProperties, ZerobusStream};
+
+/// How streams authenticate.
+#[derive(Clone)]
+pub enum Auth {
+    /// OAuth client credentials against the Unity Catalog URL (the default for Databricks).
+    OAuth { client_id: String, client_secret: String },
+    /// Caller-supplied headers for each new physical stream (e.g. a static bearer token).
+    Headers(SharedHeadersProvider),
+}
+
+impl Auth {
+    /// Static headers sent on every stream.
+    pub fn static_headers(headers: Headers) -> Auth {
+        Auth::Headers(Arc::new(FnHeaders(move |_: &str| Ok(headers.clone()))))
+    }
+}
+
+pub struct ZerobusSdk {
+    endpoint: String,
+    unity_catalog_url: Option<String>,
+}
+
+impl ZerobusSdk {
+    /// `endpoint`: the Zerobus gRPC endpoint (`https://<workspace-id>.zerobus.<region>...`, or
+    /// `http://host:port` for plaintext). `unity_catalog_url`: the workspace URL, needed for OAuth.
+    pub fn new(endpoint: impl Into<String>, unity_catalog_url: Option<String>) -> Result<ZerobusSdk> {
+        let endpoint = endpoint.into();
+        if endpoint.trim().is_empty() {
+            return Err(ZerobusError::invalid("endpoint must not be empty"));
+        }
+        Ok(ZerobusSdk { endpoint, unity_catalog_url })
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn provider(&self, auth: Auth) -> Result<SharedHeadersProvider> {
+        Ok(match auth {
+            Auth::Headers(p) => p,
+            Auth::OAuth { client_id, client_secret } => {
+                let url = self.unity_catalog_url.clone().ok_or_else(|| {
+                    ZerobusError::invalid("OAuth needs unity_catalog_url (the workspace URL)")
+                })?;
+                if client_id.is_empty() || client_secret.is_empty() {
+                    return Err(ZerobusError::invalid("OAuth needs client_id and client_secret"));
+                }
+                Arc::new(OAuthHeaders {
+                    unity_catalog_url: url,
+                    workspace_id: workspace_id_from_endpoint(&self.endpoint),
+                    client_id,
+                    client_secret,
+                })
+            }
+        })
+    }
+
+    /// Starts a stream in the background and returns it at once (call inside a tokio runtime).
+    /// `hook` is called on every progress change (acks, state, failure).
+    pub fn start_stream(
+        &self,
+        table: TableProperties,
+        auth: Auth,
+        opts: StreamOptions,
+        hook: Option<ProgressHook>,
+    ) -> Result<ZerobusStream> {
+        let provider = self.provider(auth)?;
+        let channel = make_channel(&self.endpoint)?;
+        ZerobusStream::start(channel, table, provider, opts, hook)
+    }
+
+    /// Creates a stream and waits until the server accepted it.
+    pub async fn create_stream(&self, table: TableProperties, auth: Auth, opts: StreamOptions) -> Result<ZerobusStream> {
+        let stream = self.start_stream(table, auth, opts, None)?;
+        stream.wait_open().await?;
+        Ok(stream)
+    }
+}

@@ -1,0 +1,78 @@
+// Loads the zerobus-bun native library (Rust cdylib) and declares its C ABI for bun:ffi.
+import { dlopen, FFIType, suffix } from "bun:ffi";
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import { join } from "node:path";
+
+const T = FFIType;
+
+export const symbols = {
+  zerobus_version: { args: [], returns: T.cstring },
+  zerobus_last_error_code: { args: [], returns: T.i32 },
+  zerobus_last_error_retryable: { args: [], returns: T.i32 },
+  zerobus_last_error_message: { args: [T.ptr, T.usize], returns: T.usize },
+  zerobus_release_token_fn: { args: [], returns: T.ptr },
+  zerobus_drain_released: { args: [T.ptr, T.usize], returns: T.usize },
+  zerobus_sdk_new: { args: [T.ptr, T.usize], returns: T.ptr },
+  zerobus_sdk_free: { args: [T.ptr], returns: T.void },
+  zerobus_stream_open: { args: [T.ptr, T.ptr, T.usize, T.ptr, T.usize, T.ptr, T.u64], returns: T.ptr },
+  zerobus_stream_progress: { args: [T.ptr, T.ptr], returns: T.i32 },
+  zerobus_stream_error_message: { args: [T.ptr, T.ptr, T.usize], returns: T.usize },
+  zerobus_stream_id: { args: [T.ptr, T.ptr, T.usize], returns: T.usize },
+  zerobus_ingest_proto_bytes: { args: [T.ptr, T.ptr, T.usize, T.ptr, T.ptr], returns: T.i64_fast },
+  zerobus_ingest_json_bytes: { args: [T.ptr, T.ptr, T.usize, T.ptr, T.ptr], returns: T.i64_fast },
+  zerobus_ingest_proto_bytes_batch: { args: [T.ptr, T.ptr, T.ptr, T.usize, T.ptr, T.ptr], returns: T.i64_fast },
+  zerobus_ingest_json_bytes_batch: { args: [T.ptr, T.ptr, T.ptr, T.usize, T.ptr, T.ptr], returns: T.i64_fast },
+  zerobus_ingest_proto_bytes_packed: { args: [T.ptr, T.ptr, T.usize, T.ptr, T.usize, T.ptr, T.ptr], returns: T.i64_fast },
+  zerobus_ingest_json_bytes_packed: { args: [T.ptr, T.ptr, T.usize, T.ptr, T.usize, T.ptr, T.ptr], returns: T.i64_fast },
+  zerobus_stream_wait_for_offset: { args: [T.ptr, T.i64, T.u64], returns: T.i32 },
+  zerobus_stream_close: { args: [T.ptr], returns: T.void },
+  zerobus_stream_free: { args: [T.ptr], returns: T.void },
+  zerobus_local_start: { args: [T.ptr, T.usize], returns: T.ptr },
+  zerobus_local_url: { args: [T.ptr, T.ptr, T.usize], returns: T.usize },
+  zerobus_local_stop: { args: [T.ptr], returns: T.void },
+} as const;
+
+/** File name of the native library on this platform. */
+export const libraryFile = process.platform === "win32" ? "zerobus_bun.dll" : `libzerobus_bun.${suffix}`;
+
+/** Name of the prebuilt package for this platform (e.g. `zerobus-bun-linux-x64-gnu`). */
+export function platformTag(): string {
+  const libc = process.platform === "linux" ? "-gnu" : "";
+  return `${process.platform}-${process.arch}${libc}`;
+}
+
+/** Where the native library is looked for, in order. */
+export function libraryCandidates(): string[] {
+  const out: string[] = [];
+  if (process.env.ZEROBUS_BUN_LIB) out.push(process.env.ZEROBUS_BUN_LIB);
+  const tag = platformTag();
+  try {
+    const require = createRequire(import.meta.url);
+    const pkg = require.resolve(`zerobus-bun-${tag}/package.json`);
+    out.push(join(pkg, "..", libraryFile));
+  } catch {
+    // not installed: fall through to a local build
+  }
+  const root = join(import.meta.dir, "..");
+  out.push(join(root, "prebuilds", tag, libraryFile));
+  out.push(join(root, "rust", "target", "release", libraryFile));
+  return out;
+}
+
+function load() {
+  const candidates = libraryCandidates();
+  const path = candidates.find((p) => existsSync(p));
+  if (!path) {
+    throw new Error(
+      `zerobus-bun: native library not found for ${platformTag()}. Looked in:\n  ${candidates.join("\n  ")}\n` +
+        "Install the matching zerobus-bun-<platform> package, build it with `bun run build:native`, " +
+        "or set ZEROBUS_BUN_LIB to the library path.",
+    );
+  }
+  return { lib: dlopen(path, symbols), path };
+}
+
+const loaded = load();
+export const lib = loaded.lib.symbols;
+export const libraryPath = loaded.path;
