@@ -1,0 +1,546 @@
+//! The `EphemeralStream` RPC.
+//!
+//! Each call runs two tasks:
+//! - the receiver reads requests, checks offsets, converts records to JSON lines and groups
+//!   everything already available (up to [`GROUP_MAX_MESSAGES`] / [`GROUP_MAX_BYTES`]) into one
+//!   batch;
+//! - the committer appends batches to the table file (one write per commit, fsync if
+//!   configured) and then sends one cumulative ack per commit.
+//!
+//! Records received but not committed when a stream ends abnormally are discarded.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use zerobus_core::proto::ephemeral_stream_request::Payload as ReqPayload;
+use zerobus_core::proto::ephemeral_stream_response::Payload as RespPayload;
+use zerobus_core::proto::ingest_record_batch_request::Batch as BatchPayload;
+use zerobus_core::proto::ingest_record_request::Record as RecordPayload;
+use zerobus_core::proto::zerobus_server::Zerobus;
+use zerobus_core::proto::{
+    CloseStreamSignal, CreateIngestStreamRequest, CreateIngestStreamResponse, EphemeralStreamRequest,
+    EphemeralStreamResponse, IngestRecordResponse, RecordType,
+};
+
+use crate::faults::StreamFaults;
+use crate::records::{self, RecordFormat};
+use crate::state::{validate_table_name, State, Table};
+
+/// Group commit caps: messages and bytes gathered into one commit.
+const GROUP_MAX_MESSAGES: usize = 4096;
+const GROUP_MAX_BYTES: usize = 16 * 1024 * 1024;
+/// Batches queued between receiver and committer.
+const COMMIT_QUEUE: usize = 4;
+
+type RespTx = mpsc::Sender<Result<EphemeralStreamResponse, Status>>;
+
+pub(crate) struct ZerobusService {
+    state: Arc<State>,
+}
+
+impl ZerobusService {
+    pub fn new(state: Arc<State>) -> Self {
+        Self { state }
+    }
+}
+
+/// Headers of the call that matter to us.
+struct CallHeaders {
+    table_name: Option<String>,
+    authorization: Option<String>,
+}
+
+#[tonic::async_trait]
+impl Zerobus for ZerobusService {
+    type EphemeralStreamStream = ReceiverStream<Result<EphemeralStreamResponse, Status>>;
+
+    async fn ephemeral_stream(
+        &self,
+        request: Request<Streaming<EphemeralStreamRequest>>,
+    ) -> Result<Response<Self::EphemeralStreamStream>, Status> {
+        let md = request.metadata();
+        let get = |k: &str| md.get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
+        self.state.set_user_agent(get("user-agent"));
+        let headers = CallHeaders {
+            table_name: get("x-databricks-zerobus-table-name"),
+            authorization: get("authorization"),
+        };
+        let (tx, rx) = mpsc::channel(64);
+        let state = self.state.clone();
+        tokio::spawn(run_stream(state, headers, request.into_inner(), tx));
+        // Returning the response right away makes tonic send the initial metadata now.
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> Status {
+    Status::invalid_argument(msg)
+}
+
+/// Everything decided at create_stream time.
+struct StreamSetup {
+    table: Arc<Table>,
+    format: RecordFormat,
+    faults: StreamFaults,
+}
+
+fn setup_stream(state: &State, headers: &CallHeaders, create: CreateIngestStreamRequest) -> Result<StreamSetup, Status> {
+    if state.auth_required() {
+        let token = headers.authorization.as_deref().and_then(|v| {
+            let (scheme, tok) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| tok.trim())
+        });
+        match token {
+            None => return Err(Status::unauthenticated("missing bearer token (authorization header)")),
+            Some(t) if !state.token_valid(t) => {
+                return Err(Status::unauthenticated("invalid bearer token"))
+            }
+            Some(_) => {}
+        }
+    }
+    let table_name = create.table_name.clone().unwrap_or_default();
+    if table_name.is_empty() {
+        return Err(invalid("create_stream: table_name is required"));
+    }
+    validate_table_name(&table_name).map_err(invalid)?;
+    if let Some(h) = &headers.table_name {
+        if *h != table_name {
+            return Err(invalid(format!(
+                "header x-databricks-zerobus-table-name ({h}) does not match create_stream table_name ({table_name})"
+            )));
+        }
+    }
+    let table = match state.table(&table_name) {
+        Some(t) => t,
+        None if state.config.auto_create_tables => state.register_table(&table_name).map_err(Status::internal)?.0,
+        None => return Err(Status::not_found(format!("table {table_name} not found"))),
+    };
+    let format = match create.record_type.map(RecordType::try_from) {
+        Some(Ok(RecordType::Json)) => RecordFormat::Json,
+        Some(Ok(RecordType::Proto)) => {
+            let bytes = create
+                .descriptor_proto
+                .as_ref()
+                .filter(|b| !b.is_empty())
+                .ok_or_else(|| invalid("create_stream: descriptor_proto is required for record_type PROTO"))?;
+            RecordFormat::Proto(records::build_descriptor(bytes).map_err(invalid)?)
+        }
+        Some(Ok(RecordType::Unspecified)) | None => {
+            return Err(invalid("create_stream: record_type must be PROTO or JSON"))
+        }
+        Some(Err(_)) => return Err(invalid("create_stream: unknown record_type")),
+    };
+    let faults = state.take_faults(&table_name);
+    if let Some(status) = faults.fail_create.clone() {
+        return Err(status);
+    }
+    Ok(StreamSetup { table, format, faults })
+}
+
+/// Receiver → committer messages.
+enum CommitMsg {
+    /// Complete JSON lines for `records` records; ack up to `last_offset` once written.
+    Batch { buf: Vec<u8>, records: u64, last_offset: i64 },
+    /// Commit everything queued, then end the stream (with this status, or OK when None).
+    Finish(Option<Status>),
+    /// Discard everything not yet committed, then end the stream (status, or OK when None).
+    Abort(Option<Status>),
+}
+
+/// How the receiver loop ended.
+enum End {
+    Finish(Option<Status>),
+    Abort(Option<Status>),
+}
+
+/// Receiver-side state of one stream.
+struct Receiver {
+    format: RecordFormat,
+    max_record_bytes: usize,
+    expected_offset: i64,
+    received_records: u64,
+    buf: Vec<u8>,
+    buf_records: u64,
+    last_offset: Option<i64>,
+}
+
+impl Receiver {
+    fn check_size(&self, len: usize) -> Result<(), String> {
+        if len > self.max_record_bytes {
+            Err(format!(
+                "record of {len} bytes exceeds the maximum record size of {} bytes",
+                self.max_record_bytes
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn append_record(&mut self, rec: RecordPayload) -> Result<(), String> {
+        match (rec, &self.format) {
+            (RecordPayload::JsonRecord(s), RecordFormat::Json) => {
+                self.check_size(s.len())?;
+                records::append_json(&mut self.buf, &s)
+            }
+            (RecordPayload::ProtoEncodedRecord(b), RecordFormat::Proto(desc)) => {
+                self.check_size(b.len())?;
+                records::append_proto(&mut self.buf, desc, b)
+            }
+            (RecordPayload::JsonRecord(_), RecordFormat::Proto(_)) => {
+                Err("record type mismatch: json_record on a PROTO stream".to_string())
+            }
+            (RecordPayload::ProtoEncodedRecord(_), RecordFormat::Json) => {
+                Err("record type mismatch: proto_encoded_record on a JSON stream".to_string())
+            }
+        }
+    }
+
+    fn check_offset(&self, offset: Option<i64>) -> Result<i64, Status> {
+        match offset {
+            Some(o) if o == self.expected_offset => Ok(o),
+            Some(o) => Err(invalid(format!(
+                "unexpected offset_id {o}: expected {}",
+                self.expected_offset
+            ))),
+            None => Err(invalid(format!(
+                "missing offset_id: expected {}",
+                self.expected_offset
+            ))),
+        }
+    }
+
+    /// Processes one request into the pending buffer. On error nothing of that request is kept.
+    fn process(&mut self, req: EphemeralStreamRequest) -> Result<(), Status> {
+        match req.payload {
+            Some(ReqPayload::IngestRecord(r)) => {
+                let off = self.check_offset(r.offset_id)?;
+                let mark = self.buf.len();
+                let res = match r.record {
+                    Some(rec) => self.append_record(rec),
+                    None => Err("request has no record".to_string()),
+                };
+                if let Err(reason) = res {
+                    self.buf.truncate(mark);
+                    return Err(invalid(format!("record at offset {off}: {reason}")));
+                }
+                self.buf_records += 1;
+                self.received_records += 1;
+            }
+            Some(ReqPayload::IngestRecordBatch(b)) => {
+                let off = self.check_offset(b.offset_id)?;
+                let mark = self.buf.len();
+                let mut n = 0u64;
+                let res = match b.batch {
+                    Some(BatchPayload::JsonBatch(batch)) => batch
+                        .records
+                        .into_iter()
+                        .enumerate()
+                        .try_for_each(|(i, s)| {
+                            n += 1;
+                            self.append_record(RecordPayload::JsonRecord(s)).map_err(|e| (i, e))
+                        }),
+                    Some(BatchPayload::ProtoEncodedBatch(batch)) => batch
+                        .records
+                        .into_iter()
+                        .enumerate()
+                        .try_for_each(|(i, b)| {
+                            n += 1;
+                            self.append_record(RecordPayload::ProtoEncodedRecord(b)).map_err(|e| (i, e))
+                        }),
+                    None => Err((0, "batch request has no batch".to_string())),
+                };
+                if let Err((i, reason)) = res {
+                    self.buf.truncate(mark);
+                    return Err(invalid(format!(
+                        "record at offset {off} (batch index {i}): {reason}"
+                    )));
+                }
+                self.buf_records += n;
+                self.received_records += n;
+            }
+            Some(ReqPayload::CreateStream(_)) => {
+                return Err(invalid(format!(
+                    "request at offset {}: create_stream sent twice on the same stream",
+                    self.expected_offset
+                )))
+            }
+            None => {
+                return Err(invalid(format!(
+                    "request at offset {}: empty request",
+                    self.expected_offset
+                )))
+            }
+        }
+        self.last_offset = Some(self.expected_offset);
+        self.expected_offset += 1;
+        Ok(())
+    }
+
+    fn take_batch(&mut self) -> Option<CommitMsg> {
+        let last_offset = self.last_offset.take()?;
+        let cap = self.buf.len().clamp(4096, GROUP_MAX_BYTES + GROUP_MAX_BYTES / 4);
+        let buf = std::mem::replace(&mut self.buf, Vec::with_capacity(cap));
+        let records = std::mem::take(&mut self.buf_records);
+        Some(CommitMsg::Batch { buf, records, last_offset })
+    }
+}
+
+async fn run_stream(
+    state: Arc<State>,
+    headers: CallHeaders,
+    mut inbound: Streaming<EphemeralStreamRequest>,
+    tx: RespTx,
+) {
+    let mut shutdown = state.shutdown.clone();
+    let first = tokio::select! {
+        m = inbound.next() => m,
+        _ = crate::state::shutdown_requested(&mut shutdown) => {
+            let _ = tx.send(Err(Status::unavailable("server shutting down"))).await;
+            return;
+        }
+    };
+    let create = match first {
+        Some(Ok(EphemeralStreamRequest { payload: Some(ReqPayload::CreateStream(c)) })) => c,
+        Some(Ok(_)) => {
+            state.create_failures.fetch_add(1, Ordering::Relaxed);
+            let _ = tx
+                .send(Err(invalid("the first message of a stream must be create_stream")))
+                .await;
+            return;
+        }
+        Some(Err(_)) | None => return,
+    };
+    let setup = match setup_stream(&state, &headers, create) {
+        Ok(s) => s,
+        Err(status) => {
+            state.create_failures.fetch_add(1, Ordering::Relaxed);
+            let _ = tx.send(Err(status)).await;
+            return;
+        }
+    };
+    state.streams_opened.fetch_add(1, Ordering::Relaxed);
+    state.streams_active.fetch_add(1, Ordering::Relaxed);
+    let created = EphemeralStreamResponse {
+        payload: Some(RespPayload::CreateStreamResponse(CreateIngestStreamResponse {
+            stream_id: Some(state.next_stream_id()),
+        })),
+    };
+    if tx.send(Ok(created)).await.is_err() {
+        state.streams_active.fetch_sub(1, Ordering::Relaxed);
+        return;
+    }
+
+    let StreamSetup { table, format, faults } = setup;
+    let (ctx, crx) = mpsc::channel(COMMIT_QUEUE);
+    let committer = tokio::spawn(run_committer(
+        state.clone(),
+        table,
+        crx,
+        tx.clone(),
+        faults.ack_delay,
+    ));
+
+    let mut rx = Receiver {
+        format,
+        max_record_bytes: state.config.max_record_bytes,
+        expected_offset: 0,
+        received_records: 0,
+        buf: Vec::with_capacity(64 * 1024),
+        buf_records: 0,
+        last_offset: None,
+    };
+    let far_future = Instant::now() + Duration::from_secs(86400 * 365);
+    let mut close_deadline: Option<Instant> = None;
+
+    let end: End = 'outer: loop {
+        let first = tokio::select! {
+            biased;
+            _ = crate::state::shutdown_requested(&mut shutdown) => {
+                break End::Abort(Some(Status::unavailable("server shutting down")));
+            }
+            _ = tokio::time::sleep_until(close_deadline.unwrap_or(far_future)), if close_deadline.is_some() => {
+                break End::Abort(None);
+            }
+            m = inbound.next() => m,
+        };
+        let mut next = match first {
+            Some(Ok(req)) => Some(req),
+            // Client half-closed: commit what we have, then end OK.
+            None => break End::Finish(None),
+            // Client went away / transport error: acks cannot be delivered; discard.
+            Some(Err(_)) => break End::Abort(None),
+        };
+        let mut pending_end: Option<End> = None;
+        let mut n_msgs = 0usize;
+        while let Some(req) = next.take() {
+            if let Err(status) = rx.process(req) {
+                pending_end = Some(End::Finish(Some(status)));
+                break;
+            }
+            n_msgs += 1;
+            if let Some(n) = faults.drop_after_records {
+                if rx.received_records >= n {
+                    break 'outer End::Abort(Some(Status::unavailable("injected fault: stream dropped")));
+                }
+            }
+            if let Some((n, status)) = &faults.fail_after_records {
+                if rx.received_records >= *n {
+                    pending_end = Some(End::Finish(Some(status.clone())));
+                    break;
+                }
+            }
+            if let Some((n, dur)) = faults.close_signal_after_records {
+                if close_deadline.is_none() && rx.received_records >= n {
+                    close_deadline = Some(Instant::now() + dur);
+                    let signal = EphemeralStreamResponse {
+                        payload: Some(RespPayload::CloseStreamSignal(CloseStreamSignal {
+                            duration: Some(prost_types::Duration {
+                                seconds: dur.as_secs() as i64,
+                                nanos: dur.subsec_nanos() as i32,
+                            }),
+                        })),
+                    };
+                    let _ = tx.send(Ok(signal)).await;
+                }
+            }
+            if n_msgs >= GROUP_MAX_MESSAGES || rx.buf.len() >= GROUP_MAX_BYTES {
+                break;
+            }
+            next = match inbound.next().now_or_never() {
+                Some(Some(Ok(req))) => Some(req),
+                Some(None) => {
+                    pending_end = Some(End::Finish(None));
+                    None
+                }
+                Some(Some(Err(_))) => {
+                    pending_end = Some(End::Abort(None));
+                    None
+                }
+                None => None,
+            };
+        }
+        if let Some(End::Abort(s)) = pending_end {
+            break End::Abort(s);
+        }
+        if !faults.withhold_acks {
+            if let Some(batch) = rx.take_batch() {
+                if ctx.send(batch).await.is_err() {
+                    break End::Abort(None);
+                }
+            }
+        } else {
+            rx.take_batch();
+        }
+        if let Some(e) = pending_end {
+            break e;
+        }
+    };
+
+    match end {
+        End::Finish(status) => {
+            if !faults.withhold_acks {
+                if let Some(batch) = rx.take_batch() {
+                    let _ = ctx.send(batch).await;
+                }
+            }
+            if status.is_some() {
+                state.streams_failed.fetch_add(1, Ordering::Relaxed);
+            }
+            let _ = ctx.send(CommitMsg::Finish(status)).await;
+        }
+        End::Abort(status) => {
+            state.streams_failed.fetch_add(1, Ordering::Relaxed);
+            let _ = ctx.send(CommitMsg::Abort(status)).await;
+        }
+    }
+    drop(ctx);
+    drop(tx);
+    drop(inbound);
+    let _ = committer.await;
+    state.streams_active.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Drains whatever is queued without waiting. Returns true if the channel is closed.
+fn drain(crx: &mut mpsc::Receiver<CommitMsg>, msgs: &mut Vec<CommitMsg>) -> bool {
+    loop {
+        match crx.try_recv() {
+            Ok(m) => msgs.push(m),
+            Err(mpsc::error::TryRecvError::Empty) => return false,
+            Err(mpsc::error::TryRecvError::Disconnected) => return true,
+        }
+    }
+}
+
+async fn run_committer(
+    state: Arc<State>,
+    table: Arc<Table>,
+    mut crx: mpsc::Receiver<CommitMsg>,
+    tx: RespTx,
+    ack_delay: Option<Duration>,
+) {
+    let fsync = state.config.fsync;
+    let mut msgs: Vec<CommitMsg> = Vec::new();
+    loop {
+        let Some(m) = crx.recv().await else { return };
+        msgs.push(m);
+        drain(&mut crx, &mut msgs);
+        if let Some(delay) = ack_delay {
+            tokio::time::sleep(delay).await;
+            drain(&mut crx, &mut msgs);
+        }
+        // An abort anywhere in the queue discards everything not yet committed.
+        if let Some(pos) = msgs.iter().position(|m| matches!(m, CommitMsg::Abort(_))) {
+            if let CommitMsg::Abort(Some(status)) = msgs.swap_remove(pos) {
+                let _ = tx.send(Err(status)).await;
+            }
+            return;
+        }
+        let mut bufs = Vec::with_capacity(msgs.len());
+        let mut records = 0u64;
+        let mut last_offset: Option<i64> = None;
+        let mut finish: Option<Option<Status>> = None;
+        for m in msgs.drain(..) {
+            match m {
+                CommitMsg::Batch { buf, records: r, last_offset: o } => {
+                    bufs.push(buf);
+                    records += r;
+                    last_offset = Some(o);
+                }
+                CommitMsg::Finish(s) => finish = Some(s),
+                CommitMsg::Abort(_) => unreachable!(),
+            }
+        }
+        if let Some(offset) = last_offset {
+            if let Err(e) = table.append(bufs, records, fsync).await {
+                let _ = tx
+                    .send(Err(Status::internal(format!(
+                        "cannot write table file {}: {e}",
+                        table.path.display()
+                    ))))
+                    .await;
+                return;
+            }
+            let ack = EphemeralStreamResponse {
+                payload: Some(RespPayload::IngestRecordResponse(IngestRecordResponse {
+                    durability_ack_up_to_offset: Some(offset),
+                })),
+            };
+            if tx.send(Ok(ack)).await.is_err() {
+                return;
+            }
+        }
+        if let Some(status) = finish {
+            if let Some(status) = status {
+                let _ = tx.send(Err(status)).await;
+            }
+            return;
+        }
+    }
+}

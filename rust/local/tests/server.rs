@@ -1,0 +1,703 @@
+//! Integration tests: a hand-built tonic client against zerobus-local.
+
+use std::time::Duration;
+
+use http::uri::PathAndQuery;
+use prost::Message;
+use serde_json::{json, Value};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Code, Status, Streaming};
+
+use zerobus_core::proto::ephemeral_stream_request::Payload as ReqPayload;
+use zerobus_core::proto::ephemeral_stream_response::Payload as RespPayload;
+use zerobus_core::proto::ingest_record_batch_request::Batch;
+use zerobus_core::proto::ingest_record_request::Record;
+use zerobus_core::proto::*;
+use zerobus_local::{LocalServer, ServerConfig};
+
+const TABLE: &str = "main.default.events";
+
+async fn server(dir: &tempfile::TempDir, f: impl FnOnce(&mut ServerConfig)) -> LocalServer {
+    let mut cfg = ServerConfig {
+        data_dir: dir.path().to_path_buf(),
+        tables: vec![TABLE.to_string()],
+        fsync: false,
+        ..Default::default()
+    };
+    f(&mut cfg);
+    zerobus_local::start(cfg).await.expect("start")
+}
+
+fn lines(dir: &tempfile::TempDir, table: &str) -> Vec<String> {
+    let path = dir.path().join(format!("{table}.jsonl"));
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+struct Client {
+    tx: mpsc::Sender<EphemeralStreamRequest>,
+    rx: Streaming<EphemeralStreamResponse>,
+    next_offset: i64,
+}
+
+async fn open_with(
+    endpoint: tonic::transport::Endpoint,
+    table: &str,
+    token: Option<&str>,
+) -> Result<Client, Status> {
+    let channel = endpoint.connect().await.expect("connect");
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.expect("ready");
+    let (tx, rx) = mpsc::channel(10_000);
+    let mut req = tonic::Request::new(ReceiverStream::new(rx));
+    req.metadata_mut()
+        .insert("x-databricks-zerobus-table-name", table.parse().unwrap());
+    if let Some(t) = token {
+        req.metadata_mut()
+            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    let resp = grpc
+        .streaming(
+            req,
+            PathAndQuery::from_static("/databricks.zerobus.Zerobus/EphemeralStream"),
+            tonic_prost::ProstCodec::<EphemeralStreamRequest, EphemeralStreamResponse>::default(),
+        )
+        .await?;
+    Ok(Client {
+        tx,
+        rx: resp.into_inner(),
+        next_offset: 0,
+    })
+}
+
+async fn open(url: &str, table: &str) -> Client {
+    open_with(tonic::transport::Endpoint::from_shared(url.to_string()).unwrap(), table, None)
+        .await
+        .expect("open")
+}
+
+impl Client {
+    async fn send(&self, p: ReqPayload) {
+        self.tx
+            .send(EphemeralStreamRequest { payload: Some(p) })
+            .await
+            .expect("send");
+    }
+
+    /// Sends create_stream and returns the stream id or the error status.
+    async fn create(&mut self, table: &str, record_type: RecordType, descriptor: Option<Vec<u8>>) -> Result<String, Status> {
+        self.send(ReqPayload::CreateStream(CreateIngestStreamRequest {
+            table_name: Some(table.to_string()),
+            descriptor_proto: descriptor.map(Into::into),
+            record_type: Some(record_type as i32),
+        }))
+        .await;
+        match self.next().await? {
+            Some(RespPayload::CreateStreamResponse(r)) => Ok(r.stream_id.unwrap()),
+            other => panic!("unexpected response {other:?}"),
+        }
+    }
+
+    async fn json(&mut self, s: &str) -> i64 {
+        let off = self.next_offset;
+        self.next_offset += 1;
+        self.send(ReqPayload::IngestRecord(IngestRecordRequest {
+            offset_id: Some(off),
+            record: Some(Record::JsonRecord(s.to_string())),
+        }))
+        .await;
+        off
+    }
+
+    async fn json_batch(&mut self, recs: &[&str]) -> i64 {
+        let off = self.next_offset;
+        self.next_offset += 1;
+        self.send(ReqPayload::IngestRecordBatch(IngestRecordBatchRequest {
+            offset_id: Some(off),
+            batch: Some(Batch::JsonBatch(JsonRecordBatch {
+                records: recs.iter().map(|s| s.to_string()).collect(),
+            })),
+        }))
+        .await;
+        off
+    }
+
+    async fn proto(&mut self, b: Vec<u8>) -> i64 {
+        let off = self.next_offset;
+        self.next_offset += 1;
+        self.send(ReqPayload::IngestRecord(IngestRecordRequest {
+            offset_id: Some(off),
+            record: Some(Record::ProtoEncodedRecord(b.into())),
+        }))
+        .await;
+        off
+    }
+
+    /// Next response payload; Ok(None) at clean end of stream.
+    async fn next(&mut self) -> Result<Option<RespPayload>, Status> {
+        match tokio::time::timeout(Duration::from_secs(5), self.rx.message()).await {
+            Ok(Ok(Some(m))) => Ok(m.payload),
+            Ok(Ok(None)) => Ok(None),
+            Ok(Err(s)) => Err(s),
+            Err(_) => panic!("timed out waiting for a response"),
+        }
+    }
+
+    /// Reads acks until `offset` is acked; panics on anything else.
+    async fn wait_ack(&mut self, offset: i64) {
+        loop {
+            match self.next().await {
+                Ok(Some(RespPayload::IngestRecordResponse(r))) => {
+                    if r.durability_ack_up_to_offset.unwrap() >= offset {
+                        return;
+                    }
+                }
+                other => panic!("waiting for ack {offset}: got {other:?}"),
+            }
+        }
+    }
+
+    /// Reads until the stream ends; returns (highest ack, final status or None for OK).
+    async fn drain(&mut self) -> (i64, Option<Status>) {
+        let mut acked = -1;
+        loop {
+            match self.next().await {
+                Ok(Some(RespPayload::IngestRecordResponse(r))) => {
+                    acked = acked.max(r.durability_ack_up_to_offset.unwrap())
+                }
+                Ok(Some(other)) => panic!("unexpected {other:?}"),
+                Ok(None) => return (acked, None),
+                Err(s) => return (acked, Some(s)),
+            }
+        }
+    }
+}
+
+/// Minimal HTTP/1.1 client (Connection: close). Returns (status, body).
+async fn http1_on<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    let text = String::from_utf8(out).unwrap();
+    let status: u16 = text[9..12].parse().unwrap();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+async fn http1(srv: &LocalServer, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    let s = tokio::net::TcpStream::connect(srv.addr()).await.unwrap();
+    http1_on(s, method, path, headers, body).await
+}
+
+async fn control(srv: &LocalServer, method: &str, path: &str, body: Value) -> Value {
+    let body = if body.is_null() { String::new() } else { body.to_string() };
+    let (status, text) = http1(srv, method, path, &[("Content-Type", "application/json")], &body).await;
+    assert_eq!(status, 200, "{method} {path}: {text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn json_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = server(&dir, |_| {}).await;
+    let mut c = open(&srv.url(), TABLE).await;
+    let id = c.create(TABLE, RecordType::Json, None).await.unwrap();
+    assert!(id.starts_with("local-"));
+    c.json(r#"{"id": 1, "msg": "hello world"}"#).await;
+    c.json("{\n  \"id\" : 2,\n  \"nested\": {\"a\": [1, 2, 3]}\n}").await;
+    let last = c.json_batch(&[r#"{"id":3}"#, r#" {"id": 4, "s": "a \" b"} "#]).await;
+    c.wait_ack(last).await;
+    assert_eq!(
+        lines(&dir, TABLE),
+        vec![
+            r#"{"id":1,"msg":"hello world"}"#,
+            r#"{"id":2,"nested":{"a":[1,2,3]}}"#,
+            r#"{"id":3}"#,
+            r#"{"id":4,"s":"a \" b"}"#,
+        ]
+    );
+    // Client half-close: the server ends the stream OK.
+    drop(c.tx);
+    assert!(matches!(c.rx.message().await, Ok(None)));
+    let stats = control(&srv, "GET", "/control/stats", Value::Null).await;
+    assert_eq!(stats["committedRecords"][TABLE], 4);
+    assert_eq!(stats["streamsOpened"], 1);
+    assert!(stats["lastUserAgent"].as_str().unwrap().contains("tonic"), "{stats}");
+    srv.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_records_group_commit_and_concurrent_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = server(&dir, |_| {}).await;
+    let mut tasks = Vec::new();
+    for s in 0..4 {
+        let url = srv.url();
+        tasks.push(tokio::spawn(async move {
+            let mut c = open(&url, TABLE).await;
+            c.create(TABLE, RecordType::Json, None).await.unwrap();
+            let mut last = 0;
+            for i in 0..5000 {
+                last = c.json(&format!(r#"{{"stream":{s},"i":{i},"pad":"{}"}}"#, "x".repeat(64))).await;
+            }
+            c.wait_ack(last).await;
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let l = lines(&dir, TABLE);
+    assert_eq!(l.len(), 20_000);
+    let mut per_stream = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
+    for line in &l {
+        let v: Value = serde_json::from_str(line).unwrap();
+        per_stream[v["stream"].as_u64().unwrap() as usize].push(v["i"].as_u64().unwrap());
+    }
+    for p in per_stream {
+        assert_eq!(p, (0..5000).collect::<Vec<u64>>());
+    }
+    srv.shutdown().await;
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct Nested {
+    #[prost(bool, optional, tag = "1")]
+    ok: Option<bool>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct Rec {
+    #[prost(int64, optional, tag = "1")]
+    id: Option<i64>,
+    #[prost(string, optional, tag = "2")]
+    name: Option<String>,
+    #[prost(message, optional, tag = "3")]
+    nested: Option<Nested>,
+    #[prost(int32, repeated, packed = "false", tag = "4")]
+    tags: Vec<i32>,
+    #[prost(enumeration = "i32", optional, tag = "5")]
+    color: Option<i32>,
+}
+
+fn rec_descriptor(nested_type_name: &str) -> Vec<u8> {
+    use prost_types::field_descriptor_proto::{Label, Type};
+    use prost_types::{DescriptorProto, EnumDescriptorProto, EnumValueDescriptorProto, FieldDescriptorProto};
+    let field = |name: &str, number: i32, label: Label, ty: Type, type_name: Option<&str>| FieldDescriptorProto {
+        name: Some(name.to_string()),
+        number: Some(number),
+        label: Some(label as i32),
+        r#type: Some(ty as i32),
+        type_name: type_name.map(str::to_string),
+        ..Default::default()
+    };
+    DescriptorProto {
+        name: Some("Rec".to_string()),
+        field: vec![
+            field("id", 1, Label::Optional, Type::Int64, None),
+            field("name", 2, Label::Optional, Type::String, None),
+            field("nested", 3, Label::Optional, Type::Message, Some(nested_type_name)),
+            field("tags", 4, Label::Repeated, Type::Int32, None),
+            field("color", 5, Label::Optional, Type::Enum, Some(".my.pkg.Rec.Color")),
+        ],
+        nested_type: vec![DescriptorProto {
+            name: Some("Nested".to_string()),
+            field: vec![field("ok", 1, Label::Optional, Type::Bool, None)],
+            ..Default::default()
+        }],
+        enum_type: vec![EnumDescriptorProto {
+            name: Some("Color".to_string()),
+            value: vec![
+                EnumValueDescriptorProto { name: Some("RED".into()), number: Some(0), ..Default::default() },
+                EnumValueDescriptorProto { name: Some("BLUE".into()), number: Some(1), ..Default::default() },
+            ],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn proto_decodes_to_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = server(&dir, |_| {}).await;
+    let mut c = open(&srv.url(), TABLE).await;
+    c.create(TABLE, RecordType::Proto, Some(rec_descriptor(".my.pkg.Rec.Nested"))).await.unwrap();
+    let r1 = Rec {
+        id: Some(9_007_199_254_740_993),
+        name: Some("x".into()),
+        nested: Some(Nested { ok: Some(true) }),
+        tags: vec![1, 2],
+        color: Some(1),
+    };
+    c.proto(r1.encode_to_vec()).await;
+    let last = c.proto(Rec { id: Some(2), ..Default::default() }.encode_to_vec()).await;
+    c.wait_ack(last).await;
+    assert_eq!(
+        lines(&dir, TABLE),
+        vec![
+            r#"{"id":9007199254740993,"name":"x","nested":{"ok":true},"tags":[1,2],"color":"BLUE"}"#,
+            r#"{"id":2,"tags":[]}"#,
+        ]
+    );
+    // A JSON record on a PROTO stream is rejected.
+    let off = c.json(r#"{"a":1}"#).await;
+    let (_, st) = c.drain().await;
+    let st = st.unwrap();
+    assert_eq!(st.code(), Code::InvalidArgument);
+    assert!(st.message().contains(&format!("record at offset {off}: record type mismatch")), "{st:?}");
+
+    // Garbage bytes are a decode failure.
+    let mut c = open(&srv.url(), TABLE).await;
+    c.create(TABLE, RecordType::Proto, Some(rec_descriptor("Nested"))).await.unwrap();
+    c.proto(vec![0xff, 0xff, 0xff]).await;
+    let (acked, st) = c.drain().await;
+    assert_eq!(acked, -1);
+    assert!(st.unwrap().message().contains("record at offset 0: cannot decode protobuf record"));
+
+    // References outside the descriptor are rejected at create time.
+    let mut c = open(&srv.url(), TABLE).await;
+    let err = c
+        .create(TABLE, RecordType::Proto, Some(rec_descriptor(".google.protobuf.Timestamp")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("self-contained"), "{err:?}");
+
+    // PROTO without descriptor, UNSPECIFIED record type.
+    let mut c = open(&srv.url(), TABLE).await;
+    assert_eq!(c.create(TABLE, RecordType::Proto, None).await.unwrap_err().code(), Code::InvalidArgument);
+    let mut c = open(&srv.url(), TABLE).await;
+    assert_eq!(c.create(TABLE, RecordType::Unspecified, None).await.unwrap_err().code(), Code::InvalidArgument);
+    srv.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stream_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = server(&dir, |c| c.max_record_bytes = 100).await;
+
+    // Wrong offset: earlier record committed, then INVALID_ARGUMENT.
+    let mut c = open(&srv.url(), TABLE).await;
+    c.create(TABLE, RecordType::Json, None).await.unwrap();
+    c.json(r#"{"n":0}"#).await;
+    c.next_offset = 5;
+    c.json(r#"{"n":5}"#).await;
+    let (acked, st) = c.drain().await;
+    assert_eq!(acked, 0);
+    let st = st.unwrap();
+    assert_eq!(st.code(), Code::InvalidArgument);
+    assert!(st.message().contains("unexpected offset_id 5: expected 1"), "{st:?}");
+    assert_eq!(lines(&dir, TABLE).len(), 1);
+
+    // First message not create_stream.
+    let mut c = open(&srv.url(), TABLE).await;
+    c.json(r#"{"n":0}"#).await;
+    assert_eq!(c.next().await.unwrap_err().code(), Code::InvalidArgument);
+
+    // Unknown table.
+    let mut c = open(&srv.url(), "main.default.nope").await;
+    let err = c.create("main.default.nope", RecordType::Json, None).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+
+    // Header / table_name mismatch.
+    let mut c = open(&srv.url(), "main.default.other").await;
+    let err = c.create(TABLE, RecordType::Json, None).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+
+    // Bad record: everything before it is committed and acked, the rest is not.
+    let before = lines(&dir, TABLE).len();
+    let mut c = open(&srv.url(), TABLE).await;
+    c.create(TABLE, RecordType::Json, None).await.unwrap();
+    for i in 0..5 {
+        c.json(&format!(r#"{{"good":{i}}}"#)).await;
+    }
+    c.json_batch(&[r#"{"good":5}"#, "{\"good\":6}"]).await;
+    c.json_batch(&[r#"{"bad":7}"#, "nope"]).await; // offset 6: whole batch rejected
+    c.json(r#"{"after":1}"#).await;
+    let (acked, st) = c.drain().await;
+    assert_eq!(acked, 5);
+    let st = st.unwrap();
+    assert_eq!(st.code(), Code::InvalidArgument);
+    assert!(st.message().starts_with("record at offset 6 (batch index 1): invalid JSON:"), "{st:?}");
+    let l = lines(&dir, TABLE);
+    assert_eq!(l.len() - before, 7);
+    assert_eq!(l.last().unwrap(), r#"{"good":6}"#);
+
+    // Non-object and oversize records.
+    let mut c = open(&srv.url(), TABLE).await;
+    c.create(TABLE, RecordType::Json, None).await.unwrap();
+    c.json("[1,2]").await;
+    let st = c.drain().await.1.unwrap();
+    assert!(st.message().contains("record at offset 0: JSON record is not an object"), "{st:?}");
+    let mut c = open(&srv.url(), TABLE).await;
+    c.create(TABLE, RecordType::Json, None).await.unwrap();
+    c.json(&format!(r#"{{"big":"{}"}}"#, "x".repeat(200))).await;
+    let st = c.drain().await.1.unwrap();
+    assert_eq!(st.code(), Code::InvalidArgument);
+    assert!(st.message().contains("exceeds the maximum record size of 100 bytes"), "{st:?}");
+    srv.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tables_control_and_auto_create() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = server(&dir, |_| {}).await;
+    let (status, _) = http1(&srv, "POST", "/control/tables", &[], r#"{"name":"bad"}"#).await;
+    assert_eq!(status, 400);
+    let r = control(&srv, "POST", "/control/tables", json!({"name": "a.b.c"})).await;
+    assert_eq!(r["created"], true);
+    let mut c = open(&srv.url(), "a.b.c").await;
+    c.create("a.b.c", RecordType::Json, None).await.unwrap();
+    let o = c.json(r#"{"x":1}"#).await;
+    c.wait_ack(o).await;
+    assert_eq!(lines(&dir, "a.b.c"), vec![r#"{"x":1}"#]);
+    srv.shutdown().await;
+
+    let srv = server(&dir, |c| c.auto_create_tables = true).await;
+    let mut c = open(&srv.url(), "x.y.z").await;
+    c.create("x.y.z", RecordType::Json, None).await.unwrap();
+    let o = c.json(r#"{"x":2}"#).await;
+    c.wait_ack(o).await;
+    assert_eq!(lines(&dir, "x.y.z"), vec![r#"{"x":2}"#]);
+    srv.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fault_drop_after_records_discards_uncommitted() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = server(&dir, |_| {}).await;
+    control(&srv, "POST", "/control/faults", json!({"table": TABLE, "dropAfterRecords": 10})).await;
+    let stats = control(&srv, "GET", "/control/stats", Value::Null).await;
+    assert_eq!(stats["faultsRemaining"].as_array().unwrap().len(), 1);
+    let mut c = open(&srv.url(), TABLE).await;
+    c.create(TABLE, RecordType::Json, None).await.unwrap();
+    for i in 0..20 {
+        c.json(&format!(r#"{{"i":{i}}}"#)).await;
+    }
+    let (acked, st) = c.drain().await;
+    let st = st.unwrap();
+    assert_eq!(st.code(), Code::Unavailable);
+    assert_eq!(st.message(), "injected fault: stream dropped");
+    assert!(acked < 10);
+    // Exactly the acked records are in the file: a replay produces no duplicates.
+    assert_eq!(lines(&dir, TABLE).len() as i64, acked + 1);
+
+    // The fault is used up: the next stream works.
+    let mut c = open(&srv.url(), TABLE).await;
+    c.create(TABLE, RecordType::Json, None).await.unwrap();
+    let mut last = 0;
+    for i in 0..20 {
+        last = c.json(&format!(r#"{{"i":{i}}}"#)).await;
+    }
+    c.wait_ack(last).await;
+    assert_eq!(lines(&dir, TABLE).len() as i64, acked + 1 + 20);
+    srv.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fault_close_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = server(&dir, |_| {}).await;
+    control(&srv, "POST", "/control/faults", json!({"closeSignalAfterRecords": {"records": 2, "durationMs": 300}})).await;
+    let mut c = open(&srv.url(), TABLE).await;
+    c.create(TABLE, RecordType::Json, None).await.unwrap();
+    c.json(r#"{"i":0}"#).await;
+    c.json(r#"{"i":1}"#).await;
+    let started = std::time::Instant::now();
+    let mut got_signal = false;
+    let mut acked = -1;
+    let end = loop {
+        match c.next().await {
+            Ok(Some(RespPayload::CloseStreamSignal(s))) => {
+                let d = s.duration.unwrap();
+                assert_eq!((d.seconds, d.nanos), (0, 300_000_000));
+                got_signal = true;
+            }
+            Ok(Some(RespPayload::IngestRecordResponse(r))) => acked = r.durability_ack_up_to_offset.unwrap(),
+            Ok(Some(other)) => panic!("{other:?}"),
+            Ok(None) => break None,
+            Err(s) => break Some(s),
+        }
+    };
+    assert!(got_signal);
+    assert_eq!(acked, 1);
+    assert!(end.is_none(), "{end:?}");
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    srv.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn faults_fail_create_fail_after_withhold_delay() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = server(&dir, |_| {}).await;
+    let (status, _) = http1(&srv, "POST", "/control/faults", &[], r#"{"failCreate":{"code":"NOPE"}}"#).await;
+    assert_eq!(status, 400);
+    control(&srv, "POST", "/control/faults", json!({"times": 2, "failCreate": {"code": "UNAVAILABLE", "message": "try later"}})).await;
+    for _ in 0..2 {
+        let mut c = open(&srv.url(), TABLE).await;
+        let err = c.create(TABLE, RecordType::Json, None).await.unwrap_err();
+        assert_eq!((err.code(), err.message()), (Code::Unavailable, "try later"));
+    }
+
+    control(&srv, "POST", "/control/faults", json!({"failAfterRecords": {"records": 3, "code": "INTERNAL", "message": "boom"}})).await;
+    let mut c = open(&srv.url(), TABLE).await;
+    c.create(TABLE, RecordType::Json, None).await.unwrap();
+    for i in 0..5 {
+        c.json(&format!(r#"{{"i":{i}}}"#)).await;
+    }
+    let (acked, st) = c.drain().await;
+    assert_eq!(acked, 2);
+    assert_eq!(st.unwrap().code(), Code::Internal);
+    assert_eq!(lines(&dir, TABLE).len(), 3);
+
+    control(&srv, "POST", "/control/faults", json!({"withholdAcks": true})).await;
+    let mut c = open(&srv.url(), TABLE).await;
+    c.create(TABLE, RecordType::Json, None).await.unwrap();
+    c.json(r#"{"w":1}"#).await;
+    assert!(tokio::time::timeout(Duration::from_millis(300), c.rx.message()).await.is_err());
+    drop(c);
+
+    control(&srv, "POST", "/control/faults", json!({"ackDelayMs": 300})).await;
+    let mut c = open(&srv.url(), TABLE).await;
+    c.create(TABLE, RecordType::Json, None).await.unwrap();
+    let t = std::time::Instant::now();
+    let o = c.json(r#"{"d":1}"#).await;
+    c.wait_ack(o).await;
+    assert!(t.elapsed() >= Duration::from_millis(280));
+    assert_eq!(lines(&dir, TABLE).len(), 4);
+
+    let stats = control(&srv, "GET", "/control/stats", Value::Null).await;
+    assert_eq!(stats["faultsRemaining"], json!([]));
+    control(&srv, "POST", "/control/faults", json!({"table": "x.y.z", "withholdAcks": true})).await;
+    control(&srv, "DELETE", "/control/faults", Value::Null).await;
+    control(&srv, "POST", "/control/reset", Value::Null).await;
+    let stats = control(&srv, "GET", "/control/stats", Value::Null).await;
+    assert_eq!(stats["streamsOpened"], 0);
+    assert_eq!(stats["committedRecords"][TABLE], 0);
+    srv.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn token_endpoint_and_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = server(&dir, |c| {
+        c.client_id = Some("cid".into());
+        c.client_secret = Some("secret".into());
+    })
+    .await;
+    let form = "grant_type=client_credentials&scope=all-apis&authorization_details=%5B%7B%22type%22%3A%22unity_catalog_privileges%22%7D%5D";
+    let ct = ("Content-Type", "application/x-www-form-urlencoded");
+    let bad = format!("Basic {}", b64("cid:wrong"));
+    let (status, _) = http1(&srv, "POST", "/oidc/v1/token", &[ct, ("Authorization", &bad)], form).await;
+    assert_eq!(status, 401);
+    let (status, _) = http1(&srv, "POST", "/oidc/v1/token", &[ct], form).await;
+    assert_eq!(status, 401);
+    let good = format!("Basic {}", b64("cid:secret"));
+    let (status, body) = http1(&srv, "POST", "/oidc/v1/token", &[ct, ("Authorization", &good)], form).await;
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["token_type"], "Bearer");
+    assert_eq!(v["expires_in"], 3600);
+    let token = v["access_token"].as_str().unwrap().to_string();
+    let stats = control(&srv, "GET", "/control/stats", Value::Null).await;
+    assert_eq!(stats["lastAuthorizationDetails"], r#"[{"type":"unity_catalog_privileges"}]"#);
+
+    let ep = || tonic::transport::Endpoint::from_shared(srv.url()).unwrap();
+    let mut c = open_with(ep(), TABLE, None).await.unwrap();
+    assert_eq!(c.create(TABLE, RecordType::Json, None).await.unwrap_err().code(), Code::Unauthenticated);
+    let mut c = open_with(ep(), TABLE, Some("zbl_forged")).await.unwrap();
+    assert_eq!(c.create(TABLE, RecordType::Json, None).await.unwrap_err().code(), Code::Unauthenticated);
+    let mut c = open_with(ep(), TABLE, Some(&token)).await.unwrap();
+    c.create(TABLE, RecordType::Json, None).await.unwrap();
+    let o = c.json(r#"{"ok":true}"#).await;
+    c.wait_ack(o).await;
+    srv.shutdown().await;
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tls_grpc_and_http1() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert_pem = cert.cert.pem();
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, &cert_pem).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let srv = server(&dir, |c| {
+        c.tls_cert_pem = Some(cert_path.display().to_string());
+        c.tls_key_pem = Some(key_path.display().to_string());
+    })
+    .await;
+    assert!(srv.url().starts_with("https://127.0.0.1:"));
+
+    // gRPC over TLS (h2 via ALPN).
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(&cert_pem))
+        .domain_name("localhost");
+    let ep = tonic::transport::Endpoint::from_shared(srv.url()).unwrap().tls_config(tls).unwrap();
+    let mut c = open_with(ep, TABLE, None).await.unwrap();
+    c.create(TABLE, RecordType::Json, None).await.unwrap();
+    let o = c.json(r#"{"tls":true}"#).await;
+    c.wait_ack(o).await;
+
+    // HTTP/1.1 over TLS (token endpoint).
+    use tokio_rustls::rustls;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let mut cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg));
+    let tcp = tokio::net::TcpStream::connect(srv.addr()).await.unwrap();
+    let s = connector
+        .connect(rustls_pki_types::ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let (status, body) = http1_on(s, "POST", "/oidc/v1/token", &[], "grant_type=client_credentials").await;
+    assert_eq!(status, 200, "{body}");
+    srv.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_ends_open_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = server(&dir, |_| {}).await;
+    let mut c = open(&srv.url(), TABLE).await;
+    c.create(TABLE, RecordType::Json, None).await.unwrap();
+    let o = c.json(r#"{"a":1}"#).await;
+    c.wait_ack(o).await;
+    let t = std::time::Instant::now();
+    srv.shutdown().await;
+    assert!(t.elapsed() < Duration::from_secs(3));
+    let (_, st) = c.drain().await;
+    assert_eq!(st.unwrap().code(), Code::Unavailable);
+}
