@@ -153,7 +153,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     this.#drainQueueBlocking();
     for (;;) {
       const r = this.#submitOne(prepared);
-      if (r >= 0) return r;
+      if (r >= 0) return (this.#last = r);
       if (r !== BACKPRESSURE) throw lastError();
       this.#blockForCapacity();
     }
@@ -165,7 +165,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     this.#drainQueueBlocking();
     for (;;) {
       const r = this.#submitBatch(prepared);
-      if (r >= 0) return r;
+      if (r >= 0) return (this.#last = r);
       if (r !== BACKPRESSURE) throw lastError();
       this.#blockForCapacity();
     }
@@ -182,6 +182,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
 
   /** Resolves when every record queued so far is durable. */
   async flush(): Promise<void> {
+    this.#poll();
     while (this.#queued.length > 0) await this.waitForOffset(this.#acked + 1);
     return this.waitForOffset(this.#last);
   }

@@ -118,11 +118,27 @@ impl Codec for ZerobusCodec {
     }
 }
 
+/// Test instrumentation (feature `alloc-probe`): true on a thread while tonic encodes a message,
+/// from the moment the sender hands it over (tonic then reserves its frame header and calls
+/// [`RequestEncoder::encode`]) until the encoder returns.
+#[cfg(feature = "alloc-probe")]
+pub mod probe {
+    use std::cell::Cell;
+    thread_local! {
+        pub static IN_ENCODER: Cell<bool> = const { Cell::new(false) };
+    }
+    pub(crate) fn set(on: bool) {
+        IN_ENCODER.with(|f| f.set(on));
+    }
+}
+
 impl Encoder for RequestEncoder {
     type Item = OutRequest;
     type Error = Status;
     fn encode(&mut self, item: OutRequest, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
         item.encode(dst);
+        #[cfg(feature = "alloc-probe")]
+        probe::set(false);
         Ok(())
     }
     fn buffer_settings(&self) -> BufferSettings {

@@ -474,7 +474,16 @@ struct OutStream {
 impl Stream for OutStream {
     type Item = OutRequest;
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<OutRequest>> {
-        let this = self.get_mut();
+        let r = self.get_mut().next_request(cx);
+        #[cfg(feature = "alloc-probe")]
+        crate::codec::probe::set(matches!(r, Poll::Ready(Some(_))));
+        r
+    }
+}
+
+impl OutStream {
+    fn next_request(&mut self, cx: &mut Context<'_>) -> Poll<Option<OutRequest>> {
+        let this = self;
         if let Some(c) = this.create.take() {
             return Poll::Ready(Some(OutRequest::Create(c)));
         }
