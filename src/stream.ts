@@ -1,6 +1,6 @@
 // A Zerobus ingestion stream over the native library.
 import { JSCallback, FFIType, ptr, type Pointer } from "bun:ffi";
-import { toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { create, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { lib } from "./native";
 import { codeName, errorClass, lastError, InvalidArgumentError, ZerobusError } from "./errors";
 import { bytesPtr, drainReleased, hold, releaseFn } from "./memory";
@@ -225,7 +225,10 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
       );
     }
     if (this.#schema && record !== null && typeof record === "object") {
-      return toBinary(this.#schema, record as MessageShape<DescMessage>);
+      const schema = this.#schema;
+      // Messages made with create(); plain init objects are accepted too.
+      const msg = (record as { $typeName?: string }).$typeName === schema.typeName ? record : create(schema, record as never);
+      return toBinary(schema, msg as MessageShape<DescMessage>);
     }
     throw new InvalidArgumentError(
       this.#schema

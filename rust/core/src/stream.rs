@@ -122,6 +122,8 @@ struct State {
     closing: bool,
     /// Everything is acknowledged and the request stream should end.
     finished: bool,
+    /// The server sent CloseStreamSignal: stop sending on this physical stream.
+    draining: bool,
     failed: Option<ZerobusError>,
     sender_waker: Option<Waker>,
 }
@@ -204,6 +206,7 @@ impl ZerobusStream {
                 ready: false,
                 closing: false,
                 finished: false,
+                draining: false,
                 failed: None,
                 sender_waker: None,
             }),
@@ -492,6 +495,12 @@ impl OutStream {
         }
         let mut st = this.shared.lock();
         if st.generation != this.generation {
+            // An abandoned physical stream: the supervisor resets it (RST_STREAM) rather than
+            // half-closing it, so the server discards what it did not acknowledge.
+            return Poll::Pending;
+        }
+        if st.draining {
+            // CloseStreamSignal: send nothing more here; half-close so the server can finish.
             return Poll::Ready(None);
         }
         if st.ready && st.sent < st.landing.len() {
@@ -525,7 +534,7 @@ async fn supervise(shared: Arc<Shared>) {
     let mut failures = 0u32;
     loop {
         let opened = open_physical(&shared).await;
-        let mut responses = match opened {
+        let mut physical = match opened {
             Ok(r) => r,
             Err(e) => {
                 failures += 1;
@@ -549,8 +558,9 @@ async fn supervise(shared: Arc<Shared>) {
                 continue;
             }
         };
-        match read_acks(&shared, &mut responses, &mut failures).await {
+        match read_acks(&shared, &mut physical.responses, &mut failures).await {
             Outcome::Finished => {
+                physical.cancel.0 = None; // ended cleanly: nothing to reset
                 shared.update(|p| p.state = StreamState::Closed);
                 return;
             }
@@ -579,7 +589,7 @@ async fn supervise(shared: Arc<Shared>) {
 
 type Responses = tonic::Streaming<EphemeralStreamResponse>;
 
-async fn open_physical(shared: &Arc<Shared>) -> Result<Responses> {
+async fn open_physical(shared: &Arc<Shared>) -> Result<Physical> {
     let headers = shared.headers.headers(&shared.table.table_name).await?;
     let generation = {
         let mut st = shared.lock();
@@ -588,6 +598,7 @@ async fn open_physical(shared: &Arc<Shared>) -> Result<Responses> {
         }
         st.generation += 1;
         st.ready = false;
+        st.draining = false;
         st.sent = 0;
         st.generation
     };
@@ -600,6 +611,7 @@ async fn open_physical(shared: &Arc<Shared>) -> Result<Responses> {
     };
     let out = OutStream { shared: shared.clone(), generation, create: Some(create), buf: VecDeque::new() };
     let mut request = tonic::Request::new(out);
+    let cancel = CancelOnDrop(Some(request.cancellation_handle()));
     let md = request.metadata_mut();
     for (k, v) in headers.iter() {
         let key = MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())
@@ -659,7 +671,24 @@ async fn open_physical(shared: &Arc<Shared>) -> Result<Responses> {
         p.stream_id = Some(stream_id);
         p.streams_opened += 1;
     });
-    Ok(responses)
+    Ok(Physical { responses, cancel })
+}
+
+/// Resets the gRPC call (HTTP/2 RST_STREAM) when dropped, unless it ended cleanly.
+struct CancelOnDrop(Option<tonic::CancellationHandle>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            h.cancel();
+        }
+    }
+}
+
+/// One open physical stream: its responses, and the handle that resets it when abandoned.
+struct Physical {
+    responses: Responses,
+    cancel: CancelOnDrop,
 }
 
 async fn read_acks(shared: &Arc<Shared>, responses: &mut Responses, failures: &mut u32) -> Outcome {
@@ -685,8 +714,24 @@ async fn read_acks(shared: &Arc<Shared>, responses: &mut Responses, failures: &m
                         *failures = 0;
                     }
                 }
-                Some(ephemeral_stream_response::Payload::CloseStreamSignal(_)) => {
-                    // Move to a new stream now, before the server closes this one.
+                Some(ephemeral_stream_response::Payload::CloseStreamSignal(sig)) => {
+                    // Hand over to a new stream: stop sending here, collect the acks of what this
+                    // stream already got (until it ends or the announced close time), then
+                    // reopen and replay the rest.
+                    let waker = {
+                        let mut st = shared.lock();
+                        st.draining = true;
+                        st.sender_waker.take()
+                    };
+                    if let Some(w) = waker {
+                        w.wake();
+                    }
+                    let grace = sig
+                        .duration
+                        .map(|d| Duration::from_secs(d.seconds.max(0) as u64) + Duration::from_nanos(d.nanos.max(0) as u64))
+                        .unwrap_or(ack_timeout)
+                        .min(ack_timeout);
+                    let _ = tokio::time::timeout(grace, drain_acks(shared, responses)).await;
                     return Outcome::Recover(ZerobusError::new(ErrorCode::Transport, "server asked to close the stream"));
                 }
                 Some(ephemeral_stream_response::Payload::CreateStreamResponse(_)) | None => {}
@@ -710,6 +755,17 @@ async fn read_acks(shared: &Arc<Shared>, responses: &mut Responses, failures: &m
                     return Outcome::Recover(e);
                 }
                 return Outcome::Fail(e);
+            }
+        }
+    }
+}
+
+/// Applies acks until the (draining) stream ends.
+async fn drain_acks(shared: &Arc<Shared>, responses: &mut Responses) {
+    while let Ok(Some(resp)) = responses.message().await {
+        if let Some(ephemeral_stream_response::Payload::IngestRecordResponse(r)) = resp.payload {
+            if let Some(p) = r.durability_ack_up_to_offset.filter(|p| *p >= 0) {
+                ack(shared, p);
             }
         }
     }

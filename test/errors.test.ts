@@ -1,0 +1,111 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { fixture, FAST, TABLE } from "./helpers";
+import { EventSchema } from "./schema";
+import { InvalidArgumentError, ZerobusError, ZerobusSdk } from "../src/index";
+
+let f: ReturnType<typeof fixture>;
+beforeAll(() => {
+  f = fixture();
+});
+afterAll(() => f.close());
+
+async function stream(table: string, extra: Record<string, unknown> = {}) {
+  await f.server.addTable(table);
+  return f.sdk.createStream({ table, recordType: "json", ...FAST, ...extra });
+}
+
+describe("bad input is refused with clear errors", () => {
+  test("unknown table: createStream rejects with NOT_FOUND", async () => {
+    const err = await f.sdk.createStream({ table: "main.default.nope", ...FAST }).catch((e) => e);
+    expect(err).toBeInstanceOf(ZerobusError);
+    expect(err.code).toBe("NOT_FOUND");
+    expect(err.retryable).toBe(false);
+    expect(err.message).toContain("main.default.nope");
+  });
+
+  test("table name without three parts", async () => {
+    const err = await f.sdk.createStream({ table: "events", ...FAST }).catch((e) => e);
+    expect(err).toBeInstanceOf(InvalidArgumentError);
+    expect(err.message).toContain("catalog.schema.table");
+  });
+
+  test("proto stream without a descriptor", async () => {
+    const err = await f.sdk.createStream({ table: TABLE, recordType: "proto", ...FAST }).catch((e) => e);
+    expect(err).toBeInstanceOf(InvalidArgumentError);
+    expect(err.message).toContain("descriptor");
+  });
+
+  test("missing auth", async () => {
+    const err = await f.sdk.createStream({ table: TABLE }).catch((e) => e);
+    expect(err).toBeInstanceOf(InvalidArgumentError);
+    expect(err.message).toContain("clientId");
+  });
+
+  test("unknown stream option is rejected", async () => {
+    const err = await f.sdk.createStream({ table: TABLE, ...FAST, maxInflight: 5 } as any).catch((e) => e);
+    expect(err).toBeInstanceOf(InvalidArgumentError);
+    expect(err.message).toContain("maxInflight");
+  });
+
+  test("SDK without endpoint", () => {
+    expect(() => new ZerobusSdk({} as any)).toThrow(InvalidArgumentError);
+  });
+
+  test("oversize record: rejected at once, stream stays usable, nothing lost", async () => {
+    const table = "main.default.oversize";
+    const s = await stream(table, { maxRecordBytes: 1000 });
+    const a = s.ingest({ i: 0 });
+    const err = await s.ingest({ big: "x".repeat(2000) }).catch((e) => e);
+    expect(err).toBeInstanceOf(InvalidArgumentError);
+    expect(err.message).toContain("max_record_bytes");
+    const b = s.ingest({ i: 1 });
+    expect(await Promise.all([a, b])).toEqual([0, 1]);
+    await s.close();
+    expect(f.server.records(table)).toEqual([{ i: 0 }, { i: 1 }]);
+  });
+
+  test("wrong input types", async () => {
+    const s = await stream("main.default.types");
+    await expect(s.ingest(42 as any)).rejects.toThrow("JSON stream takes objects");
+    await expect(s.ingest(null as any)).rejects.toThrow(InvalidArgumentError);
+    await expect(s.ingestBatch([])).rejects.toThrow("at least one record");
+    expect(() => s.submit(undefined as any)).toThrow(InvalidArgumentError);
+    await s.close();
+    const p = await f.sdk.createStream({ table: TABLE, schema: EventSchema, ...FAST });
+    await expect(p.ingest("text" as any)).rejects.toThrow("test.Event");
+    await p.close();
+  });
+
+  test("invalid JSON: the server refuses it; earlier records stay durable, later ones fail", async () => {
+    const table = "main.default.badjson";
+    const s = await stream(table, { recovery: true });
+    const good = [s.ingest({ i: 0 }), s.ingest({ i: 1 })];
+    await Promise.all(good);
+    const bad = s.ingest("{not json");
+    const after = s.ingest({ i: 3 });
+    const err = await bad.catch((e) => e);
+    expect(err).toBeInstanceOf(ZerobusError);
+    expect(err.code).toBe("SERVER_ERROR");
+    expect(err.retryable).toBe(false);
+    expect(err.message).toContain("invalid JSON");
+    await expect(after).rejects.toThrow(ZerobusError);
+    expect(s.state).toBe("failed");
+    expect(s.ackedOffset).toBe(1);
+    expect(s.error?.offsets).toEqual({ first: 2, last: 3 });
+    expect(() => s.submit({ i: 4 })).toThrow("stream failed");
+    await expect(s.close()).rejects.toThrow(ZerobusError);
+    expect(f.server.records(table)).toEqual([{ i: 0 }, { i: 1 }]);
+  });
+
+  test("wrong proto bytes: decode error names the offset", async () => {
+    const table = "main.default.badproto";
+    await f.server.addTable(table);
+    const s = await f.sdk.createStream({ table, schema: EventSchema, ...FAST });
+    await s.ingest({ id: 1n, name: "ok" } as any);
+    const err = await s.ingest(new Uint8Array([0xff, 0xff, 0xff])).catch((e) => e);
+    expect(err.code).toBe("SERVER_ERROR");
+    expect(err.message).toContain("offset 1");
+    expect(f.server.records(table).length).toBe(1);
+    await s.close().catch(() => {});
+  });
+});

@@ -1,0 +1,149 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { fixture, FAST } from "./helpers";
+import { ZerobusError } from "../src/index";
+
+let f: ReturnType<typeof fixture>;
+beforeAll(() => {
+  f = fixture();
+});
+afterAll(() => f.close());
+
+/** Ingests `n` records (in batches of `batch` when given) and returns the table's rows after close. */
+async function run(table: string, n: number, opts: Record<string, unknown> = {}, batch = 0) {
+  await f.server.addTable(table);
+  const s = await f.sdk.createStream({ table, recordType: "json", ...FAST, ...opts });
+  const acks: Promise<number>[] = [];
+  if (batch) {
+    for (let i = 0; i < n; i += batch) {
+      acks.push(s.ingestBatch(Array.from({ length: Math.min(batch, n - i) }, (_, j) => ({ i: i + j }))));
+    }
+  } else {
+    for (let i = 0; i < n; i++) acks.push(s.ingest({ i }));
+  }
+  const offsets = await Promise.all(acks);
+  expect(offsets).toEqual(acks.map((_, k) => k));
+  const opened = s.streamsOpened;
+  await s.close();
+  return { rows: f.server.records(table), opened };
+}
+
+function expectExactlyOnce(rows: { i: number }[], n: number) {
+  expect(rows.length).toBe(n);
+  expect(rows.map((r) => r.i)).toEqual(Array.from({ length: n }, (_, i) => i));
+}
+
+describe("recovery: replay without loss or duplicates", () => {
+  test("stream dropped mid-way", async () => {
+    await f.server.addFault({ table: "main.default.r_drop", dropAfterRecords: 3000 });
+    const { rows, opened } = await run("main.default.r_drop", 10_000);
+    expect(opened).toBe(2);
+    expectExactlyOnce(rows as any, 10_000);
+  });
+
+  test("stream dropped twice, with batches", async () => {
+    await f.server.addFault({ table: "main.default.r_drop2", dropAfterRecords: 2500, times: 2 });
+    const { rows, opened } = await run("main.default.r_drop2", 10_000, {}, 100);
+    expect(opened).toBe(3);
+    expectExactlyOnce(rows as any, 10_000);
+  });
+
+  test("CloseStreamSignal moves to a new stream", async () => {
+    await f.server.addFault({ table: "main.default.r_close", closeSignalAfterRecords: { records: 1000, durationMs: 200 } });
+    const { rows, opened } = await run("main.default.r_close", 5000);
+    expect(opened).toBeGreaterThanOrEqual(2);
+    expectExactlyOnce(rows as any, 5000);
+  });
+
+  test("withheld acks trip the ack timeout and the records are replayed", async () => {
+    await f.server.addFault({ table: "main.default.r_withhold", withholdAcks: true });
+    const { rows, opened } = await run("main.default.r_withhold", 500, { serverLackOfAckTimeoutMs: 500 });
+    expect(opened).toBe(2);
+    expectExactlyOnce(rows as any, 500);
+  });
+
+  test("retryable server error (INTERNAL) after some records", async () => {
+    await f.server.addFault({ table: "main.default.r_internal", failAfterRecords: { records: 100, code: "INTERNAL", message: "boom" } });
+    const { rows, opened } = await run("main.default.r_internal", 1000);
+    expect(opened).toBe(2);
+    expectExactlyOnce(rows as any, 1000);
+  });
+
+  test("stream creation failing with UNAVAILABLE is retried", async () => {
+    await f.server.addFault({ table: "main.default.r_create", failCreate: { code: "UNAVAILABLE", message: "try later" }, times: 2 });
+    const { rows, opened } = await run("main.default.r_create", 100);
+    expect(opened).toBe(1);
+    expectExactlyOnce(rows as any, 100);
+  });
+
+  test("delayed acks with a small in-flight limit: backpressure keeps order", async () => {
+    await f.server.addFault({ table: "main.default.r_slow", ackDelayMs: 20, times: 1 });
+    const { rows } = await run("main.default.r_slow", 2000, { maxInflightRecords: 50 });
+    expectExactlyOnce(rows as any, 2000);
+  });
+
+  test("submit blocks for capacity instead of failing", async () => {
+    const table = "main.default.r_submit";
+    await f.server.addTable(table);
+    await f.server.addFault({ table, ackDelayMs: 10 });
+    const s = await f.sdk.createStream({ table, recordType: "json", ...FAST, maxInflightRecords: 10 });
+    for (let i = 0; i < 300; i++) s.submit({ i });
+    await s.close();
+    expectExactlyOnce(f.server.records(table) as any, 300);
+  });
+});
+
+describe("failures that recovery must not hide", () => {
+  test("non-retryable error mid-stream fails pending records; acked ones stay", async () => {
+    const table = "main.default.f_invalid";
+    await f.server.addTable(table);
+    await f.server.addFault({ table, failAfterRecords: { records: 10, code: "INVALID_ARGUMENT", message: "rejected" } });
+    const s = await f.sdk.createStream({ table, recordType: "json", ...FAST });
+    const acks = Array.from({ length: 50 }, (_, i) => s.ingest({ i }).then(() => true, (e) => e));
+    const results = await Promise.all(acks);
+    const okCount = results.filter((r) => r === true).length;
+    expect(okCount).toBe(10);
+    const err = results[49] as ZerobusError;
+    expect(err).toBeInstanceOf(ZerobusError);
+    expect(err.retryable).toBe(false);
+    expect(err.message).toContain("rejected");
+    expect(s.state).toBe("failed");
+    expectExactlyOnce(f.server.records(table) as any, 10);
+    await s.close().catch(() => {});
+  });
+
+  test("recovery gives up after recoveryRetries attempts", async () => {
+    const table = "main.default.f_giveup";
+    await f.server.addTable(table);
+    await f.server.addFault({ table, failCreate: { code: "UNAVAILABLE", message: "down" }, times: 10 });
+    const err = await f.sdk.createStream({ table, recordType: "json", ...FAST, recoveryRetries: 2 }).catch((e) => e);
+    expect(err).toBeInstanceOf(ZerobusError);
+    expect(err.code).toBe("TRANSPORT");
+    expect(err.retryable).toBe(true);
+    expect(err.message).toContain("gave up after 3 attempts");
+    await f.server.clearFaults();
+  });
+
+  test("recovery disabled: a dropped stream fails its pending records", async () => {
+    const table = "main.default.f_norecovery";
+    await f.server.addTable(table);
+    await f.server.addFault({ table, dropAfterRecords: 10 });
+    const s = await f.sdk.createStream({ table, recordType: "json", ...FAST, recovery: false });
+    const results = await Promise.all(Array.from({ length: 30 }, (_, i) => s.ingest({ i }).then(() => true, (e) => e)));
+    expect(results.some((r) => r instanceof ZerobusError)).toBe(true);
+    expect(s.state).toBe("failed");
+    const ok = results.filter((r) => r === true).length;
+    expect(f.server.records(table).length).toBe(ok);
+    await s.close().catch(() => {});
+  });
+
+  test("unreachable endpoint fails stream creation with a transport error", async () => {
+    const { ZerobusSdk } = await import("../src/index");
+    const sdk = new ZerobusSdk({ endpoint: "http://127.0.0.1:1" });
+    const err = await sdk
+      .createStream({ table: "a.b.c", recordType: "json", ...FAST, recoveryRetries: 1, recoveryBackoffMs: 10 })
+      .catch((e) => e);
+    expect(err).toBeInstanceOf(ZerobusError);
+    expect(err.code).toBe("TRANSPORT");
+    sdk.close();
+  });
+});
