@@ -91,6 +91,10 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   }
   /** Physical streams opened so far (1 + recoveries). */
   get streamsOpened(): number {
+    if (this.#h) {
+      lib.zerobus_stream_progress(this.#h, this.#progress);
+      this.#streamsOpened = Number(this.#progress[2]);
+    }
     return this.#streamsOpened;
   }
   /** The failure, once the stream failed. */

@@ -11,7 +11,8 @@ afterAll(() => f.close());
 /** Ingests `n` records (in batches of `batch` when given) and returns the table's rows after close. */
 async function run(table: string, n: number, opts: Record<string, unknown> = {}, batch = 0) {
   await f.server.addTable(table);
-  const s = await f.sdk.createStream({ table, recordType: "json", ...FAST, ...opts });
+  const { waitForStreams: _, ...streamOpts } = opts;
+  const s = await f.sdk.createStream({ table, recordType: "json", ...FAST, ...streamOpts });
   const acks: Promise<number>[] = [];
   if (batch) {
     for (let i = 0; i < n; i += batch) {
@@ -22,6 +23,8 @@ async function run(table: string, n: number, opts: Record<string, unknown> = {},
   }
   const offsets = await Promise.all(acks);
   expect(offsets).toEqual(acks.map((_, k) => k));
+  // A handover after CloseStreamSignal may still be opening the next stream: give it a moment.
+  for (let t = 0; t < 100 && opts.waitForStreams && s.streamsOpened < (opts.waitForStreams as number); t++) await Bun.sleep(20);
   const opened = s.streamsOpened;
   await s.close();
   return { rows: f.server.records(table), opened };
@@ -49,7 +52,7 @@ describe("recovery: replay without loss or duplicates", () => {
 
   test("CloseStreamSignal moves to a new stream", async () => {
     await f.server.addFault({ table: "main.default.r_close", closeSignalAfterRecords: { records: 1000, durationMs: 200 } });
-    const { rows, opened } = await run("main.default.r_close", 5000);
+    const { rows, opened } = await run("main.default.r_close", 5000, { waitForStreams: 2 });
     expect(opened).toBeGreaterThanOrEqual(2);
     expectExactlyOnce(rows as any, 5000);
   });
