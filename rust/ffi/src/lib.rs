@@ -314,7 +314,29 @@ pub unsafe extern "C" fn zerobus_sdk_free(sdk: *mut ZerobusSdkHandle) {
 /// Opaque stream handle.
 pub struct ZerobusStreamHandle {
     stream: ZerobusStream,
-    armed: Arc<AtomicBool>,
+    notifier: Arc<Notifier>,
+}
+
+/// Coalesced progress notifications: `notify` runs at most once per re-arm, and never after the
+/// handle is freed (the lock makes `zerobus_stream_free` wait for a call in progress).
+struct Notifier {
+    armed: AtomicBool,
+    target: std::sync::Mutex<Option<(unsafe extern "C" fn(u64), u64)>>,
+}
+
+impl Notifier {
+    fn fire(&self) {
+        if self.armed.swap(false, Ordering::AcqRel) {
+            let target = self.target.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((f, userdata)) = *target {
+                unsafe { f(userdata) }
+            }
+        }
+    }
+    fn disable(&self) {
+        self.armed.store(false, Ordering::Release);
+        *self.target.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
 }
 
 #[derive(Deserialize)]
@@ -388,18 +410,17 @@ pub unsafe extern "C" fn zerobus_stream_open(
             let cfg: StreamConfig = parse_json(slice(options_json, options_len), "stream options")?;
             let desc = (descriptor_len > 0).then(|| Bytes::copy_from_slice(slice(descriptor, descriptor_len)));
             let (table, auth, opts) = stream_setup(cfg, desc)?;
-            let armed = Arc::new(AtomicBool::new(true));
-            let hook: Option<ProgressHook> = notify.map(|f| {
-                let armed = armed.clone();
-                Arc::new(move || {
-                    if armed.swap(false, Ordering::AcqRel) {
-                        unsafe { f(userdata) }
-                    }
-                }) as ProgressHook
+            let notifier = Arc::new(Notifier {
+                armed: AtomicBool::new(true),
+                target: std::sync::Mutex::new(notify.map(|f| (f, userdata))),
+            });
+            let hook: Option<ProgressHook> = notify.map(|_| {
+                let n = notifier.clone();
+                Arc::new(move || n.fire()) as ProgressHook
             });
             let _enter = runtime().enter();
             let stream = sdk.sdk.start_stream(table, auth, opts, hook)?;
-            Ok(Box::into_raw(Box::new(ZerobusStreamHandle { stream, armed })))
+            Ok(Box::into_raw(Box::new(ZerobusStreamHandle { stream, notifier })))
         })();
         result.unwrap_or_else(|e| {
             set_error(e);
@@ -435,7 +456,7 @@ pub unsafe extern "C" fn zerobus_stream_progress(s: *const ZerobusStreamHandle, 
             set_error(ZerobusError::invalid("stream handle is NULL"));
             return -(ErrorCode::InvalidArgument as i32);
         };
-        s.armed.store(true, Ordering::Release);
+        s.notifier.armed.store(true, Ordering::Release);
         let p = s.stream.progress();
         let o = &mut *out;
         o.acked = p.acked;
@@ -597,7 +618,7 @@ pub unsafe extern "C" fn zerobus_stream_close(s: *const ZerobusStreamHandle) {
 }
 
 /// Frees a stream handle. A stream that is not closed is aborted: unacknowledged records are
-/// dropped and their release callbacks run.
+/// dropped and their release callbacks run. After this returns, `notify` is never called again.
 #[no_mangle]
 pub unsafe extern "C" fn zerobus_stream_free(s: *mut ZerobusStreamHandle) {
     if s.is_null() {
@@ -605,7 +626,7 @@ pub unsafe extern "C" fn zerobus_stream_free(s: *mut ZerobusStreamHandle) {
     }
     guard((), || {
         let h = Box::from_raw(s);
-        h.armed.store(false, Ordering::Release);
+        h.notifier.disable();
         let p = h.stream.progress();
         if !matches!(p.state, zerobus_core::StreamState::Closed | zerobus_core::StreamState::Failed) {
             let _enter = runtime().enter();
