@@ -16,6 +16,8 @@ export interface ZerobusSdkOptions {
 export interface StreamOptions {
   /** Records in flight (sent, not acknowledged) at most; more ingests wait. Default 1,000,000. */
   maxInflightRecords?: number;
+  /** Record bytes in flight at most (your buffers are held until acknowledged); more ingests wait. Default 256 MiB. */
+  maxInflightBytes?: number;
   /** Reconnect and replay unacknowledged records on retryable failures. Default true. */
   recovery?: boolean;
   /** Attempts to (re)open a stream before failing. Default 4. */

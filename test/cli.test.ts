@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ZerobusSdk } from "../src/index";
@@ -32,6 +32,7 @@ test("`zerobus-bun local` serves ingestion from a separate process", async () =>
   } finally {
     proc.kill("SIGTERM");
     expect(await proc.exited).toBe(0);
+    rmSync(dataDir, { recursive: true, force: true });
   }
 });
 

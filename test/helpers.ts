@@ -1,4 +1,4 @@
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startLocalServer, ZerobusSdk, type LocalServer, type LocalServerOptions } from "../src/index";
@@ -16,6 +16,7 @@ export function fixture(opts: LocalServerOptions = {}): { server: LocalServer; s
     close() {
       sdk.close();
       server.stop();
+      rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }

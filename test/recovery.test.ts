@@ -84,6 +84,18 @@ describe("recovery: replay without loss or duplicates", () => {
     expectExactlyOnce(rows as any, 2000);
   });
 
+  test("byte limit: large records wait for acks (maxInflightBytes) and all land", async () => {
+    const table = "main.default.r_bytes";
+    await f.server.addTable(table);
+    await f.server.addFault({ table, ackDelayMs: 5 });
+    const s = await f.sdk.createStream({ table, recordType: "json", ...FAST, maxInflightBytes: 250_000 });
+    const big = "y".repeat(100_000);
+    const acks = Array.from({ length: 20 }, (_, i) => s.ingest({ i, big }));
+    expect(await Promise.all(acks)).toEqual(acks.map((_, i) => i));
+    await s.close();
+    expectExactlyOnce(f.server.records(table) as any, 20);
+  });
+
   test("submit blocks for capacity instead of failing", async () => {
     const table = "main.default.r_submit";
     await f.server.addTable(table);

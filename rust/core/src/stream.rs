@@ -35,6 +35,9 @@ const SEND_CHUNK: usize = 512;
 pub struct StreamOptions {
     /// Records sent but not yet acknowledged, at most (default 1,000,000).
     pub max_inflight_records: usize,
+    /// Record bytes sent but not yet acknowledged, at most (default 256 MiB). Zero-copy means
+    /// these bytes are the caller's buffers, kept alive until acknowledged; this bounds them.
+    pub max_inflight_bytes: usize,
     /// Reconnect and replay on retryable failures (default true).
     pub recovery: bool,
     /// Consecutive failed attempts to (re)open a stream before giving up (default 4).
@@ -55,6 +58,7 @@ impl Default for StreamOptions {
     fn default() -> Self {
         StreamOptions {
             max_inflight_records: 1_000_000,
+            max_inflight_bytes: 256 * 1024 * 1024,
             recovery: true,
             recovery_retries: 4,
             recovery_backoff_ms: 500,
@@ -112,6 +116,7 @@ struct State {
     /// The first `sent` landing entries were handed to the current physical stream.
     sent: usize,
     inflight_records: usize,
+    inflight_bytes: usize,
     /// Logical offset that has physical offset 0 on the current physical stream.
     base: i64,
     /// Physical stream generation; an [`OutStream`] of an older generation ends itself.
@@ -201,6 +206,7 @@ impl ZerobusStream {
                 next_offset: 0,
                 sent: 0,
                 inflight_records: 0,
+                inflight_bytes: 0,
                 base: 0,
                 generation: 0,
                 ready: false,
@@ -274,6 +280,7 @@ impl ZerobusStream {
             return Err((e, payload));
         }
         let n = payload.record_count();
+        let bytes = payload.byte_len();
         let mut st = self.shared.lock();
         if let Some(e) = &st.failed {
             let e = ZerobusError::new(ErrorCode::StreamFailed, format!("stream failed earlier: {e}"));
@@ -282,16 +289,24 @@ impl ZerobusStream {
         if st.closing {
             return Err((ZerobusError::new(ErrorCode::StreamClosed, "stream is closed"), payload));
         }
-        if st.inflight_records > 0 && st.inflight_records + n > self.shared.opts.max_inflight_records {
+        // A request larger than a limit is still accepted when nothing else is in flight.
+        let opts = &self.shared.opts;
+        if st.inflight_records > 0
+            && (st.inflight_records + n > opts.max_inflight_records || st.inflight_bytes + bytes > opts.max_inflight_bytes)
+        {
             let e = ZerobusError::new(
                 ErrorCode::Backpressure,
-                format!("{} records in flight (max_inflight_records)", st.inflight_records),
+                format!(
+                    "{} records / {} bytes in flight (max_inflight_records {}, max_inflight_bytes {})",
+                    st.inflight_records, st.inflight_bytes, opts.max_inflight_records, opts.max_inflight_bytes
+                ),
             );
             return Err((e, payload));
         }
         let offset = st.next_offset;
         st.next_offset += 1;
         st.inflight_records += n;
+        st.inflight_bytes += bytes;
         st.landing.push_back(Entry { offset, payload });
         let waker = if st.ready { st.sender_waker.take() } else { None };
         drop(st);
@@ -460,8 +475,8 @@ fn validate(table: &TableProperties, opts: &StreamOptions) -> Result<()> {
         RecordType::Unspecified => return Err(ZerobusError::invalid("record_type must be PROTO or JSON")),
         _ => {}
     }
-    if opts.max_inflight_records == 0 {
-        return Err(ZerobusError::invalid("max_inflight_records must be at least 1"));
+    if opts.max_inflight_records == 0 || opts.max_inflight_bytes == 0 {
+        return Err(ZerobusError::invalid("max_inflight_records and max_inflight_bytes must be at least 1"));
     }
     Ok(())
 }
@@ -782,6 +797,7 @@ fn ack(shared: &Arc<Shared>, physical: i64) -> bool {
             let e = st.landing.pop_front().expect("front exists");
             st.sent -= 1;
             st.inflight_records -= e.payload.record_count();
+            st.inflight_bytes -= e.payload.byte_len();
             acked = e.offset;
             popped.push(e.payload);
         }

@@ -351,6 +351,7 @@ struct StreamConfig {
     #[serde(default)]
     headers: Option<std::collections::BTreeMap<String, String>>,
     max_inflight_records: Option<usize>,
+    max_inflight_bytes: Option<usize>,
     recovery: Option<bool>,
     recovery_retries: Option<u32>,
     recovery_backoff_ms: Option<u64>,
@@ -377,6 +378,7 @@ fn stream_setup(cfg: StreamConfig, descriptor: Option<Bytes>) -> Result<(TablePr
     let d = StreamOptions::default();
     let opts = StreamOptions {
         max_inflight_records: cfg.max_inflight_records.unwrap_or(d.max_inflight_records),
+        max_inflight_bytes: cfg.max_inflight_bytes.unwrap_or(d.max_inflight_bytes),
         recovery: cfg.recovery.unwrap_or(d.recovery),
         recovery_retries: cfg.recovery_retries.unwrap_or(d.recovery_retries),
         recovery_backoff_ms: cfg.recovery_backoff_ms.unwrap_or(d.recovery_backoff_ms),
@@ -391,7 +393,7 @@ fn stream_setup(cfg: StreamConfig, descriptor: Option<Bytes>) -> Result<(TablePr
 
 /// Opens a stream in the background and returns its handle at once (NULL on a config error).
 /// `options_json`: `{"table", "recordType": "proto"|"json", "clientId", "clientSecret" | "headers": {..},
-/// "maxInflightRecords", "recovery", "recoveryRetries", "recoveryBackoffMs", "recoveryTimeoutMs",
+/// "maxInflightRecords", "maxInflightBytes", "recovery", "recoveryRetries", "recoveryBackoffMs", "recoveryTimeoutMs",
 /// "serverLackOfAckTimeoutMs", "flushTimeoutMs", "maxRecordBytes"}`. `descriptor`: serialized
 /// DescriptorProto (PROTO streams; copied). `notify(userdata)` is called when progress changes.
 #[no_mangle]

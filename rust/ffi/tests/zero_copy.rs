@@ -98,6 +98,7 @@ fn one_mib_records_are_never_copied_before_the_encoder() {
         .build()
         .unwrap();
     let dir = std::env::temp_dir().join(format!("zerobus-zero-copy-{}", std::process::id()));
+    let _cleanup = RemoveOnDrop(dir.clone());
     let table = "main.default.big";
     let server = server_rt
         .block_on(async {
@@ -188,5 +189,12 @@ fn one_mib_records_are_never_copied_before_the_encoder() {
     let file = std::fs::read_to_string(dir.join(format!("{table}.jsonl"))).unwrap();
     assert_eq!(file.lines().count(), n, "the server holds every record exactly once");
     server_rt.block_on(server.shutdown());
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Removes the test's data directory even when an assertion fails.
+struct RemoveOnDrop(std::path::PathBuf);
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
