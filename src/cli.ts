@@ -6,7 +6,7 @@ import { libraryPath } from "./native";
 
 const USAGE = `usage:
   zerobus-bun local [--host H] [--port N] [--data-dir DIR] [--table catalog.schema.table]...
-                    [--auto-create-tables] [--no-fsync] [--tls-cert PEM --tls-key PEM]
+                    [--auto-create-tables] [--no-fsync] [--discard] [--tls-cert PEM --tls-key PEM]
                     [--client-id ID --client-secret SECRET] [--max-record-bytes N]
       Runs a local Zerobus server (gRPC ingestion, OAuth token endpoint, JSON-lines files per table)
       until interrupted.
@@ -36,6 +36,7 @@ export function parseLocalArgs(args: string[]): LocalServerOptions {
       case "--table": o.tables!.push(value()); break;
       case "--auto-create-tables": o.autoCreateTables = true; break;
       case "--no-fsync": o.fsync = false; break;
+      case "--discard": o.discard = true; break;
       case "--tls-cert": o.tlsCertPem = value(); break;
       case "--tls-key": o.tlsKeyPem = value(); break;
       case "--client-id": o.clientId = value(); break;

@@ -20,6 +20,8 @@ export interface LocalServerOptions {
   maxRecordBytes?: number;
   /** fsync before acknowledging. Default true. */
   fsync?: boolean;
+  /** Benchmark mode: acknowledge records after checking framing, offsets, size and type, without storing them. */
+  discard?: boolean;
   /** PEM files: serve TLS instead of plaintext. */
   tlsCertPem?: string;
   tlsKeyPem?: string;

@@ -8,29 +8,49 @@ import { lib } from "./native";
 
 export const releaseFn = lib.zerobus_release_token_fn() as Pointer;
 
-const held = new Map<number, unknown>();
-let nextToken = 1;
+// Held values by token: slots[i] holds token `base + i`. Tokens are handed out in order and
+// mostly released in order, so a compacting array beats a Map by an order of magnitude.
+let slots: unknown[] = [];
+let base = 1;
+let head = 0; // slots before `head` are all released
+let live = 0;
 const drainBuf = new BigUint64Array(4096);
 
-/** Holds `value` until the native side releases `token`; returns the token. */
+/** Holds `value` until the native side releases the returned token. */
 export function hold(value: unknown): number {
-  const token = nextToken++;
-  held.set(token, value);
-  return token;
+  slots.push(value);
+  live++;
+  return base + slots.length - 1;
 }
 
-/** Forgets every buffer whose token the native library has released. */
+/** Forgets every value whose token the native library has released. */
 export function drainReleased(): void {
   for (;;) {
     const n = Number(lib.zerobus_drain_released(drainBuf, drainBuf.length));
-    for (let i = 0; i < n; i++) held.delete(Number(drainBuf[i]));
-    if (n < drainBuf.length) return;
+    for (let i = 0; i < n; i++) {
+      const at = Number(drainBuf[i]) - base;
+      if (slots[at] !== undefined) {
+        slots[at] = undefined;
+        live--;
+      }
+    }
+    if (n < drainBuf.length) break;
+  }
+  while (head < slots.length && slots[head] === undefined) head++;
+  if (head === slots.length) {
+    base += slots.length;
+    slots = [];
+    head = 0;
+  } else if (head > 4096 && head * 2 > slots.length) {
+    slots = slots.slice(head);
+    base += head;
+    head = 0;
   }
 }
 
-/** Buffers currently held for the native library (for tests and diagnostics). */
+/** Values currently held for the native library (for tests and diagnostics). */
 export function heldCount(): number {
-  return held.size;
+  return live;
 }
 
 /** Pointer of a byte array, or null for an empty one (bun:ffi refuses empty views). */

@@ -42,6 +42,9 @@ pub struct ServerConfig {
     pub max_record_bytes: usize,
     /// fsync the table file before acking (default true).
     pub fsync: bool,
+    /// Benchmark mode: acknowledge records after checking framing, offsets, size and record type,
+    /// without converting or storing them (default false).
+    pub discard: bool,
     /// PEM certificate chain file; with `tls_key_pem`, serve TLS instead of plaintext h2c.
     pub tls_cert_pem: Option<String>,
     /// PEM private key file.
@@ -62,6 +65,7 @@ impl Default for ServerConfig {
             auto_create_tables: false,
             max_record_bytes: 10 * 1024 * 1024,
             fsync: true,
+            discard: false,
             tls_cert_pem: None,
             tls_key_pem: None,
             client_id: None,

@@ -11,6 +11,7 @@ const USAGE: &str = "usage: zerobus-local [options]
   --table NAME             pre-register table catalog.schema.table (repeatable)
   --auto-create-tables     accept streams for unknown tables
   --no-fsync               do not fsync before acking
+  --discard                benchmark mode: acknowledge without converting or storing records
   --max-record-bytes N     maximum record size (default 10485760)
   --tls-cert FILE          PEM certificate chain (with --tls-key: serve https)
   --tls-key FILE           PEM private key
@@ -50,6 +51,7 @@ fn parse_args() -> Result<ServerConfig, String> {
             "--table" => cfg.tables.push(value("--table")?),
             "--auto-create-tables" => cfg.auto_create_tables = true,
             "--no-fsync" => cfg.fsync = false,
+            "--discard" => cfg.discard = true,
             "--max-record-bytes" => {
                 cfg.max_record_bytes = value("--max-record-bytes")?
                     .parse()

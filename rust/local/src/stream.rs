@@ -164,6 +164,8 @@ enum End {
 struct Receiver {
     format: RecordFormat,
     max_record_bytes: usize,
+    /// Benchmark mode (`ServerConfig::discard`): check, acknowledge, store nothing.
+    discard: bool,
     expected_offset: i64,
     received_records: u64,
     buf: Vec<u8>,
@@ -187,10 +189,16 @@ impl Receiver {
         match (rec, &self.format) {
             (RecordPayload::JsonRecord(s), RecordFormat::Json) => {
                 self.check_size(s.len())?;
+                if self.discard {
+                    return Ok(());
+                }
                 records::append_json(&mut self.buf, &s)
             }
             (RecordPayload::ProtoEncodedRecord(b), RecordFormat::Proto(desc)) => {
                 self.check_size(b.len())?;
+                if self.discard {
+                    return Ok(());
+                }
                 records::append_proto(&mut self.buf, desc, b)
             }
             (RecordPayload::JsonRecord(_), RecordFormat::Proto(_)) => {
@@ -350,6 +358,7 @@ async fn run_stream(
     let mut rx = Receiver {
         format,
         max_record_bytes: state.config.max_record_bytes,
+        discard: state.config.discard,
         expected_offset: 0,
         received_records: 0,
         buf: Vec::with_capacity(64 * 1024),
@@ -518,7 +527,8 @@ async fn run_committer(
             }
         }
         if let Some(offset) = last_offset {
-            if let Err(e) = table.append(bufs, records, fsync).await {
+            let stored = if state.config.discard { Ok(()) } else { table.append(bufs, records, fsync).await };
+            if let Err(e) = stored {
                 let _ = tx
                     .send(Err(Status::internal(format!(
                         "cannot write table file {}: {e}",
