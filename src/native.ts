@@ -4,32 +4,33 @@ import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 
+// usize is passed as u64: every supported target is 64-bit.
 const T = FFIType;
 
 export const symbols = {
   zerobus_version: { args: [], returns: T.cstring },
   zerobus_last_error_code: { args: [], returns: T.i32 },
   zerobus_last_error_retryable: { args: [], returns: T.i32 },
-  zerobus_last_error_message: { args: [T.ptr, T.usize], returns: T.usize },
+  zerobus_last_error_message: { args: [T.ptr, T.u64], returns: T.u64 },
   zerobus_release_token_fn: { args: [], returns: T.ptr },
-  zerobus_drain_released: { args: [T.ptr, T.usize], returns: T.usize },
-  zerobus_sdk_new: { args: [T.ptr, T.usize], returns: T.ptr },
+  zerobus_drain_released: { args: [T.ptr, T.u64], returns: T.u64 },
+  zerobus_sdk_new: { args: [T.ptr, T.u64], returns: T.ptr },
   zerobus_sdk_free: { args: [T.ptr], returns: T.void },
-  zerobus_stream_open: { args: [T.ptr, T.ptr, T.usize, T.ptr, T.usize, T.ptr, T.u64], returns: T.ptr },
+  zerobus_stream_open: { args: [T.ptr, T.ptr, T.u64, T.ptr, T.u64, T.ptr, T.u64], returns: T.ptr },
   zerobus_stream_progress: { args: [T.ptr, T.ptr], returns: T.i32 },
-  zerobus_stream_error_message: { args: [T.ptr, T.ptr, T.usize], returns: T.usize },
-  zerobus_stream_id: { args: [T.ptr, T.ptr, T.usize], returns: T.usize },
-  zerobus_ingest_proto_bytes: { args: [T.ptr, T.ptr, T.usize, T.ptr, T.ptr], returns: T.i64_fast },
-  zerobus_ingest_json_bytes: { args: [T.ptr, T.ptr, T.usize, T.ptr, T.ptr], returns: T.i64_fast },
-  zerobus_ingest_proto_bytes_batch: { args: [T.ptr, T.ptr, T.ptr, T.usize, T.ptr, T.ptr], returns: T.i64_fast },
-  zerobus_ingest_json_bytes_batch: { args: [T.ptr, T.ptr, T.ptr, T.usize, T.ptr, T.ptr], returns: T.i64_fast },
-  zerobus_ingest_proto_bytes_packed: { args: [T.ptr, T.ptr, T.usize, T.ptr, T.usize, T.ptr, T.ptr], returns: T.i64_fast },
-  zerobus_ingest_json_bytes_packed: { args: [T.ptr, T.ptr, T.usize, T.ptr, T.usize, T.ptr, T.ptr], returns: T.i64_fast },
+  zerobus_stream_error_message: { args: [T.ptr, T.ptr, T.u64], returns: T.u64 },
+  zerobus_stream_id: { args: [T.ptr, T.ptr, T.u64], returns: T.u64 },
+  zerobus_ingest_proto_bytes: { args: [T.ptr, T.ptr, T.u64, T.ptr, T.ptr], returns: T.i64_fast },
+  zerobus_ingest_json_bytes: { args: [T.ptr, T.ptr, T.u64, T.ptr, T.ptr], returns: T.i64_fast },
+  zerobus_ingest_proto_bytes_batch: { args: [T.ptr, T.ptr, T.ptr, T.u64, T.ptr, T.ptr], returns: T.i64_fast },
+  zerobus_ingest_json_bytes_batch: { args: [T.ptr, T.ptr, T.ptr, T.u64, T.ptr, T.ptr], returns: T.i64_fast },
+  zerobus_ingest_proto_bytes_packed: { args: [T.ptr, T.ptr, T.u64, T.ptr, T.u64, T.ptr, T.ptr], returns: T.i64_fast },
+  zerobus_ingest_json_bytes_packed: { args: [T.ptr, T.ptr, T.u64, T.ptr, T.u64, T.ptr, T.ptr], returns: T.i64_fast },
   zerobus_stream_wait_for_offset: { args: [T.ptr, T.i64, T.u64], returns: T.i32 },
   zerobus_stream_close: { args: [T.ptr], returns: T.void },
   zerobus_stream_free: { args: [T.ptr], returns: T.void },
-  zerobus_local_start: { args: [T.ptr, T.usize], returns: T.ptr },
-  zerobus_local_url: { args: [T.ptr, T.ptr, T.usize], returns: T.usize },
+  zerobus_local_start: { args: [T.ptr, T.u64], returns: T.ptr },
+  zerobus_local_url: { args: [T.ptr, T.ptr, T.u64], returns: T.u64 },
   zerobus_local_stop: { args: [T.ptr], returns: T.void },
 } as const;
 

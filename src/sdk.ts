@@ -93,7 +93,7 @@ export class ZerobusSdk implements Disposable {
       throw new InvalidArgumentError(`recordType must be "json" or "proto", got ${String(type)}`, "INVALID_ARGUMENT", false);
     }
     const json = JSON.stringify({ table, recordType: type, clientId, clientSecret, headers, ...rest });
-    return new ZerobusStream(this.#h, table, type, json, type === "proto" ? desc : undefined, schema);
+    return new ZerobusStream(this.#h, table, type, json, type === "proto" ? desc : undefined, schema, rest.flushTimeoutMs);
   }
 
   close(): void {

@@ -56,10 +56,20 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   #queued: Queued[] = [];
   #timer: ReturnType<typeof setInterval> | undefined;
   readonly table: string;
+  #flushTimeoutMs: number;
 
   /** @internal use ZerobusSdk.createStream */
-  constructor(sdk: Pointer, table: string, recordType: RecordType, optionsJson: string, descriptor?: Uint8Array, schema?: DescMessage) {
+  constructor(
+    sdk: Pointer,
+    table: string,
+    recordType: RecordType,
+    optionsJson: string,
+    descriptor?: Uint8Array,
+    schema?: DescMessage,
+    flushTimeoutMs = 300_000,
+  ) {
     this.table = table;
+    this.#flushTimeoutMs = flushTimeoutMs;
     this.#json = recordType === "json";
     this.#schema = schema;
     this.#cb = new JSCallback(() => this.#poll(), { args: [FFIType.u64], returns: FFIType.void, threadsafe: true });
@@ -184,11 +194,27 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     });
   }
 
-  /** Resolves when every record queued so far is durable. */
+  /** Resolves when every record queued so far is durable; rejects after `flushTimeoutMs`. */
   async flush(): Promise<void> {
     this.#poll();
-    while (this.#queued.length > 0) await this.waitForOffset(this.#acked + 1);
-    return this.waitForOffset(this.#last);
+    const ms = this.#flushTimeoutMs;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new ZerobusError(`flush timed out after ${ms} ms (acknowledged through ${this.#acked} of ${this.#last})`, "TIMEOUT", true)),
+        ms,
+      );
+    });
+    const done = (async () => {
+      while (this.#queued.length > 0) await this.waitForOffset(this.#acked + 1);
+      await this.waitForOffset(this.#last);
+    })();
+    try {
+      await Promise.race([done, timeout]);
+    } finally {
+      clearTimeout(timer);
+      done.catch(() => {});
+    }
   }
 
   /** Flushes, then closes the stream. Rejects if any record could not be made durable. */

@@ -126,6 +126,35 @@ describe("failures that recovery must not hide", () => {
     await s.close().catch(() => {});
   });
 
+  test("flush gives up after flushTimeoutMs", async () => {
+    const table = "main.default.f_flush";
+    await f.server.addTable(table);
+    await f.server.addFault({ table, withholdAcks: true });
+    const s = await f.sdk.createStream({ table, recordType: "json", ...FAST, flushTimeoutMs: 300, serverLackOfAckTimeoutMs: 1000 });
+    s.submit({ i: 0 });
+    const err = await s.flush().catch((e) => e);
+    expect(err).toBeInstanceOf(ZerobusError);
+    expect(err.code).toBe("TIMEOUT");
+    expect(err.message).toContain("flush timed out after 300 ms");
+    // A flush timeout loses nothing: after the ack timeout the stream recovers and the record lands.
+    await s.waitForOffset(0);
+    await s.close();
+    expectExactlyOnce(f.server.records(table) as any, 1);
+  });
+
+  test("close fails (and says why) when records cannot be made durable in time", async () => {
+    const table = "main.default.f_close";
+    await f.server.addTable(table);
+    await f.server.addFault({ table, withholdAcks: true });
+    const s = await f.sdk.createStream({ table, recordType: "json", ...FAST, flushTimeoutMs: 300 });
+    const ack = s.ingest({ i: 0 });
+    const err = await s.close().catch((e) => e);
+    expect(err).toBeInstanceOf(ZerobusError);
+    expect(err.message).toContain("close: flush timed out");
+    await expect(ack).rejects.toThrow("flush timed out");
+    expect(s.state).toBe("failed");
+  });
+
   test("recovery gives up after recoveryRetries attempts", async () => {
     const table = "main.default.f_giveup";
     await f.server.addTable(table);

@@ -415,7 +415,11 @@ impl ZerobusStream {
         let shared = self.shared.clone();
         let this = self.clone();
         tokio::spawn(async move {
-            let _ = this.flush().await;
+            if let Err(e) = this.flush().await {
+                // What is not durable by now will not be: fail the stream with the reason.
+                shared.fail(ZerobusError::new(e.code, format!("close: {}", e.message)));
+                return;
+            }
             let waker = {
                 let mut st = shared.lock();
                 st.finished = true;
@@ -528,7 +532,8 @@ impl OutStream {
             drop(st);
             return Poll::Ready(this.buf.pop_front());
         }
-        if st.finished {
+        if st.finished && st.ready {
+            // Closing and everything is sent (and acknowledged): half-close.
             return Poll::Ready(None);
         }
         match &st.sender_waker {
@@ -540,66 +545,78 @@ impl OutStream {
 }
 
 enum Outcome {
+    /// Closed cleanly: everything acknowledged.
     Finished,
-    Recover(ZerobusError),
+    /// CloseStreamSignal: move to a new stream now (not a failure).
+    Handover,
+    /// A retryable failure: reopen after a backoff, within `recovery_retries`.
+    Broken(ZerobusError),
+    /// A non-retryable failure.
     Fail(ZerobusError),
 }
 
+fn gave_up(mut e: ZerobusError, attempts: u32) -> ZerobusError {
+    if attempts > 1 {
+        e.message = format!("{} (gave up after {attempts} attempts)", e.message);
+    }
+    e
+}
+
 async fn supervise(shared: Arc<Shared>) {
+    // Consecutive failures without an acknowledgement in between.
     let mut failures = 0u32;
     loop {
-        let opened = open_physical(&shared).await;
-        let mut physical = match opened {
-            Ok(r) => r,
-            Err(e) => {
-                failures += 1;
-                if !e.retryable || !shared.opts.recovery || failures > shared.opts.recovery_retries {
-                    let e = if e.retryable && failures > 1 {
-                        let mut e = e;
-                        e.message = format!("{} (gave up after {failures} attempts)", e.message);
-                        e
-                    } else {
-                        e
-                    };
+        let broken = match open_physical(&shared).await {
+            Err(e) => e,
+            Ok(mut physical) => match read_acks(&shared, &mut physical.responses, &mut failures).await {
+                Outcome::Finished => {
+                    physical.cancel.0 = None; // ended cleanly: nothing to reset
+                    shared.update(|p| p.state = StreamState::Closed);
+                    return;
+                }
+                Outcome::Fail(e) => {
                     shared.fail(e);
                     return;
                 }
-                shared.update(|p| {
-                    if p.state != StreamState::Opening {
-                        p.state = StreamState::Recovering
-                    }
-                });
-                tokio::time::sleep(Duration::from_millis(shared.opts.recovery_backoff_ms)).await;
-                continue;
-            }
-        };
-        match read_acks(&shared, &mut physical.responses, &mut failures).await {
-            Outcome::Finished => {
-                physical.cancel.0 = None; // ended cleanly: nothing to reset
-                shared.update(|p| p.state = StreamState::Closed);
-                return;
-            }
-            Outcome::Fail(e) => {
-                shared.fail(e);
-                return;
-            }
-            Outcome::Recover(e) => {
-                if !shared.opts.recovery {
-                    shared.fail(e);
-                    return;
-                }
-                {
-                    let mut st = shared.lock();
-                    if st.failed.is_some() {
+                Outcome::Handover => {
+                    if !abandon(&shared) {
                         return;
                     }
-                    st.generation += 1; // ends the old request stream
-                    st.ready = false;
+                    continue;
                 }
-                shared.update(|p| p.state = StreamState::Recovering);
-            }
+                Outcome::Broken(e) => {
+                    if !abandon(&shared) {
+                        return;
+                    }
+                    e
+                }
+            },
+        };
+        failures += 1;
+        if !broken.retryable || !shared.opts.recovery || failures > shared.opts.recovery_retries {
+            let e = if broken.retryable { gave_up(broken, failures) } else { broken };
+            shared.fail(e);
+            return;
         }
+        shared.update(|p| {
+            if p.state != StreamState::Opening {
+                p.state = StreamState::Recovering
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(shared.opts.recovery_backoff_ms)).await;
     }
+}
+
+/// Retires the current physical stream (its request side stops; dropping it resets the call).
+/// Returns false if the stream has failed meanwhile.
+fn abandon(shared: &Arc<Shared>) -> bool {
+    let mut st = shared.lock();
+    if st.failed.is_some() {
+        return false;
+    }
+    st.generation += 1;
+    st.ready = false;
+    true
 }
 
 type Responses = tonic::Streaming<EphemeralStreamResponse>;
@@ -712,7 +729,7 @@ async fn read_acks(shared: &Arc<Shared>, responses: &mut Responses, failures: &m
         let msg = match tokio::time::timeout(ack_timeout, responses.message()).await {
             Err(_) => {
                 if shared.lock().sent > 0 {
-                    return Outcome::Recover(ZerobusError::new(
+                    return Outcome::Broken(ZerobusError::new(
                         ErrorCode::Timeout,
                         format!("no acknowledgement from the server for {ack_timeout:?}"),
                     ));
@@ -747,7 +764,7 @@ async fn read_acks(shared: &Arc<Shared>, responses: &mut Responses, failures: &m
                         .unwrap_or(ack_timeout)
                         .min(ack_timeout);
                     let _ = tokio::time::timeout(grace, drain_acks(shared, responses)).await;
-                    return Outcome::Recover(ZerobusError::new(ErrorCode::Transport, "server asked to close the stream"));
+                    return Outcome::Handover;
                 }
                 Some(ephemeral_stream_response::Payload::CreateStreamResponse(_)) | None => {}
             },
@@ -756,20 +773,11 @@ async fn read_acks(shared: &Arc<Shared>, responses: &mut Responses, failures: &m
                 if st.finished && st.landing.is_empty() {
                     return Outcome::Finished;
                 }
-                return Outcome::Recover(ZerobusError::new(ErrorCode::Transport, "server ended the stream"));
+                return Outcome::Broken(ZerobusError::new(ErrorCode::Transport, "server ended the stream"));
             }
             Err(status) => {
                 let e = ZerobusError::from_status(&status);
-                if e.retryable {
-                    *failures += 1;
-                    if *failures > shared.opts.recovery_retries {
-                        let mut e = e;
-                        e.message = format!("{} (gave up after {} attempts)", e.message, *failures);
-                        return Outcome::Fail(e);
-                    }
-                    return Outcome::Recover(e);
-                }
-                return Outcome::Fail(e);
+                return if e.retryable { Outcome::Broken(e) } else { Outcome::Fail(e) };
             }
         }
     }
