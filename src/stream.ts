@@ -24,7 +24,7 @@ const decoder = new TextDecoder();
 
 interface Queued {
   batch: boolean;
-  prepared: Prepared;
+  prepared: Prepared | PreparedBatch;
   resolve: (offset: number) => void;
   reject: (e: unknown) => void;
 }
@@ -127,34 +127,12 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
    * (zero-copy) and must not be modified until the promise settles.
    */
   ingest(record: T | JsonRecord | Uint8Array): Promise<number> {
-    let prepared: Prepared;
-    try {
-      prepared = this.#prepare(record);
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    if (this.#queued.length === 0) {
-      const r = this.#submitOne(prepared);
-      if (r >= 0) return this.#ackPromise(r);
-      if (r !== BACKPRESSURE) return Promise.reject(lastError());
-    }
-    return this.#enqueue(false, prepared);
+    return this.#ingest(false, record);
   }
 
   /** Queues records as one batch request (one logical offset); resolves when it is durable. */
   ingestBatch(records: readonly (T | JsonRecord | Uint8Array)[]): Promise<number> {
-    let prepared: PreparedBatch;
-    try {
-      prepared = this.#prepareBatch(records);
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    if (this.#queued.length === 0) {
-      const r = this.#submitBatch(prepared);
-      if (r >= 0) return this.#ackPromise(r);
-      if (r !== BACKPRESSURE) return Promise.reject(lastError());
-    }
-    return this.#enqueue(true, prepared);
+    return this.#ingest(true, records);
   }
 
   /**
@@ -163,26 +141,12 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
    * thread until acknowledgements free capacity.
    */
   submit(record: T | JsonRecord | Uint8Array): number {
-    const prepared = this.#prepare(record);
-    this.#drainQueueBlocking();
-    for (;;) {
-      const r = this.#submitOne(prepared);
-      if (r >= 0) return (this.#last = r);
-      if (r !== BACKPRESSURE) throw lastError();
-      this.#blockForCapacity();
-    }
+    return this.#submit(false, record);
   }
 
   /** Batch form of `submit`. */
   submitBatch(records: readonly (T | JsonRecord | Uint8Array)[]): number {
-    const prepared = this.#prepareBatch(records);
-    this.#drainQueueBlocking();
-    for (;;) {
-      const r = this.#submitBatch(prepared);
-      if (r >= 0) return (this.#last = r);
-      if (r !== BACKPRESSURE) throw lastError();
-      this.#blockForCapacity();
-    }
+    return this.#submit(true, records);
   }
 
   /** Resolves when `offset` is durable; rejects if the stream fails or closes first. */
@@ -238,6 +202,37 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   }
 
   // ---- internals -----------------------------------------------------------------------------
+
+  #ingest(batch: boolean, input: unknown): Promise<number> {
+    let prepared: Prepared | PreparedBatch;
+    try {
+      prepared = batch ? this.#prepareBatch(input as readonly unknown[]) : this.#prepare(input);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (this.#queued.length === 0) {
+      const r = this.#submitPrepared(batch, prepared);
+      if (r >= 0) return this.#ackPromise(r);
+      if (r !== BACKPRESSURE) return Promise.reject(lastError());
+    }
+    return this.#enqueue(batch, prepared);
+  }
+
+  #submit(batch: boolean, input: unknown): number {
+    const prepared = batch ? this.#prepareBatch(input as readonly unknown[]) : this.#prepare(input);
+    this.#drainQueueBlocking();
+    for (;;) {
+      const r = this.#submitPrepared(batch, prepared);
+      if (r >= 0) return (this.#last = r);
+      if (r !== BACKPRESSURE) throw lastError();
+      this.#blockForCapacity();
+    }
+  }
+
+  /** One native ingest call: an offset, or a negative error code. */
+  #submitPrepared(batch: boolean, prepared: Prepared | PreparedBatch): number {
+    return batch ? this.#submitBatch(prepared as PreparedBatch) : this.#submitOne(prepared as Prepared);
+  }
 
   #prepare(record: unknown): Prepared {
     if (record instanceof Uint8Array) return record;
@@ -338,7 +333,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
 
   #enqueue(batch: boolean, prepared: Prepared | PreparedBatch): Promise<number> {
     const p = new Promise<number>((resolve, reject) => {
-      this.#queued.push({ batch, prepared: prepared as Prepared, resolve, reject });
+      this.#queued.push({ batch, prepared, resolve, reject });
     });
     this.#arm();
     return p;
@@ -348,7 +343,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   #drainQueue(): void {
     while (this.#queued.length > 0 && this.#h) {
       const q = this.#queued[0]!;
-      const r = q.batch ? this.#submitBatch(q.prepared as unknown as PreparedBatch) : this.#submitOne(q.prepared);
+      const r = this.#submitPrepared(q.batch, q.prepared);
       if (r === BACKPRESSURE) return;
       this.#queued.shift();
       if (r >= 0) {
