@@ -1,56 +1,55 @@
 #!/usr/bin/env bun
 // Throughput of zerobus-bun against a local server in another process.
-// usage: bun scripts/bench/ours.ts <endpoint> <case> [seconds]
-// cases: proto100-submit | proto100-ingest1000 | proto100-batch1000 | json100-submit | proto10k-submit | proto1m-submit
+// usage: bun scripts/bench/ours.ts <endpoint> <case> <seconds>
+// cases: <proto100|proto10k|proto1m|json100>-<ingest|submit|batch1000>
+//   ingest: a promise per record, 1000 in flight (64 for 1 MB records), like the official driver
+//   submit: no promise per record (submit + one flush)
+//   batch1000: batches of 1000 records
 import { ZerobusSdk } from "../../src/index";
-import { toBinary, create } from "@bufbuild/protobuf";
-import { DescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
-import { EventSchema } from "../../test/schema";
+// @ts-ignore: CommonJS helper shared with the official driver
+import { descriptor, protoRecord, jsonRecord, recordSize } from "./records.cjs";
 
 const [endpoint, kind = "proto100-submit", secs = "3"] = process.argv.slice(2);
-const table = "bench.default.t";
-const sdk = new ZerobusSdk({ endpoint: endpoint! });
 const json = kind.startsWith("json");
-const size = kind.includes("1m") ? 1 << 20 : kind.includes("10k") ? 10_000 : 100;
-const descriptor = toBinary(DescriptorProtoSchema, EventSchema.proto);
+const size: number = recordSize(kind);
+const sdk = new ZerobusSdk({ endpoint: endpoint! });
 const s = await sdk.createStream({
-  table,
+  table: "bench.default.t",
   recordType: json ? "json" : "proto",
-  descriptor: json ? undefined : descriptor,
+  descriptor: json ? undefined : new Uint8Array(descriptor()),
   headers: { authorization: "Bearer bench" },
 });
-
-// A proto record of `size` bytes: Event{id, name=padding}.
-function protoRecord(i: number): Uint8Array {
-  const base = toBinary(EventSchema, create(EventSchema, { id: BigInt(i), name: "" }));
-  const pad = Math.max(0, size - base.length - 4);
-  return toBinary(EventSchema, create(EventSchema, { id: BigInt(i), name: "x".repeat(pad) }));
-}
-const pool = json ? [] : Array.from({ length: 64 }, (_, i) => protoRecord(i));
-const jsonRec = (i: number) => ({ id: i, name: "x".repeat(Math.max(0, size - 30)) });
+const pool: Uint8Array[] = json ? [] : Array.from({ length: 64 }, (_, i) => protoRecord(i, size));
+const record = (i: number) => (json ? jsonRecord(i, size) : pool[i & 63]!);
+const inflight = size >= 1 << 20 ? 64 : 1000;
 
 const deadline = performance.now() + Number(secs) * 1000;
 const t0 = performance.now();
 let n = 0;
 if (kind.endsWith("submit")) {
   while (performance.now() < deadline) {
-    for (let k = 0; k < 1000; k++) s.submit(json ? jsonRec(n + k) : pool[(n + k) & 63]!);
-    n += 1000;
+    for (let k = 0; k < inflight; k++) s.submit(record(n + k));
+    n += inflight;
   }
-} else if (kind.endsWith("ingest1000")) {
+} else if (kind.endsWith("ingest")) {
   const window: Promise<number>[] = [];
   while (performance.now() < deadline) {
-    for (let k = 0; k < 1000; k++) window.push(s.ingest(json ? jsonRec(n + k) : pool[(n + k) & 63]!));
-    n += 1000;
-    if (window.length >= 2000) await Promise.all(window.splice(0, 1000));
+    for (let k = 0; k < inflight; k++) window.push(s.ingest(record(n + k)));
+    n += inflight;
+    if (window.length >= 2 * inflight) await Promise.all(window.splice(0, inflight));
   }
   await Promise.all(window);
 } else if (kind.endsWith("batch1000")) {
-  const batch = json ? Array.from({ length: 1000 }, (_, i) => jsonRec(i)) : Array.from({ length: 1000 }, (_, i) => pool[i & 63]!);
+  const batch = Array.from({ length: 1000 }, (_, i) => record(i));
+  const window: Promise<number>[] = [];
   while (performance.now() < deadline) {
-    s.submitBatch(batch);
+    window.push(s.ingestBatch(batch));
     n += 1000;
+    if (window.length >= 16) await Promise.all(window.splice(0, 8));
   }
+  await Promise.all(window);
+} else {
+  throw new Error(`unknown case ${kind}`);
 }
 await s.flush();
 const el = (performance.now() - t0) / 1000;

@@ -1,0 +1,50 @@
+// Throughput of the official Databricks SDK (napi addon @databricks/zerobus-ingest-sdk-linux-x64-gnu)
+// against a local server. Runs under Node or Bun.
+// usage: node scripts/bench/official.cjs <addon.node> <endpoint> <case> <seconds>
+// cases: <proto100|proto10k|proto1m|json100>-<ingest|batch1000>
+"use strict";
+const [addonPath, endpoint, kind, secs] = process.argv.slice(2);
+const { ZerobusSdk, RecordType } = require(addonPath);
+const { descriptor, protoRecord, jsonRecord, recordSize } = require("./records.cjs");
+
+async function main() {
+  const json = kind.startsWith("json");
+  const size = recordSize(kind);
+  const sdk = new ZerobusSdk(endpoint, endpoint);
+  const stream = await sdk.createStream(
+    { tableName: "bench.default.t", descriptorProto: json ? undefined : descriptor().toString("base64") },
+    "bench",
+    "bench",
+    { recordType: json ? RecordType.Json : RecordType.Proto, maxInflightRequests: 1_000_000 },
+  );
+  // Same records as ours.ts: 64 pre-encoded proto records, or JSON objects built per record.
+  const pool = json ? [] : Array.from({ length: 64 }, (_, i) => protoRecord(i, size));
+  const jsonRec = (i) => jsonRecord(i, size);
+  const inflight = size >= 1 << 20 ? 64 : 1000;
+  const deadline = performance.now() + Number(secs) * 1000;
+  const t0 = performance.now();
+  let n = 0;
+  if (kind.endsWith("batch1000")) {
+    const batch = Array.from({ length: 1000 }, (_, i) => (json ? jsonRec(i) : pool[i & 63]));
+    const window = [];
+    while (performance.now() < deadline) {
+      window.push(stream.ingestRecords(batch));
+      n += 1000;
+      if (window.length >= 16) await Promise.all(window.splice(0, 8));
+    }
+    await Promise.all(window);
+  } else {
+    const window = [];
+    while (performance.now() < deadline) {
+      for (let k = 0; k < inflight; k++) window.push(stream.ingestRecord(json ? jsonRec(n + k) : pool[(n + k) & 63]));
+      n += inflight;
+      if (window.length >= 2 * inflight) await Promise.all(window.splice(0, inflight));
+    }
+    await Promise.all(window);
+  }
+  await stream.flush();
+  const el = (performance.now() - t0) / 1000;
+  await stream.close();
+  console.log(JSON.stringify({ sdk: "official", case: kind, records: n, seconds: +el.toFixed(3), recordsPerSec: Math.round(n / el), MBps: +((n * size) / el / 1e6).toFixed(1) }));
+}
+main().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });

@@ -1,0 +1,52 @@
+// Benchmark records shared by both SDKs' drivers, so both send identical bytes.
+// Proto message: `message Event { optional int64 id = 1; optional string name = 2; }`.
+"use strict";
+
+function varint(n) {
+  const out = [];
+  let v = BigInt(n);
+  do {
+    let b = Number(v & 0x7fn);
+    v >>= 7n;
+    if (v) b |= 0x80;
+    out.push(b);
+  } while (v);
+  return out;
+}
+
+function lenDelimited(tag, bytes) {
+  return [(tag << 3) | 2, ...varint(bytes.length), ...bytes];
+}
+
+const utf8 = (s) => [...Buffer.from(s, "utf8")];
+
+/** Serialized DescriptorProto of Event. */
+function descriptor() {
+  const field = (name, number, type) =>
+    lenDelimited(2, [...lenDelimited(1, utf8(name)), 0x18, ...varint(number), 0x20, 1 /* LABEL_OPTIONAL */, 0x28, ...varint(type)]);
+  return Buffer.from([...lenDelimited(1, utf8("Event")), ...field("id", 1, 3 /* TYPE_INT64 */), ...field("name", 2, 9 /* TYPE_STRING */)]);
+}
+
+/** An encoded Event of about `size` bytes. */
+function protoRecord(i, size) {
+  const head = [0x08, ...varint(i)];
+  let pad = Math.max(0, size - head.length - 2);
+  // the length prefix grows with the padding
+  while (pad > 0 && head.length + 1 + varint(pad).length + pad > size) pad--;
+  const out = Buffer.allocUnsafe(head.length + 1 + varint(pad).length + pad);
+  let at = 0;
+  for (const b of [...head, 0x12, ...varint(pad)]) out[at++] = b;
+  out.fill(0x78, at);
+  return out;
+}
+
+/** A JSON record of about `size` bytes once serialized. */
+function jsonRecord(i, size) {
+  return { id: i, name: "x".repeat(Math.max(0, size - 30)) };
+}
+
+function recordSize(kind) {
+  return kind.includes("1m") ? 1 << 20 : kind.includes("10k") ? 10_000 : 100;
+}
+
+module.exports = { descriptor, protoRecord, jsonRecord, recordSize };

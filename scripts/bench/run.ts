@@ -1,0 +1,96 @@
+#!/usr/bin/env bun
+// Benchmark: zerobus-bun (on Bun) against the official Databricks SDK (napi addon, on Node) with
+// the same local server in the same run. Prints a Markdown table.
+// usage: bun scripts/bench/run.ts [--seconds N] [--store] [--cases a,b,...] [--official-runtime node|bun]
+//   --store: the server converts and stores records (default: --discard, so the SDKs are measured,
+//            not the disk)
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const args = process.argv.slice(2);
+const opt = (name: string, def: string) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1]! : def;
+};
+const seconds = opt("--seconds", "3");
+const store = args.includes("--store");
+const officialRuntime = opt("--official-runtime", "node");
+const allCases = [
+  "proto100-ingest",
+  "proto100-submit",
+  "proto100-batch1000",
+  "json100-ingest",
+  "json100-batch1000",
+  "proto10k-ingest",
+  "proto1m-ingest",
+];
+const cases = opt("--cases", allCases.join(",")).split(",");
+const here = import.meta.dir;
+const root = join(here, "..", "..");
+
+// The official addon is installed on demand (linux-x64 only), outside the project's dependencies.
+const OFFICIAL = "@databricks/zerobus-ingest-sdk-linux-x64-gnu@1.3.0";
+const deps = join(here, ".deps");
+const addon = join(deps, "node_modules", "@databricks", "zerobus-ingest-sdk-linux-x64-gnu", "zerobus-ingest-sdk.linux-x64-gnu.node");
+let haveOfficial = process.platform === "linux" && process.arch === "x64";
+if (haveOfficial && !existsSync(addon)) {
+  console.error(`installing ${OFFICIAL} into ${deps} ...`);
+  mkdirSync(deps, { recursive: true });
+  const r = Bun.spawnSync(["npm", "install", "--no-save", "--prefix", deps, OFFICIAL], { stdout: "inherit", stderr: "inherit" });
+  haveOfficial = r.exitCode === 0 && existsSync(addon);
+  if (!haveOfficial) console.error("could not install the official SDK: measuring zerobus-bun only");
+}
+
+const { buildNative } = await import("../build");
+buildNative({ quiet: true });
+
+const dataDir = mkdtempSync(join(tmpdir(), "zerobus-bench-"));
+const server = Bun.spawn(
+  [process.execPath, join(root, "src", "cli.ts"), "local", "--port", "0", "--data-dir", dataDir, "--table", "bench.default.t", "--no-fsync", ...(store ? [] : ["--discard"])],
+  { stdout: "pipe", stderr: "inherit" },
+);
+const reader = server.stdout.getReader();
+let banner = "";
+while (!banner.includes("\n")) {
+  const { value, done } = await reader.read();
+  if (done) throw new Error("local server exited");
+  banner += new TextDecoder().decode(value);
+}
+const endpoint = banner.match(/listening on (\S+)/)![1]!;
+console.error(`local server ${endpoint} (${store ? "storing records" : "--discard"}), ${seconds} s per case`);
+
+type Row = { sdk: string; case: string; records: number; seconds: number; recordsPerSec: number; MBps: number };
+function run(cmd: string[]): Row | undefined {
+  const r = Bun.spawnSync(cmd, { stdout: "pipe", stderr: "pipe" });
+  const line = r.stdout.toString().trim().split("\n").pop() ?? "";
+  if (r.exitCode !== 0 || !line.startsWith("{")) {
+    console.error(`failed: ${cmd.join(" ")}\n${r.stderr.toString()}`);
+    return undefined;
+  }
+  return JSON.parse(line);
+}
+
+const rows: { kase: string; ours?: Row; official?: Row }[] = [];
+for (const kase of cases) {
+  const ours = run([process.execPath, join(here, "ours.ts"), endpoint, kase, seconds]);
+  let official: Row | undefined;
+  if (haveOfficial && !kase.endsWith("submit")) {
+    const rt = officialRuntime === "bun" ? process.execPath : "node";
+    official = run([rt, join(here, "official.cjs"), addon, endpoint, kase, seconds]);
+  }
+  console.error(`${kase}: zerobus-bun ${ours?.recordsPerSec ?? "-"} rec/s, official ${official?.recordsPerSec ?? "-"} rec/s`);
+  rows.push({ kase, ours, official });
+}
+server.kill();
+await server.exited;
+rmSync(dataDir, { recursive: true, force: true });
+
+const fmt = (n?: number) => (n === undefined ? "–" : Math.round(n).toLocaleString("en-US"));
+const mb = (r?: Row) => (r ? r.MBps.toFixed(0) : "–");
+console.log(`| case | zerobus-bun records/s | MB/s | official records/s | MB/s | speed-up |`);
+console.log(`|---|---:|---:|---:|---:|---:|`);
+for (const { kase, ours, official } of rows) {
+  const x = ours && official ? `${(ours.recordsPerSec / official.recordsPerSec).toFixed(1)}x` : "–";
+  console.log(`| ${kase} | ${fmt(ours?.recordsPerSec)} | ${mb(ours)} | ${fmt(official?.recordsPerSec)} | ${mb(official)} | ${x} |`);
+}
