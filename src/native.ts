@@ -43,10 +43,30 @@ export function platformTag(): string {
   return `${process.platform}-${process.arch}${libc}`;
 }
 
+/**
+ * The library embedded in a `bun build --compile` executable, if any: pass it to `bun build` as an
+ * extra entry point (`bun build --compile app.ts path/to/libzerobus_bun.so`) and it is found here.
+ */
+export function embeddedLibrary(): string | undefined {
+  const files = (Bun as unknown as { embeddedFiles?: Blob[] }).embeddedFiles ?? [];
+  const stem = libraryFile.replace(/\.[^.]+$/, "");
+  const ext = libraryFile.slice(stem.length);
+  for (const f of files) {
+    const name = (f as Blob & { name?: string }).name ?? "";
+    // Bun adds a content hash to embedded names: libzerobus_bun-<hash>.so
+    if (name.startsWith(stem) && name.endsWith(ext)) {
+      return (process.platform === "win32" ? "B:/~BUN/root/" : "/$bunfs/root/") + name;
+    }
+  }
+  return undefined;
+}
+
 /** Where the native library is looked for, in order. */
 export function libraryCandidates(): string[] {
   const out: string[] = [];
   if (process.env.ZEROBUS_BUN_LIB) out.push(process.env.ZEROBUS_BUN_LIB);
+  const embedded = embeddedLibrary();
+  if (embedded) out.push(embedded);
   const tag = platformTag();
   try {
     const require = createRequire(import.meta.url);
@@ -63,7 +83,7 @@ export function libraryCandidates(): string[] {
 
 function load() {
   const candidates = libraryCandidates();
-  const path = candidates.find((p) => existsSync(p));
+  const path = candidates.find((p) => p.includes("~BUN") || p.includes("$bunfs") || existsSync(p));
   if (!path) {
     throw new Error(
       `zerobus-bun: native library not found for ${platformTag()}. Looked in:\n  ${candidates.join("\n  ")}\n` +
