@@ -14,6 +14,9 @@ let slots: unknown[] = [];
 let base = 1;
 let head = 0; // slots before `head` are all released
 let live = 0;
+// Tokens older than `base` still held (e.g. by a failed stream nobody closed): kept aside so they
+// cannot stop the array from compacting.
+const stragglers = new Map<number, unknown>();
 const drainBuf = new BigUint64Array(4096);
 
 /** Holds `value` until the native side releases the returned token. */
@@ -28,8 +31,11 @@ export function drainReleased(): void {
   for (;;) {
     const n = Number(lib.zerobus_drain_released(drainBuf, drainBuf.length));
     for (let i = 0; i < n; i++) {
-      const at = Number(drainBuf[i]) - base;
-      if (slots[at] !== undefined) {
+      const token = Number(drainBuf[i]);
+      const at = token - base;
+      if (at < 0) {
+        if (stragglers.delete(token)) live--;
+      } else if (slots[at] !== undefined) {
         slots[at] = undefined;
         live--;
       }
@@ -44,6 +50,12 @@ export function drainReleased(): void {
   } else if (head > 4096 && head * 2 > slots.length) {
     slots = slots.slice(head);
     base += head;
+    head = 0;
+  } else if (slots.length > 1 << 20 && (live - stragglers.size) * 8 < slots.length) {
+    // Mostly released but stuck behind old holders: move the holders aside, start afresh.
+    for (let i = head; i < slots.length; i++) if (slots[i] !== undefined) stragglers.set(base + i, slots[i]);
+    base += slots.length;
+    slots = [];
     head = 0;
   }
 }

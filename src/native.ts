@@ -14,6 +14,7 @@ export const symbols = {
   zerobus_last_error_message: { args: [T.ptr, T.u64], returns: T.u64 },
   zerobus_release_token_fn: { args: [], returns: T.ptr },
   zerobus_drain_released: { args: [T.ptr, T.u64], returns: T.u64 },
+  zerobus_debug_release_token: { args: [T.u64], returns: T.void },
   zerobus_sdk_new: { args: [T.ptr, T.u64], returns: T.ptr },
   zerobus_sdk_free: { args: [T.ptr], returns: T.void },
   zerobus_stream_open: { args: [T.ptr, T.ptr, T.u64, T.ptr, T.u64, T.ptr, T.u64], returns: T.ptr },

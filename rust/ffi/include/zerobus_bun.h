@@ -116,6 +116,12 @@ const uint8_t *zerobus_version(void);
 const void *zerobus_release_token_fn(void);
 
 /**
+ * Queues `token` as released, as if a record ingested with it had been dropped (for tests of
+ * the token sink).
+ */
+void zerobus_debug_release_token(uint64_t token);
+
+/**
  * Moves up to `cap` released tokens into `out`; returns how many were written.
  */
 uintptr_t zerobus_drain_released(uint64_t *out, uintptr_t cap);
@@ -130,7 +136,7 @@ void zerobus_sdk_free(ZerobusSdk *sdk);
 /**
  * Opens a stream in the background and returns its handle at once (NULL on a config error).
  * `options_json`: `{"table", "recordType": "proto"|"json", "clientId", "clientSecret" | "headers": {..},
- * "maxInflightRecords", "recovery", "recoveryRetries", "recoveryBackoffMs", "recoveryTimeoutMs",
+ * "maxInflightRecords", "maxInflightBytes", "recovery", "recoveryRetries", "recoveryBackoffMs", "recoveryTimeoutMs",
  * "serverLackOfAckTimeoutMs", "flushTimeoutMs", "maxRecordBytes"}`. `descriptor`: serialized
  * DescriptorProto (PROTO streams; copied). `notify(userdata)` is called when progress changes.
  */
@@ -233,7 +239,7 @@ void zerobus_stream_close(const ZerobusStream *s);
 
 /**
  * Frees a stream handle. A stream that is not closed is aborted: unacknowledged records are
- * dropped and their release callbacks run.
+ * dropped and their release callbacks run. After this returns, `notify` is never called again.
  */
 void zerobus_stream_free(ZerobusStream *s);
 

@@ -247,6 +247,13 @@ pub extern "C" fn zerobus_release_token_fn() -> *const c_void {
     release_token as *const c_void
 }
 
+/// Queues `token` as released, as if a record ingested with it had been dropped (for tests of
+/// the token sink).
+#[no_mangle]
+pub extern "C" fn zerobus_debug_release_token(token: u64) {
+    RELEASED.push(token);
+}
+
 /// Moves up to `cap` released tokens into `out`; returns how many were written.
 #[no_mangle]
 pub unsafe extern "C" fn zerobus_drain_released(out: *mut u64, cap: usize) -> usize {
