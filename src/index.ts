@@ -1,4 +1,5 @@
-export { ZerobusSdk, type ZerobusSdkOptions, type CreateStreamOptions, type StreamOptions } from "./sdk";
+export { ZerobusSdk, type ZerobusSdkOptions, type CreateStreamOptions, type CreateArrowStreamOptions, type StreamOptions } from "./sdk";
+export { ZerobusArrowStream, type ArrowBatch } from "./arrow";
 export { ZerobusStream, type RecordType, type StreamState, type JsonRecord } from "./stream";
 export { ZerobusError, InvalidArgumentError, StreamFailedError, type ErrorCode } from "./errors";
 export { startLocalServer, LocalServer, type LocalServerOptions, type Fault } from "./local";

@@ -4,7 +4,8 @@ import { toBinary, type DescMessage } from "@bufbuild/protobuf";
 import { DescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { lib } from "./native";
 import { lastError, InvalidArgumentError } from "./errors";
-import { ZerobusStream, type RecordType } from "./stream";
+import { ZerobusStream, arrowToIPC, loadArrow, type RecordType } from "./stream";
+import { ZerobusArrowStream, type ArrowBatch } from "./arrow";
 
 export interface ZerobusSdkOptions {
   /** Zerobus gRPC endpoint: `https://<workspace-id>.zerobus.<region>.cloud.databricks.com`, or `http://host:port`. */
@@ -47,6 +48,16 @@ export interface CreateStreamOptions<S extends DescMessage = DescMessage> extend
   clientId?: string;
   clientSecret?: string;
   /** Instead of OAuth: headers sent when each physical stream opens (e.g. `{ authorization: "Bearer ..." }`). */
+  headers?: Record<string, string>;
+}
+
+export interface CreateArrowStreamOptions extends StreamOptions {
+  /** Target table, `catalog.schema.table`. */
+  table: string;
+  /** The batches' schema: an apache-arrow Schema, or Arrow IPC stream bytes that start with it. */
+  schema: import("apache-arrow").Schema | Uint8Array;
+  clientId?: string;
+  clientSecret?: string;
   headers?: Record<string, string>;
 }
 
@@ -94,6 +105,40 @@ export class ZerobusSdk implements Disposable {
     }
     const json = JSON.stringify({ table, recordType: type, clientId, clientSecret, headers, ...rest });
     return new ZerobusStream(this.#h, table, type, json, type === "proto" ? desc : undefined, schema, rest.flushTimeoutMs);
+  }
+
+  /**
+   * Opens an Arrow stream (Arrow Flight) and resolves once the server accepted it. Batches must
+   * have `schema`; `maxInflightRecords` counts rows.
+   */
+  async createArrowStream(options: CreateArrowStreamOptions): Promise<ZerobusArrowStream> {
+    if (!this.#h) throw new InvalidArgumentError("SDK is closed", "INVALID_ARGUMENT", false);
+    if (!options || typeof options.table !== "string") {
+      throw new InvalidArgumentError("createArrowStream needs a table name", "INVALID_ARGUMENT", false);
+    }
+    const { table, schema, clientId, clientSecret, headers, ...rest } = options;
+    let schemaIpc: Uint8Array;
+    let arrow: Awaited<ReturnType<typeof loadArrow>> | undefined;
+    try {
+      arrow = await loadArrow();
+    } catch {
+      // apache-arrow is optional: without it, streams take IPC bytes only.
+    }
+    if (schema instanceof Uint8Array) schemaIpc = schema;
+    else if (arrow && schema && typeof schema === "object" && Array.isArray((schema as { fields?: unknown }).fields)) {
+      schemaIpc = arrowToIPC(new arrow.Table(schema));
+    } else {
+      throw new InvalidArgumentError("createArrowStream needs a schema (apache-arrow Schema or IPC bytes)", "INVALID_ARGUMENT", false);
+    }
+    const json = JSON.stringify({ table, clientId, clientSecret, headers, ...rest });
+    const stream = new ZerobusStream<ArrowBatch>(this.#h, table, "arrow", json, schemaIpc, undefined, rest.flushTimeoutMs);
+    try {
+      await stream.opened();
+    } catch (e) {
+      await stream.close().catch(() => {});
+      throw e;
+    }
+    return new ZerobusArrowStream(stream);
   }
 
   close(): void {

@@ -44,6 +44,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   #state: StreamState = "opening";
   #error: ZerobusError | undefined;
   #json: boolean;
+  #arrow: boolean;
   #schema: DescMessage | undefined;
   // Ack waiters of ingest(): offsets ascending, parallel arrays with a moving head.
   #wOff: number[] = [];
@@ -59,10 +60,14 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   #flushTimeoutMs: number;
 
   /** @internal use ZerobusSdk.createStream */
+  /**
+   * @internal use ZerobusSdk.createStream / createArrowStream. For `"arrow"`, `descriptor` is
+   * the Arrow IPC schema.
+   */
   constructor(
     sdk: Pointer,
     table: string,
-    recordType: RecordType,
+    recordType: RecordType | "arrow",
     optionsJson: string,
     descriptor?: Uint8Array,
     schema?: DescMessage,
@@ -71,11 +76,13 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     this.table = table;
     this.#flushTimeoutMs = flushTimeoutMs;
     this.#json = recordType === "json";
+    this.#arrow = recordType === "arrow";
     this.#schema = schema;
     this.#cb = new JSCallback(() => this.#poll(), { args: [FFIType.u64], returns: FFIType.void, threadsafe: true });
     const opts = encoder.encode(optionsJson);
     const d = descriptor && descriptor.byteLength > 0 ? descriptor : null;
-    this.#h = lib.zerobus_stream_open(sdk, opts, opts.byteLength, d, d ? d.byteLength : 0, this.#cb.ptr, 0) as Pointer | null;
+    const open = this.#arrow ? lib.zerobus_arrow_stream_open : lib.zerobus_stream_open;
+    this.#h = open(sdk, opts, opts.byteLength, d, d ? d.byteLength : 0, this.#cb.ptr, 0) as Pointer | null;
     if (!this.#h) {
       this.#cb.close();
       throw lastError("cannot create stream");
@@ -236,6 +243,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
 
   #prepare(record: unknown): Prepared {
     if (record instanceof Uint8Array) return record;
+    if (this.#arrow) return arrowToIPC(record);
     if (this.#json) {
       if (typeof record === "string") return record;
       if (record !== null && typeof record === "object") {
@@ -277,6 +285,10 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
 
   #submitOne(p: Prepared): number {
     const h = this.#handle();
+    if (this.#arrow) {
+      const ipc = p as Uint8Array;
+      return lib.zerobus_ingest_ipc_batch(h, bytesPtr(ipc), ipc.byteLength, releaseFn, hold(ipc) as unknown as Pointer) as number;
+    }
     const fn = this.#json ? lib.zerobus_ingest_json_bytes : lib.zerobus_ingest_proto_bytes;
     if (typeof p === "string") {
       if (p.length <= COPY_LIMIT) {
@@ -478,4 +490,32 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     this.#cb.close();
     drainReleased();
   }
+}
+
+type ArrowModule = typeof import("apache-arrow");
+let arrowModule: ArrowModule | undefined;
+
+/**
+ * Loads apache-arrow as an ES module: the same module instance as the application's own
+ * `import`, so its Tables are recognised by its writer (a `require` would load a second copy).
+ */
+export async function loadArrow(): Promise<ArrowModule> {
+  arrowModule ??= await import("apache-arrow");
+  return arrowModule;
+}
+
+/** An apache-arrow Table or RecordBatch as Arrow IPC stream bytes (one encode pass, in JS). */
+export function arrowToIPC(value: unknown): Uint8Array {
+  const v = value as { schema?: unknown; batches?: unknown; numRows?: unknown; data?: unknown } | null;
+  if (v && typeof v === "object" && v.schema && (Array.isArray(v.batches) || (typeof v.numRows === "number" && v.data))) {
+    const arrow = arrowModule;
+    if (!arrow) throw new InvalidArgumentError("apache-arrow is not loaded (create the stream with createArrowStream)", "INVALID_ARGUMENT", false);
+    const table = Array.isArray(v.batches) ? (v as import("apache-arrow").Table) : new arrow.Table(v as import("apache-arrow").RecordBatch);
+    return arrow.tableToIPC(table, "stream");
+  }
+  throw new InvalidArgumentError(
+    "an Arrow stream takes Arrow IPC stream bytes (Uint8Array) or an apache-arrow Table / RecordBatch",
+    "INVALID_ARGUMENT",
+    false,
+  );
 }

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::Status;
 
-use crate::proto::{EphemeralStreamRequest, EphemeralStreamResponse};
+use crate::arrow::ArrowPayload;
+use crate::proto::{ephemeral_stream_response, EphemeralStreamRequest, EphemeralStreamResponse};
 
 /// Records of one request. Cloning is O(1) (refcounts only).
 #[derive(Clone, Debug)]
@@ -18,35 +19,57 @@ pub enum Payload {
     Json(Bytes),
     ProtoBatch(Arc<[Bytes]>),
     JsonBatch(Arc<[Bytes]>),
+    /// One Arrow record batch (with the dictionaries it needs) as IPC messages.
+    Arrow(ArrowPayload),
 }
 
 impl Payload {
+    /// Records (rows, for Arrow) in the request.
     pub fn record_count(&self) -> usize {
         match self {
             Payload::Proto(_) | Payload::Json(_) => 1,
             Payload::ProtoBatch(r) | Payload::JsonBatch(r) => r.len(),
+            Payload::Arrow(a) => a.rows,
         }
     }
     pub fn byte_len(&self) -> usize {
         match self {
             Payload::Proto(b) | Payload::Json(b) => b.len(),
             Payload::ProtoBatch(r) | Payload::JsonBatch(r) => r.iter().map(Bytes::len).sum(),
+            Payload::Arrow(a) => a.byte_len(),
         }
     }
-    /// Every record of the request, in order.
+    /// Every record of a protobuf / JSON request, in order (empty for Arrow).
     pub fn records(&self) -> &[Bytes] {
         match self {
             Payload::Proto(b) | Payload::Json(b) => std::slice::from_ref(b),
             Payload::ProtoBatch(r) | Payload::JsonBatch(r) => r,
+            Payload::Arrow(_) => &[],
         }
     }
 }
 
-/// One outgoing message on the ephemeral stream.
+/// One outgoing gRPC message: on the ephemeral stream, or on a Flight DoPut stream.
 #[derive(Debug)]
 pub enum OutRequest {
     Create(EphemeralStreamRequest),
     Records { offset: i64, payload: Payload },
+    /// First DoPut message: descriptor `PATH [table]` and the schema message.
+    FlightStart { table: String, schema: Bytes },
+    /// One IPC message; record batches carry their offset as `{"offset_id":N}` app_metadata.
+    FlightData { header: Bytes, body: Bytes, offset: Option<i64> },
+}
+
+/// What the server said, on either kind of stream.
+#[derive(Debug, PartialEq)]
+pub enum Incoming {
+    /// The stream is open (create_stream_response, or the DoPut "ready" ack).
+    Created(Option<String>),
+    /// Everything up to this physical offset is durable; the server may also announce closing.
+    Ack { offset: i64, close_after: Option<std::time::Duration> },
+    /// CloseStreamSignal without an ack.
+    Close(Option<std::time::Duration>),
+    Other,
 }
 
 const REQ_INGEST_RECORD: u32 = 2;
@@ -62,10 +85,35 @@ fn put_len_delimited_header(tag: u32, len: usize, buf: &mut impl BufMut) {
 }
 
 impl OutRequest {
-    /// Writes the wire form of `EphemeralStreamRequest` for this message.
+    /// Writes the wire form of this message (`EphemeralStreamRequest` or Flight `FlightData`).
     pub fn encode(&self, buf: &mut impl BufMut) {
         match self {
             OutRequest::Create(m) => m.encode_raw(buf),
+            OutRequest::FlightStart { table, schema } => {
+                // FlightData { 1: FlightDescriptor { 1: type = PATH (1), 3: path }, 2: data_header }
+                let descriptor = key_len(1) + 1 + len_delimited_len(3, table.len());
+                put_len_delimited_header(1, descriptor, buf);
+                encode_key(1, WireType::Varint, buf);
+                encode_varint(1, buf);
+                put_len_delimited_header(3, table.len(), buf);
+                buf.put_slice(table.as_bytes());
+                put_len_delimited_header(2, schema.len(), buf);
+                buf.put_slice(schema);
+            }
+            OutRequest::FlightData { header, body, offset } => {
+                // FlightData { 2: data_header, 3: app_metadata, 1000: data_body }
+                put_len_delimited_header(2, header.len(), buf);
+                buf.put_slice(header);
+                if let Some(o) = offset {
+                    let meta = format!("{{\"offset_id\":{o}}}");
+                    put_len_delimited_header(3, meta.len(), buf);
+                    buf.put_slice(meta.as_bytes());
+                }
+                if !body.is_empty() {
+                    put_len_delimited_header(1000, body.len(), buf);
+                    buf.put_slice(body);
+                }
+            }
             OutRequest::Records { offset, payload } => {
                 let offset_len = key_len(1) + encoded_len_varint(*offset as u64);
                 match payload {
@@ -93,28 +141,34 @@ impl OutRequest {
                             buf.put_slice(r);
                         }
                     }
+                    Payload::Arrow(_) => unreachable!("Arrow payloads are sent as FlightData messages"),
                 }
             }
         }
     }
 }
 
+/// The client codec; `flight` selects DoPut (FlightData / PutResult) over EphemeralStream.
 #[derive(Clone, Copy, Default)]
-pub struct ZerobusCodec;
+pub struct ZerobusCodec {
+    pub flight: bool,
+}
 
 pub struct RequestEncoder;
-pub struct ResponseDecoder;
+pub struct ResponseDecoder {
+    flight: bool,
+}
 
 impl Codec for ZerobusCodec {
     type Encode = OutRequest;
-    type Decode = EphemeralStreamResponse;
+    type Decode = Incoming;
     type Encoder = RequestEncoder;
     type Decoder = ResponseDecoder;
     fn encoder(&mut self) -> RequestEncoder {
         RequestEncoder
     }
     fn decoder(&mut self) -> ResponseDecoder {
-        ResponseDecoder
+        ResponseDecoder { flight: self.flight }
     }
 }
 
@@ -147,13 +201,49 @@ impl Encoder for RequestEncoder {
     }
 }
 
+/// `PutResult { 1: app_metadata }` of a DoPut stream.
+#[derive(Clone, PartialEq, prost::Message)]
+struct PutResult {
+    #[prost(bytes = "bytes", tag = "1")]
+    app_metadata: Bytes,
+}
+
+/// JSON ack metadata of a DoPut stream.
+#[derive(serde::Deserialize)]
+struct FlightAck {
+    ack_up_to_offset: i64,
+    #[serde(default)]
+    close_stream_duration_ms: Option<u64>,
+}
+
 impl Decoder for ResponseDecoder {
-    type Item = EphemeralStreamResponse;
+    type Item = Incoming;
     type Error = Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<EphemeralStreamResponse>, Status> {
-        EphemeralStreamResponse::decode(src)
-            .map(Some)
-            .map_err(|e| Status::internal(format!("cannot decode server response: {e}")))
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Incoming>, Status> {
+        let bad = |e: String| Status::internal(format!("cannot decode server response: {e}"));
+        if self.flight {
+            let r = PutResult::decode(src).map_err(|e| bad(e.to_string()))?;
+            let ack: FlightAck = serde_json::from_slice(&r.app_metadata).map_err(|e| bad(format!("ack metadata: {e}")))?;
+            let close_after = ack.close_stream_duration_ms.map(std::time::Duration::from_millis);
+            return Ok(Some(if ack.ack_up_to_offset < 0 && close_after.is_none() {
+                Incoming::Created(None)
+            } else {
+                Incoming::Ack { offset: ack.ack_up_to_offset, close_after }
+            }));
+        }
+        use ephemeral_stream_response::Payload as P;
+        let r = EphemeralStreamResponse::decode(src).map_err(|e| bad(e.to_string()))?;
+        Ok(Some(match r.payload {
+            Some(P::CreateStreamResponse(c)) => Incoming::Created(c.stream_id),
+            Some(P::IngestRecordResponse(a)) => match a.durability_ack_up_to_offset {
+                Some(offset) => Incoming::Ack { offset, close_after: None },
+                None => Incoming::Other,
+            },
+            Some(P::CloseStreamSignal(s)) => Incoming::Close(s.duration.map(|d| {
+                std::time::Duration::from_secs(d.seconds.max(0) as u64) + std::time::Duration::from_nanos(d.nanos.max(0) as u64)
+            })),
+            None => Incoming::Other,
+        }))
     }
 }
 

@@ -3,6 +3,7 @@
 //! Records are `bytes::Bytes` from ingest to the gRPC encoder: the landing zone kept for retry,
 //! the sender and recovery replay all hold refcounted handles, never copies.
 
+pub mod arrow;
 pub mod auth;
 pub mod codec;
 pub mod error;
@@ -14,6 +15,8 @@ pub mod proto {
 }
 
 pub use auth::{Headers, HeadersProvider};
+pub use arrow_array::RecordBatch;
+pub use arrow_schema::Schema as ArrowSchema;
 pub use bytes::Bytes;
 pub use codec::Payload;
 pub use error::{ErrorCode, Result, ZerobusError};

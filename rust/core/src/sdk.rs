@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use crate::auth::{workspace_id_from_endpoint, FnHeaders, Headers, OAuthHeaders, SharedHeadersProvider};
 use crate::error::{Result, ZerobusError};
-use crate::stream::{make_channel, ProgressHook, StreamOptions, TableProperties, ZerobusStream};
+use crate::stream::{make_channel, ProgressHook, StreamOptions, TableProperties, Wire, ZerobusStream};
+use crate::RecordType;
 
 /// How streams authenticate.
 #[derive(Clone)]
@@ -73,7 +74,37 @@ impl ZerobusSdk {
     ) -> Result<ZerobusStream> {
         let provider = self.provider(auth)?;
         let channel = make_channel(&self.endpoint)?;
-        ZerobusStream::start(channel, table, provider, opts, hook)
+        ZerobusStream::start(channel, table, Wire::Ephemeral, provider, opts, hook)
+    }
+
+    /// Starts an Arrow stream (Arrow Flight `DoPut`) in the background and returns it at once.
+    /// Batches must match `schema`. `opts.max_inflight_records` counts rows.
+    pub fn start_arrow_stream(
+        &self,
+        table_name: impl Into<String>,
+        schema: Arc<arrow_schema::Schema>,
+        auth: Auth,
+        opts: StreamOptions,
+        hook: Option<ProgressHook>,
+    ) -> Result<ZerobusStream> {
+        let provider = self.provider(auth)?;
+        let channel = make_channel(&self.endpoint)?;
+        let table = TableProperties { table_name: table_name.into(), record_type: RecordType::Unspecified, descriptor_proto: None };
+        let schema = Arc::new(crate::arrow::StreamSchema::new(schema));
+        ZerobusStream::start(channel, table, Wire::Flight(schema), provider, opts, hook)
+    }
+
+    /// Creates an Arrow stream and waits until the server accepted it.
+    pub async fn create_arrow_stream(
+        &self,
+        table_name: impl Into<String>,
+        schema: Arc<arrow_schema::Schema>,
+        auth: Auth,
+        opts: StreamOptions,
+    ) -> Result<ZerobusStream> {
+        let stream = self.start_arrow_stream(table_name, schema, auth, opts, None)?;
+        stream.wait_open().await?;
+        Ok(stream)
     }
 
     /// Creates a stream and waits until the server accepted it.

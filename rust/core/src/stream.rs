@@ -19,13 +19,11 @@ use tokio::sync::watch;
 use tonic::metadata::{MetadataKey, MetadataValue};
 use tonic::transport::Channel;
 
+use crate::arrow::ArrowPayload;
 use crate::auth::SharedHeadersProvider;
-use crate::codec::{OutRequest, Payload, ZerobusCodec};
+use crate::codec::{Incoming, OutRequest, Payload, ZerobusCodec};
 use crate::error::{ErrorCode, Result, ZerobusError};
-use crate::proto::{
-    ephemeral_stream_request, ephemeral_stream_response, CreateIngestStreamRequest, EphemeralStreamRequest,
-    EphemeralStreamResponse, RecordType,
-};
+use crate::proto::{ephemeral_stream_request, CreateIngestStreamRequest, EphemeralStreamRequest, RecordType};
 
 /// Entries the sender takes from the landing zone per lock.
 const SEND_CHUNK: usize = 512;
@@ -77,6 +75,15 @@ pub struct TableProperties {
     pub record_type: RecordType,
     /// Serialized `google.protobuf.DescriptorProto` of the record message (PROTO only).
     pub descriptor_proto: Option<Bytes>,
+}
+
+/// Which RPC a stream speaks.
+#[derive(Clone, Debug)]
+pub(crate) enum Wire {
+    /// `databricks.zerobus.Zerobus/EphemeralStream` with protobuf or JSON records.
+    Ephemeral,
+    /// Arrow Flight `DoPut`: the schema (checked on ingest) and its IPC schema message.
+    Flight(Arc<crate::arrow::StreamSchema>),
 }
 
 #[repr(u8)]
@@ -139,6 +146,7 @@ struct Shared {
     hook: Option<ProgressHook>,
     opts: StreamOptions,
     table: TableProperties,
+    wire: Wire,
     channel: Channel,
     headers: SharedHeadersProvider,
 }
@@ -188,11 +196,12 @@ impl ZerobusStream {
     pub(crate) fn start(
         channel: Channel,
         table: TableProperties,
+        wire: Wire,
         headers: SharedHeadersProvider,
         opts: StreamOptions,
         hook: Option<ProgressHook>,
     ) -> Result<ZerobusStream> {
-        validate(&table, &opts)?;
+        validate(&table, &wire, &opts)?;
         let (progress, _) = watch::channel(Progress {
             acked: -1,
             state: StreamState::Opening,
@@ -220,6 +229,7 @@ impl ZerobusStream {
             hook,
             opts,
             table,
+            wire,
             channel,
             headers,
         });
@@ -276,18 +286,28 @@ impl ZerobusStream {
 
     /// Queues an already built payload (any form); the non-blocking primitive behind the rest.
     pub fn try_push(&self, payload: Payload) -> std::result::Result<i64, (ZerobusError, Payload)> {
-        if let Err(e) = self.check(&payload) {
-            return Err((e, payload));
+        self.try_push_many(vec![payload]).map_err(|(e, mut p)| (e, p.pop().expect("one payload")))
+    }
+
+    /// Queues several requests atomically (consecutive offsets); returns the last offset.
+    pub fn try_push_many(&self, payloads: Vec<Payload>) -> std::result::Result<i64, (ZerobusError, Vec<Payload>)> {
+        if payloads.is_empty() {
+            return Err((ZerobusError::invalid("nothing to ingest"), payloads));
         }
-        let n = payload.record_count();
-        let bytes = payload.byte_len();
+        for p in &payloads {
+            if let Err(e) = self.check(p) {
+                return Err((e, payloads));
+            }
+        }
+        let n: usize = payloads.iter().map(Payload::record_count).sum();
+        let bytes: usize = payloads.iter().map(Payload::byte_len).sum();
         let mut st = self.shared.lock();
         if let Some(e) = &st.failed {
             let e = ZerobusError::new(ErrorCode::StreamFailed, format!("stream failed earlier: {e}"));
-            return Err((e, payload));
+            return Err((e, payloads));
         }
         if st.closing {
-            return Err((ZerobusError::new(ErrorCode::StreamClosed, "stream is closed"), payload));
+            return Err((ZerobusError::new(ErrorCode::StreamClosed, "stream is closed"), payloads));
         }
         // A request larger than a limit is still accepted when nothing else is in flight.
         let opts = &self.shared.opts;
@@ -301,13 +321,16 @@ impl ZerobusStream {
                     st.inflight_records, st.inflight_bytes, opts.max_inflight_records, opts.max_inflight_bytes
                 ),
             );
-            return Err((e, payload));
+            return Err((e, payloads));
         }
-        let offset = st.next_offset;
-        st.next_offset += 1;
         st.inflight_records += n;
         st.inflight_bytes += bytes;
-        st.landing.push_back(Entry { offset, payload });
+        for payload in payloads {
+            let offset = st.next_offset;
+            st.next_offset += 1;
+            st.landing.push_back(Entry { offset, payload });
+        }
+        let offset = st.next_offset - 1;
         let waker = if st.ready { st.sender_waker.take() } else { None };
         drop(st);
         if let Some(w) = waker {
@@ -317,6 +340,20 @@ impl ZerobusStream {
     }
 
     fn check(&self, payload: &Payload) -> Result<()> {
+        let flight = matches!(self.shared.wire, Wire::Flight(_));
+        if flight != matches!(payload, Payload::Arrow(_)) {
+            return Err(ZerobusError::invalid(if flight {
+                "an Arrow stream takes Arrow record batches (ingest_ipc_batch / ingest_batch)"
+            } else {
+                "Arrow batches need an Arrow stream (create_arrow_stream)"
+            }));
+        }
+        if let Payload::Arrow(a) = payload {
+            if a.byte_len() > self.shared.opts.max_record_bytes.max(64 * 1024 * 1024) {
+                return Err(ZerobusError::invalid(format!("Arrow batch of {} bytes is more than 64 MiB", a.byte_len())));
+            }
+            return Ok(());
+        }
         let want_json = self.shared.table.record_type == RecordType::Json;
         let is_json = matches!(payload, Payload::Json(_) | Payload::JsonBatch(_));
         if want_json != is_json {
@@ -350,18 +387,8 @@ impl ZerobusStream {
 
     /// Queues a payload, waiting while `max_inflight_records` are in flight. Returns the logical offset
     /// (the record is not yet acknowledged: see [`wait_for_offset`](Self::wait_for_offset)).
-    pub async fn push(&self, mut payload: Payload) -> Result<i64> {
-        let mut rx = self.shared.progress.subscribe();
-        loop {
-            match self.try_push(payload) {
-                Ok(o) => return Ok(o),
-                Err((e, p)) if e.code == ErrorCode::Backpressure => {
-                    payload = p;
-                    rx.changed().await.map_err(|_| ZerobusError::new(ErrorCode::Internal, "stream task ended"))?;
-                }
-                Err((e, _)) => return Err(e),
-            }
-        }
+    pub async fn push(&self, payload: Payload) -> Result<i64> {
+        self.push_many(vec![payload]).await
     }
     pub async fn ingest_proto_bytes(&self, record: Bytes) -> Result<i64> {
         self.push(Payload::Proto(record)).await
@@ -374,6 +401,52 @@ impl ZerobusStream {
     }
     pub async fn ingest_json_bytes_batch(&self, records: Vec<Bytes>) -> Result<i64> {
         self.push(Payload::JsonBatch(records.into())).await
+    }
+
+    // ---- Arrow ------------------------------------------------------------------------------
+
+    /// Queues the record batches of Arrow IPC stream bytes (schema message first) without decoding
+    /// them: one request per record batch. Returns the offset of the last batch. Waits while the
+    /// in-flight limits are reached.
+    pub async fn ingest_ipc_batch(&self, ipc: Bytes) -> Result<i64> {
+        let payloads = self.split_ipc(&ipc)?;
+        self.push_many(payloads).await
+    }
+
+    /// Non-blocking form of [`ingest_ipc_batch`](Self::ingest_ipc_batch).
+    pub fn try_ingest_ipc_batch(&self, ipc: Bytes) -> Result<i64> {
+        let payloads = self.split_ipc(&ipc)?;
+        self.try_push_many(payloads).map_err(|(e, _)| e)
+    }
+
+    /// Queues a RecordBatch (encoded to IPC once, here). Returns its offset.
+    pub async fn ingest_batch(&self, batch: &arrow_array::RecordBatch) -> Result<i64> {
+        let Wire::Flight(stream) = &self.shared.wire else {
+            return Err(ZerobusError::invalid("Arrow batches need an Arrow stream (create_arrow_stream)"));
+        };
+        let payload = crate::arrow::encode_batch(batch, stream)?;
+        self.push_many(vec![Payload::Arrow(payload)]).await
+    }
+
+    fn split_ipc(&self, ipc: &Bytes) -> Result<Vec<Payload>> {
+        let Wire::Flight(stream) = &self.shared.wire else {
+            return Err(ZerobusError::invalid("Arrow batches need an Arrow stream (create_arrow_stream)"));
+        };
+        Ok(crate::arrow::split_ipc_stream(ipc, stream)?.into_iter().map(Payload::Arrow).collect())
+    }
+
+    async fn push_many(&self, mut payloads: Vec<Payload>) -> Result<i64> {
+        let mut rx = self.shared.progress.subscribe();
+        loop {
+            match self.try_push_many(payloads) {
+                Ok(o) => return Ok(o),
+                Err((e, p)) if e.code == ErrorCode::Backpressure => {
+                    payloads = p;
+                    rx.changed().await.map_err(|_| ZerobusError::new(ErrorCode::Internal, "stream task ended"))?;
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
     }
 
     /// Waits until `offset` is acknowledged as durable. Fails if the stream fails first.
@@ -464,7 +537,7 @@ impl ZerobusStream {
     }
 }
 
-fn validate(table: &TableProperties, opts: &StreamOptions) -> Result<()> {
+fn validate(table: &TableProperties, wire: &Wire, opts: &StreamOptions) -> Result<()> {
     let parts: Vec<&str> = table.table_name.split('.').collect();
     if parts.len() != 3 || parts.iter().any(|p| p.is_empty()) {
         return Err(ZerobusError::invalid(format!(
@@ -473,6 +546,7 @@ fn validate(table: &TableProperties, opts: &StreamOptions) -> Result<()> {
         )));
     }
     match table.record_type {
+        _ if matches!(wire, Wire::Flight(_)) => {}
         RecordType::Proto if table.descriptor_proto.as_ref().is_none_or(|d| d.is_empty()) => {
             return Err(ZerobusError::invalid("a PROTO stream needs descriptor_proto (a serialized DescriptorProto)"));
         }
@@ -489,7 +563,7 @@ fn validate(table: &TableProperties, opts: &StreamOptions) -> Result<()> {
 struct OutStream {
     shared: Arc<Shared>,
     generation: u64,
-    create: Option<EphemeralStreamRequest>,
+    create: Option<OutRequest>,
     buf: VecDeque<OutRequest>,
 }
 
@@ -507,7 +581,7 @@ impl OutStream {
     fn next_request(&mut self, cx: &mut Context<'_>) -> Poll<Option<OutRequest>> {
         let this = self;
         if let Some(c) = this.create.take() {
-            return Poll::Ready(Some(OutRequest::Create(c)));
+            return Poll::Ready(Some(c));
         }
         if let Some(r) = this.buf.pop_front() {
             return Poll::Ready(Some(r));
@@ -526,7 +600,11 @@ impl OutStream {
             let end = st.landing.len().min(st.sent + SEND_CHUNK);
             let base = st.base;
             for e in st.landing.range(st.sent..end) {
-                this.buf.push_back(OutRequest::Records { offset: e.offset - base, payload: e.payload.clone() });
+                let offset = e.offset - base;
+                match &e.payload {
+                    Payload::Arrow(a) => push_flight(&mut this.buf, a, offset),
+                    p => this.buf.push_back(OutRequest::Records { offset, payload: p.clone() }),
+                }
             }
             st.sent = end;
             drop(st);
@@ -541,6 +619,18 @@ impl OutStream {
             _ => st.sender_waker = Some(cx.waker().clone()),
         }
         Poll::Pending
+    }
+}
+
+/// An Arrow request as FlightData messages: its dictionaries, then the batch with its offset.
+fn push_flight(buf: &mut VecDeque<OutRequest>, a: &ArrowPayload, offset: i64) {
+    let last = a.messages.len() - 1;
+    for (i, m) in a.messages.iter().enumerate() {
+        buf.push_back(OutRequest::FlightData {
+            header: m.header.clone(),
+            body: m.body.clone(),
+            offset: (i == last).then_some(offset),
+        });
     }
 }
 
@@ -619,7 +709,7 @@ fn abandon(shared: &Arc<Shared>) -> bool {
     true
 }
 
-type Responses = tonic::Streaming<EphemeralStreamResponse>;
+type Responses = tonic::Streaming<Incoming>;
 
 async fn open_physical(shared: &Arc<Shared>) -> Result<Physical> {
     let headers = shared.headers.headers(&shared.table.table_name).await?;
@@ -634,12 +724,23 @@ async fn open_physical(shared: &Arc<Shared>) -> Result<Physical> {
         st.sent = 0;
         st.generation
     };
-    let create = EphemeralStreamRequest {
-        payload: Some(ephemeral_stream_request::Payload::CreateStream(CreateIngestStreamRequest {
-            table_name: Some(shared.table.table_name.clone()),
-            descriptor_proto: shared.table.descriptor_proto.clone(),
-            record_type: Some(shared.table.record_type as i32),
-        })),
+    let (create, path, flight) = match &shared.wire {
+        Wire::Ephemeral => (
+            OutRequest::Create(EphemeralStreamRequest {
+                payload: Some(ephemeral_stream_request::Payload::CreateStream(CreateIngestStreamRequest {
+                    table_name: Some(shared.table.table_name.clone()),
+                    descriptor_proto: shared.table.descriptor_proto.clone(),
+                    record_type: Some(shared.table.record_type as i32),
+                })),
+            }),
+            "/databricks.zerobus.Zerobus/EphemeralStream",
+            false,
+        ),
+        Wire::Flight(stream) => (
+            OutRequest::FlightStart { table: shared.table.table_name.clone(), schema: stream.message.clone() },
+            "/arrow.flight.protocol.FlightService/DoPut",
+            true,
+        ),
     };
     let out = OutStream { shared: shared.clone(), generation, create: Some(create), buf: VecDeque::new() };
     let mut request = tonic::Request::new(out);
@@ -661,19 +762,17 @@ async fn open_physical(shared: &Arc<Shared>) -> Result<Physical> {
         grpc.ready()
             .await
             .map_err(|e| ZerobusError::new(ErrorCode::Transport, format!("cannot connect: {e}")))?;
-        let path = tonic::codegen::http::uri::PathAndQuery::from_static("/databricks.zerobus.Zerobus/EphemeralStream");
+        let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
         let mut responses = grpc
-            .streaming(request, path, ZerobusCodec)
+            .streaming(request, path, ZerobusCodec { flight })
             .await
             .map_err(|s| ZerobusError::from_status(&s))?
             .into_inner();
         match responses.message().await {
-            Ok(Some(EphemeralStreamResponse {
-                payload: Some(ephemeral_stream_response::Payload::CreateStreamResponse(r)),
-            })) => Ok((responses, r.stream_id.unwrap_or_default())),
+            Ok(Some(Incoming::Created(id))) => Ok((responses, id.unwrap_or_default())),
             Ok(Some(other)) => Err(ZerobusError::new(
                 ErrorCode::Server,
-                format!("expected a create_stream_response first, got {other:?}"),
+                format!("expected the stream to be confirmed first, got {other:?}"),
             )),
             Ok(None) => Err(ZerobusError::new(ErrorCode::Transport, "server closed the stream during creation")),
             Err(s) => Err(ZerobusError::from_status(&s)),
@@ -738,36 +837,19 @@ async fn read_acks(shared: &Arc<Shared>, responses: &mut Responses, failures: &m
             }
             Ok(m) => m,
         };
-        match msg {
-            Ok(Some(resp)) => match resp.payload {
-                Some(ephemeral_stream_response::Payload::IngestRecordResponse(r)) => {
-                    let physical = r.durability_ack_up_to_offset.unwrap_or(-1);
-                    if physical >= 0 && ack(shared, physical) {
-                        *failures = 0;
-                    }
+        // Everything but a close announcement is handled in place.
+        let close_after: Option<Duration> = match msg {
+            Ok(Some(Incoming::Ack { offset, close_after })) => {
+                if offset >= 0 && ack(shared, offset) {
+                    *failures = 0;
                 }
-                Some(ephemeral_stream_response::Payload::CloseStreamSignal(sig)) => {
-                    // Hand over to a new stream: stop sending here, collect the acks of what this
-                    // stream already got (until it ends or the announced close time), then
-                    // reopen and replay the rest.
-                    let waker = {
-                        let mut st = shared.lock();
-                        st.draining = true;
-                        st.sender_waker.take()
-                    };
-                    if let Some(w) = waker {
-                        w.wake();
-                    }
-                    let grace = sig
-                        .duration
-                        .map(|d| Duration::from_secs(d.seconds.max(0) as u64) + Duration::from_nanos(d.nanos.max(0) as u64))
-                        .unwrap_or(ack_timeout)
-                        .min(ack_timeout);
-                    let _ = tokio::time::timeout(grace, drain_acks(shared, responses)).await;
-                    return Outcome::Handover;
+                match close_after {
+                    Some(d) => Some(d),
+                    None => continue,
                 }
-                Some(ephemeral_stream_response::Payload::CreateStreamResponse(_)) | None => {}
-            },
+            }
+            Ok(Some(Incoming::Close(d))) => d,
+            Ok(Some(Incoming::Created(_) | Incoming::Other)) => continue,
             Ok(None) => {
                 let st = shared.lock();
                 if st.finished && st.landing.is_empty() {
@@ -779,16 +861,30 @@ async fn read_acks(shared: &Arc<Shared>, responses: &mut Responses, failures: &m
                 let e = ZerobusError::from_status(&status);
                 return if e.retryable { Outcome::Broken(e) } else { Outcome::Fail(e) };
             }
+        };
+        // The server will close this stream: hand over to a new one. Stop sending here, collect
+        // the acks of what this stream already got (until it ends or the announced close time),
+        // then reopen and replay the rest.
+        let waker = {
+            let mut st = shared.lock();
+            st.draining = true;
+            st.sender_waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
         }
+        let grace = close_after.unwrap_or(ack_timeout).min(ack_timeout);
+        let _ = tokio::time::timeout(grace, drain_acks(shared, responses)).await;
+        return Outcome::Handover;
     }
 }
 
 /// Applies acks until the (draining) stream ends.
 async fn drain_acks(shared: &Arc<Shared>, responses: &mut Responses) {
     while let Ok(Some(resp)) = responses.message().await {
-        if let Some(ephemeral_stream_response::Payload::IngestRecordResponse(r)) = resp.payload {
-            if let Some(p) = r.durability_ack_up_to_offset.filter(|p| *p >= 0) {
-                ack(shared, p);
+        if let Incoming::Ack { offset, .. } = resp {
+            if offset >= 0 {
+                ack(shared, offset);
             }
         }
     }

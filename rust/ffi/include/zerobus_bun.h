@@ -51,6 +51,11 @@ typedef struct ZerobusStream ZerobusStream;
 typedef void (*ZerobusNotifyFn)(uint64_t userdata);
 
 /**
+ * Called with the context given at ingest when Rust no longer references the record memory.
+ */
+typedef void (*ZerobusReleaseFn)(void *ctx);
+
+/**
  * Progress snapshot written by `zerobus_stream_progress`.
  */
 typedef struct {
@@ -80,11 +85,6 @@ typedef struct {
   int32_t error_retryable;
   int32_t _reserved;
 } ZerobusProgress;
-
-/**
- * Called with the context given at ingest when Rust no longer references the record memory.
- */
-typedef void (*ZerobusReleaseFn)(void *ctx);
 
 #ifdef __cplusplus
 extern "C" {
@@ -147,6 +147,39 @@ ZerobusStream *zerobus_stream_open(const ZerobusSdk *sdk,
                                    uintptr_t descriptor_len,
                                    ZerobusNotifyFn notify,
                                    uint64_t userdata);
+
+/**
+ * Opens an Arrow stream (Arrow Flight DoPut) in the background and returns its handle at once
+ * (NULL on a config error). `schema_ipc`: Arrow IPC stream bytes starting with the schema
+ * message (e.g. an IPC stream of an empty table); copied. `options_json` as for
+ * `zerobus_stream_open` without `recordType`; `maxInflightRecords` counts rows. The handle
+ * works with every `zerobus_stream_*` function; ingest with `zerobus_ingest_ipc_batch`.
+ */
+ZerobusStream *zerobus_arrow_stream_open(const ZerobusSdk *sdk,
+                                         const uint8_t *options_json,
+                                         uintptr_t options_len,
+                                         const uint8_t *schema_ipc,
+                                         uintptr_t schema_len,
+                                         ZerobusNotifyFn notify,
+                                         uint64_t userdata);
+
+/**
+ * Queues the record batches of Arrow IPC stream bytes (schema message first, then dictionary
+ * and record batch messages) without decoding them: each record batch becomes one request, sent
+ * as Flight data straight from this memory. Returns the logical offset of the last batch, or a
+ * negative error code. `release(ctx)` runs once when the memory is no longer referenced.
+ */
+int64_t zerobus_ingest_ipc_batch(const ZerobusStream *s,
+                                 const uint8_t *data,
+                                 uintptr_t len,
+                                 ZerobusReleaseFn release,
+                                 void *ctx);
+
+/**
+ * IPC encode and decode passes made by the library on the calling thread (`out[0]` encode,
+ * `out[1]` decode). For tests: ingesting IPC bytes makes none.
+ */
+void zerobus_ipc_passes(uint64_t *out);
 
 /**
  * Writes the stream's progress into `out` and re-arms the notify callback. Returns 0.

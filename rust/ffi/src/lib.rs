@@ -350,7 +350,8 @@ impl Notifier {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct StreamConfig {
     table: String,
-    record_type: String,
+    #[serde(default)]
+    record_type: Option<String>,
     #[serde(default)]
     client_id: Option<String>,
     #[serde(default)]
@@ -368,11 +369,18 @@ struct StreamConfig {
     max_record_bytes: Option<usize>,
 }
 
-fn stream_setup(cfg: StreamConfig, descriptor: Option<Bytes>) -> Result<(TableProperties, Auth, StreamOptions), ZerobusError> {
-    let record_type = match cfg.record_type.to_ascii_lowercase().as_str() {
-        "proto" | "protobuf" => RecordType::Proto,
-        "json" => RecordType::Json,
-        other => return Err(ZerobusError::invalid(format!("recordType must be \"proto\" or \"json\", got {other:?}"))),
+fn stream_setup(
+    cfg: StreamConfig,
+    descriptor: Option<Bytes>,
+    arrow: bool,
+) -> Result<(TableProperties, Auth, StreamOptions), ZerobusError> {
+    let record_type = match cfg.record_type.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        Some("proto" | "protobuf") => RecordType::Proto,
+        Some("json") => RecordType::Json,
+        Some("arrow") | None if descriptor.is_none() && arrow => RecordType::Unspecified,
+        other => {
+            return Err(ZerobusError::invalid(format!("recordType must be \"proto\" or \"json\", got {other:?}")))
+        }
     };
     let auth = match (cfg.client_id, cfg.client_secret, cfg.headers) {
         (Some(id), Some(secret), _) => Auth::OAuth { client_id: id, client_secret: secret },
@@ -418,15 +426,8 @@ pub unsafe extern "C" fn zerobus_stream_open(
             let sdk = sdk.as_ref().ok_or_else(|| ZerobusError::invalid("sdk handle is NULL"))?;
             let cfg: StreamConfig = parse_json(slice(options_json, options_len), "stream options")?;
             let desc = (descriptor_len > 0).then(|| Bytes::copy_from_slice(slice(descriptor, descriptor_len)));
-            let (table, auth, opts) = stream_setup(cfg, desc)?;
-            let notifier = Arc::new(Notifier {
-                armed: AtomicBool::new(true),
-                target: std::sync::Mutex::new(notify.map(|f| (f, userdata))),
-            });
-            let hook: Option<ProgressHook> = notify.map(|_| {
-                let n = notifier.clone();
-                Arc::new(move || n.fire()) as ProgressHook
-            });
+            let (table, auth, opts) = stream_setup(cfg, desc, false)?;
+            let (notifier, hook) = notifier(notify, userdata);
             let _enter = runtime().enter();
             let stream = sdk.sdk.start_stream(table, auth, opts, hook)?;
             Ok(Box::into_raw(Box::new(ZerobusStreamHandle { stream, notifier })))
@@ -436,6 +437,83 @@ pub unsafe extern "C" fn zerobus_stream_open(
             std::ptr::null_mut()
         })
     })
+}
+
+fn notifier(notify: ZerobusNotifyFn, userdata: u64) -> (Arc<Notifier>, Option<ProgressHook>) {
+    let notifier = Arc::new(Notifier {
+        armed: AtomicBool::new(true),
+        target: std::sync::Mutex::new(notify.map(|f| (f, userdata))),
+    });
+    let hook: Option<ProgressHook> = notify.map(|_| {
+        let n = notifier.clone();
+        Arc::new(move || n.fire()) as ProgressHook
+    });
+    (notifier, hook)
+}
+
+/// Opens an Arrow stream (Arrow Flight DoPut) in the background and returns its handle at once
+/// (NULL on a config error). `schema_ipc`: Arrow IPC stream bytes starting with the schema
+/// message (e.g. an IPC stream of an empty table); copied. `options_json` as for
+/// `zerobus_stream_open` without `recordType`; `maxInflightRecords` counts rows. The handle
+/// works with every `zerobus_stream_*` function; ingest with `zerobus_ingest_ipc_batch`.
+#[no_mangle]
+pub unsafe extern "C" fn zerobus_arrow_stream_open(
+    sdk: *const ZerobusSdkHandle,
+    options_json: *const u8,
+    options_len: usize,
+    schema_ipc: *const u8,
+    schema_len: usize,
+    notify: ZerobusNotifyFn,
+    userdata: u64,
+) -> *mut ZerobusStreamHandle {
+    guard(std::ptr::null_mut(), || {
+        let result = (|| {
+            let sdk = sdk.as_ref().ok_or_else(|| ZerobusError::invalid("sdk handle is NULL"))?;
+            let cfg: StreamConfig = parse_json(slice(options_json, options_len), "stream options")?;
+            let schema = zerobus_core::arrow::schema_from_ipc(slice(schema_ipc, schema_len))?;
+            let (table, auth, opts) = stream_setup(cfg, None, true)?;
+            let (notifier, hook) = notifier(notify, userdata);
+            let _enter = runtime().enter();
+            let stream = sdk.sdk.start_arrow_stream(table.table_name, Arc::new(schema), auth, opts, hook)?;
+            Ok(Box::into_raw(Box::new(ZerobusStreamHandle { stream, notifier })))
+        })();
+        result.unwrap_or_else(|e| {
+            set_error(e);
+            std::ptr::null_mut()
+        })
+    })
+}
+
+/// Queues the record batches of Arrow IPC stream bytes (schema message first, then dictionary
+/// and record batch messages) without decoding them: each record batch becomes one request, sent
+/// as Flight data straight from this memory. Returns the logical offset of the last batch, or a
+/// negative error code. `release(ctx)` runs once when the memory is no longer referenced.
+#[no_mangle]
+pub unsafe extern "C" fn zerobus_ingest_ipc_batch(
+    s: *const ZerobusStreamHandle,
+    data: *const u8,
+    len: usize,
+    release: ZerobusReleaseFn,
+    ctx: *mut c_void,
+) -> i64 {
+    guard(-(ErrorCode::Internal as i64), || {
+        let Some(s) = s.as_ref() else {
+            return err_code(ZerobusError::invalid("stream handle is NULL"));
+        };
+        match s.stream.try_ingest_ipc_batch(bytes_single(data, len, release, ctx)) {
+            Ok(o) => o,
+            Err(e) => err_code(e),
+        }
+    })
+}
+
+/// IPC encode and decode passes made by the library on the calling thread (`out[0]` encode,
+/// `out[1]` decode). For tests: ingesting IPC bytes makes none.
+#[no_mangle]
+pub unsafe extern "C" fn zerobus_ipc_passes(out: *mut u64) {
+    let (e, d) = zerobus_core::arrow::ipc_passes();
+    *out = e;
+    *out.add(1) = d;
 }
 
 /// Progress snapshot written by `zerobus_stream_progress`.

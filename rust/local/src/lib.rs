@@ -7,8 +7,33 @@
 //!
 //! Committed records are appended to `<data_dir>/<table>.jsonl`, one compact JSON object per
 //! line, in commit order. A commit is what the durability ack acknowledges.
+//!
+//! ## Arrow Flight ingestion
+//!
+//! The same port also serves `arrow.flight.protocol.FlightService`; only `DoPut` is
+//! implemented (every other method returns UNIMPLEMENTED). Same headers and auth rules as
+//! `EphemeralStream`. One DoPut call is one stream on one table:
+//! - first FlightData: `flight_descriptor` {type PATH, path `[table]`} and `data_header` = Arrow
+//!   IPC Schema message (flatbuffer bytes, no continuation marker), empty body. Faults are
+//!   taken at this point; errors: INVALID_ARGUMENT (no descriptor / bad name / not a Schema),
+//!   NOT_FOUND (unknown table unless `autoCreateTables`), UNAUTHENTICATED.
+//! - the server answers a "ready" PutResult, app_metadata
+//!   `{"ack_up_to_offset":-1,"ack_up_to_records":0,"close_stream_duration_ms":null}`.
+//! - then DictionaryBatch messages (app_metadata ignored; delta dictionaries are applied) and
+//!   RecordBatch messages with app_metadata `{"offset_id":N}`, N = 0, 1, 2, ... per stream.
+//!   IPC bodies may be LZ4_FRAME or ZSTD compressed. A FlightData above 64 MiB (header + body),
+//!   a wrong offset or an undecodable/mismatching batch commits and acks what came before,
+//!   then ends the stream with INVALID_ARGUMENT naming the offset.
+//! - each commit is acked with a PutResult, app_metadata
+//!   `{"ack_up_to_offset":N,"ack_up_to_records":R,"close_stream_duration_ms":null}` (N = last
+//!   committed offset, R = rows committed on this stream). The close-signal fault sends the
+//!   current ack with `close_stream_duration_ms` set, then ends the stream (OK) after that time.
+//!
+//! Rows are appended to the same `<table>.jsonl` file as JSON objects (arrow-json encoding,
+//! column names as keys, explicit nulls). Row-count faults and `committedRecords` count rows.
 
 mod faults;
+mod flight;
 mod http_api;
 mod records;
 mod server;

@@ -1,5 +1,6 @@
 //! Accept loop: one port, HTTP/1.1 + HTTP/2 (h2c or TLS with ALPN h2/http1.1), routing gRPC
-//! requests (content-type application/grpc*) to the Zerobus service and the rest to the HTTP API.
+//! requests (content-type application/grpc*) to the Zerobus service or, for paths under
+//! `/arrow.flight.protocol.FlightService/`, to the Flight service; the rest goes to the HTTP API.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -16,8 +17,10 @@ use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
 use tonic::codegen::Service;
 
+use arrow_flight::flight_service_server::FlightServiceServer;
 use zerobus_core::proto::zerobus_server::ZerobusServer;
 
+use crate::flight::FlightIngestService;
 use crate::http_api::{self, Body};
 use crate::state::State;
 use crate::stream::ZerobusService;
@@ -46,7 +49,14 @@ pub(crate) fn tls_acceptor(cert_path: &str, key_path: &str) -> Result<TlsAccepto
     Ok(TlsAcceptor::from(Arc::new(cfg)))
 }
 
-type Grpc = ZerobusServer<ZerobusService>;
+/// The gRPC services served on the port.
+#[derive(Clone)]
+struct Grpc {
+    zerobus: ZerobusServer<ZerobusService>,
+    flight: FlightServiceServer<FlightIngestService>,
+}
+
+const FLIGHT_PREFIX: &str = "/arrow.flight.protocol.FlightService/";
 
 async fn dispatch(state: Arc<State>, mut grpc: Grpc, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let is_grpc = req
@@ -54,7 +64,11 @@ async fn dispatch(state: Arc<State>, mut grpc: Grpc, req: Request<Incoming>) -> 
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
     if is_grpc {
-        grpc.call(req).await
+        if req.uri().path().starts_with(FLIGHT_PREFIX) {
+            grpc.flight.call(req).await
+        } else {
+            grpc.zerobus.call(req).await
+        }
     } else {
         Ok(http_api::handle(state, req).await)
     }
@@ -87,9 +101,16 @@ pub(crate) async fn serve(
     state: Arc<State>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let grpc = ZerobusServer::new(ZerobusService::new(state.clone()))
-        .max_decoding_message_size(usize::MAX)
-        .max_encoding_message_size(usize::MAX);
+    let grpc = Grpc {
+        zerobus: ZerobusServer::new(ZerobusService::new(state.clone()))
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX),
+        // FlightData above MAX_FLIGHT_DATA_BYTES is rejected by the service with INVALID_ARGUMENT;
+        // this transport limit only bounds what gets buffered before that check.
+        flight: FlightServiceServer::new(FlightIngestService::new(state.clone()))
+            .max_decoding_message_size(4 * crate::flight::MAX_FLIGHT_DATA_BYTES)
+            .max_encoding_message_size(usize::MAX),
+    };
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http2()

@@ -34,10 +34,10 @@ use crate::records::{self, RecordFormat};
 use crate::state::{validate_table_name, State, Table};
 
 /// Group commit caps: messages and bytes gathered into one commit.
-const GROUP_MAX_MESSAGES: usize = 4096;
-const GROUP_MAX_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const GROUP_MAX_MESSAGES: usize = 4096;
+pub(crate) const GROUP_MAX_BYTES: usize = 16 * 1024 * 1024;
 /// Batches queued between receiver and committer.
-const COMMIT_QUEUE: usize = 4;
+pub(crate) const COMMIT_QUEUE: usize = 4;
 
 type RespTx = mpsc::Sender<Result<EphemeralStreamResponse, Status>>;
 
@@ -80,7 +80,7 @@ impl Zerobus for ZerobusService {
     }
 }
 
-fn invalid(msg: impl Into<String>) -> Status {
+pub(crate) fn invalid(msg: impl Into<String>) -> Status {
     Status::invalid_argument(msg)
 }
 
@@ -91,9 +91,10 @@ struct StreamSetup {
     faults: StreamFaults,
 }
 
-fn setup_stream(state: &State, headers: &CallHeaders, create: CreateIngestStreamRequest) -> Result<StreamSetup, Status> {
+/// Checks the bearer token when auth is configured.
+pub(crate) fn check_auth(state: &State, authorization: Option<&str>) -> Result<(), Status> {
     if state.auth_required() {
-        let token = headers.authorization.as_deref().and_then(|v| {
+        let token = authorization.and_then(|v| {
             let (scheme, tok) = v.trim().split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| tok.trim())
         });
@@ -105,23 +106,39 @@ fn setup_stream(state: &State, headers: &CallHeaders, create: CreateIngestStream
             Some(_) => {}
         }
     }
+    Ok(())
+}
+
+/// Checks the x-databricks-zerobus-table-name header against the requested table.
+pub(crate) fn check_table_header(header: Option<&str>, table_name: &str, what: &str) -> Result<(), Status> {
+    if let Some(h) = header {
+        if h != table_name {
+            return Err(invalid(format!(
+                "header x-databricks-zerobus-table-name ({h}) does not match {what} ({table_name})"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Looks a table up (NOT_FOUND unless auto-create is on).
+pub(crate) fn resolve_table(state: &State, table_name: &str) -> Result<Arc<Table>, Status> {
+    match state.table(table_name) {
+        Some(t) => Ok(t),
+        None if state.config.auto_create_tables => Ok(state.register_table(table_name).map_err(Status::internal)?.0),
+        None => Err(Status::not_found(format!("table {table_name} not found"))),
+    }
+}
+
+fn setup_stream(state: &State, headers: &CallHeaders, create: CreateIngestStreamRequest) -> Result<StreamSetup, Status> {
+    check_auth(state, headers.authorization.as_deref())?;
     let table_name = create.table_name.clone().unwrap_or_default();
     if table_name.is_empty() {
         return Err(invalid("create_stream: table_name is required"));
     }
     validate_table_name(&table_name).map_err(invalid)?;
-    if let Some(h) = &headers.table_name {
-        if *h != table_name {
-            return Err(invalid(format!(
-                "header x-databricks-zerobus-table-name ({h}) does not match create_stream table_name ({table_name})"
-            )));
-        }
-    }
-    let table = match state.table(&table_name) {
-        Some(t) => t,
-        None if state.config.auto_create_tables => state.register_table(&table_name).map_err(Status::internal)?.0,
-        None => return Err(Status::not_found(format!("table {table_name} not found"))),
-    };
+    check_table_header(headers.table_name.as_deref(), &table_name, "create_stream table_name")?;
+    let table = resolve_table(state, &table_name)?;
     let format = match create.record_type.map(RecordType::try_from) {
         Some(Ok(RecordType::Json)) => RecordFormat::Json,
         Some(Ok(RecordType::Proto)) => {
@@ -145,7 +162,7 @@ fn setup_stream(state: &State, headers: &CallHeaders, create: CreateIngestStream
 }
 
 /// Receiver → committer messages.
-enum CommitMsg {
+pub(crate) enum CommitMsg {
     /// Complete JSON lines for `records` records; ack up to `last_offset` once written.
     Batch { buf: Vec<u8>, records: u64, last_offset: i64 },
     /// Commit everything queued, then end the stream (with this status, or OK when None).
@@ -353,6 +370,11 @@ async fn run_stream(
         crx,
         tx.clone(),
         faults.ack_delay,
+        |offset, _records| EphemeralStreamResponse {
+            payload: Some(RespPayload::IngestRecordResponse(IngestRecordResponse {
+                durability_ack_up_to_offset: Some(offset),
+            })),
+        },
     ));
 
     let mut rx = Receiver {
@@ -477,7 +499,7 @@ async fn run_stream(
 }
 
 /// Drains whatever is queued without waiting. Returns true if the channel is closed.
-fn drain(crx: &mut mpsc::Receiver<CommitMsg>, msgs: &mut Vec<CommitMsg>) -> bool {
+pub(crate) fn drain(crx: &mut mpsc::Receiver<CommitMsg>, msgs: &mut Vec<CommitMsg>) -> bool {
     loop {
         match crx.try_recv() {
             Ok(m) => msgs.push(m),
@@ -487,14 +509,18 @@ fn drain(crx: &mut mpsc::Receiver<CommitMsg>, msgs: &mut Vec<CommitMsg>) -> bool
     }
 }
 
-async fn run_committer(
+/// Commits batches (one write per commit) and sends one cumulative ack per commit, built by
+/// `make_ack(last committed offset, records committed on this stream so far)`.
+pub(crate) async fn run_committer<T: Send + 'static>(
     state: Arc<State>,
     table: Arc<Table>,
     mut crx: mpsc::Receiver<CommitMsg>,
-    tx: RespTx,
+    tx: mpsc::Sender<Result<T, Status>>,
     ack_delay: Option<Duration>,
+    mut make_ack: impl FnMut(i64, u64) -> T + Send,
 ) {
     let fsync = state.config.fsync;
+    let mut committed_records = 0u64;
     let mut msgs: Vec<CommitMsg> = Vec::new();
     loop {
         let Some(m) = crx.recv().await else { return };
@@ -537,11 +563,8 @@ async fn run_committer(
                     .await;
                 return;
             }
-            let ack = EphemeralStreamResponse {
-                payload: Some(RespPayload::IngestRecordResponse(IngestRecordResponse {
-                    durability_ack_up_to_offset: Some(offset),
-                })),
-            };
+            committed_records += records;
+            let ack = make_ack(offset, committed_records);
             if tx.send(Ok(ack)).await.is_err() {
                 return;
             }

@@ -1,0 +1,418 @@
+//! Arrow ingestion: Arrow IPC bytes forwarded as Flight data (DoPut).
+//!
+//! `ingest_ipc_batch` walks the IPC stream's message framing and reads only the flatbuffer
+//! headers: the schema (checked against the stream's), dictionary batches, and each record batch's
+//! row count. Headers and bodies are `Bytes` slices of the caller's buffer, sent as FlightData as
+//! they are: no IPC decode or encode pass on this path (counted by [`ipc_passes`] for tests).
+//! `ingest_batch(RecordBatch)` encodes the batch to IPC once, at ingest.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_ipc::writer::{DictionaryTracker, IpcDataGenerator, IpcWriteOptions};
+use arrow_ipc::MessageHeader;
+use arrow_schema::Schema;
+use bytes::Bytes;
+
+use crate::error::{Result, ZerobusError};
+
+thread_local! {
+    static ENCODE_PASSES: Cell<u64> = const { Cell::new(0) };
+    static DECODE_PASSES: Cell<u64> = const { Cell::new(0) };
+}
+
+/// (IPC encode passes, IPC decode passes) made on this thread so far. Ingest calls do their IPC
+/// work on the calling thread, so a caller can check what its own calls cost.
+pub fn ipc_passes() -> (u64, u64) {
+    (ENCODE_PASSES.with(Cell::get), DECODE_PASSES.with(Cell::get))
+}
+
+fn count(c: &'static std::thread::LocalKey<Cell<u64>>) {
+    c.with(|c| c.set(c.get() + 1));
+}
+
+/// One IPC message: flatbuffer header and body, as sent in FlightData.
+#[derive(Clone, Debug)]
+pub struct IpcMessage {
+    pub header: Bytes,
+    pub body: Bytes,
+}
+
+/// One record batch as Flight messages: the dictionaries it needs, then the batch itself.
+#[derive(Clone, Debug)]
+pub struct ArrowPayload {
+    pub messages: Arc<[IpcMessage]>,
+    pub rows: usize,
+}
+
+impl ArrowPayload {
+    pub fn byte_len(&self) -> usize {
+        self.messages.iter().map(|m| m.header.len() + m.body.len()).sum()
+    }
+}
+
+/// An Arrow stream's schema, its IPC schema message (sent first on each DoPut stream), and the
+/// dictionary ids that message gives to dictionary-encoded fields (depth-first field order).
+#[derive(Debug)]
+pub struct StreamSchema {
+    pub schema: Arc<Schema>,
+    pub message: Bytes,
+    dict_ids: Vec<i64>,
+}
+
+impl StreamSchema {
+    pub fn new(schema: Arc<Schema>) -> StreamSchema {
+        let mut tracker = DictionaryTracker::new(false);
+        let data = IpcDataGenerator::default().schema_to_bytes_with_dictionary_tracker(
+            &schema,
+            &mut tracker,
+            &IpcWriteOptions::default(),
+        );
+        let message = Bytes::from(data.ipc_message);
+        let dict_ids = arrow_ipc::root_as_message(&message)
+            .ok()
+            .and_then(|m| m.header_as_schema())
+            .map(|s| dictionary_ids(s.fields()))
+            .unwrap_or_default();
+        StreamSchema { schema, message, dict_ids }
+    }
+}
+
+/// Dictionary ids of the dictionary-encoded fields, depth-first.
+fn dictionary_ids(fields: Option<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<arrow_ipc::Field<'_>>>>) -> Vec<i64> {
+    let mut out = Vec::new();
+    fn walk(fields: Option<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<arrow_ipc::Field<'_>>>>, out: &mut Vec<i64>) {
+        for f in fields.iter().flatten() {
+            if let Some(d) = f.dictionary() {
+                out.push(d.id());
+            }
+            walk(f.children(), out);
+        }
+    }
+    walk(fields, &mut out);
+    out
+}
+
+/// The same dictionary batch message with another dictionary id (the body is unchanged). Writers
+/// number dictionaries independently (apache-arrow JS numbers them globally), so a buffer's ids
+/// are mapped onto the stream's.
+fn with_dictionary_id(header: &[u8], id: i64) -> Result<Bytes> {
+    use arrow_ipc::{BodyCompressionBuilder, DictionaryBatchBuilder, MessageBuilder, RecordBatchBuilder};
+    let msg = arrow_ipc::root_as_message(header).map_err(|e| invalid(format!("bad IPC message: {e}")))?;
+    let d = msg.header_as_dictionary_batch().ok_or_else(|| invalid("not a dictionary batch"))?;
+    let rb = d.data().ok_or_else(|| invalid(format!("dictionary batch {} has no data", d.id())))?;
+    let mut fbb = flatbuffers::FlatBufferBuilder::new();
+    let nodes: Vec<arrow_ipc::FieldNode> = rb.nodes().map(|v| v.iter().copied().collect()).unwrap_or_default();
+    let buffers: Vec<arrow_ipc::Buffer> = rb.buffers().map(|v| v.iter().copied().collect()).unwrap_or_default();
+    let nodes = fbb.create_vector(&nodes);
+    let buffers = fbb.create_vector(&buffers);
+    let variadic = rb.variadicBufferCounts().map(|v| {
+        let counts: Vec<i64> = v.iter().collect();
+        fbb.create_vector(&counts)
+    });
+    let compression = rb.compression().map(|c| {
+        let mut b = BodyCompressionBuilder::new(&mut fbb);
+        b.add_codec(c.codec());
+        b.add_method(c.method());
+        b.finish()
+    });
+    let mut r = RecordBatchBuilder::new(&mut fbb);
+    r.add_length(rb.length());
+    r.add_nodes(nodes);
+    r.add_buffers(buffers);
+    if let Some(c) = compression {
+        r.add_compression(c);
+    }
+    if let Some(v) = variadic {
+        r.add_variadicBufferCounts(v);
+    }
+    let data = r.finish();
+    let mut db = DictionaryBatchBuilder::new(&mut fbb);
+    db.add_id(id);
+    db.add_data(data);
+    db.add_isDelta(d.isDelta());
+    let db = db.finish();
+    let mut m = MessageBuilder::new(&mut fbb);
+    m.add_version(msg.version());
+    m.add_header_type(MessageHeader::DictionaryBatch);
+    m.add_header(db.as_union_value());
+    m.add_bodyLength(msg.bodyLength());
+    let m = m.finish();
+    fbb.finish(m, None);
+    Ok(Bytes::copy_from_slice(fbb.finished_data()))
+}
+
+/// Reads the schema of an Arrow IPC stream (its first message). Used when a stream is created
+/// from IPC bytes; decodes only the schema flatbuffer.
+pub fn schema_from_ipc(bytes: &[u8]) -> Result<Schema> {
+    count(&DECODE_PASSES);
+    let mut at = 0;
+    match next_message(bytes, &mut at)? {
+        Some((header, _)) => {
+            let msg = arrow_ipc::root_as_message(header).map_err(|e| invalid(format!("bad IPC message: {e}")))?;
+            let fb = msg
+                .header_as_schema()
+                .ok_or_else(|| invalid("the schema IPC bytes must start with a Schema message"))?;
+            arrow_ipc::convert::try_fb_to_schema(fb).map_err(|e| invalid(format!("bad IPC schema: {e}")))
+        }
+        None => Err(invalid("the schema IPC bytes are empty")),
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> ZerobusError {
+    ZerobusError::invalid(msg)
+}
+
+/// Splits the next encapsulated message off an IPC stream: (flatbuffer header, body).
+/// Returns None at the end-of-stream marker or the end of the buffer.
+fn next_message<'a>(buf: &'a [u8], at: &mut usize) -> Result<Option<(&'a [u8], std::ops::Range<usize>)>> {
+    let read_i32 = |p: usize| -> Option<i32> { buf.get(p..p + 4).map(|b| i32::from_le_bytes(b.try_into().unwrap())) };
+    if *at >= buf.len() {
+        return Ok(None);
+    }
+    let mut p = *at;
+    let mut len = read_i32(p).ok_or_else(|| invalid(format!("truncated IPC stream at byte {p}")))?;
+    p += 4;
+    if len == -1 {
+        // continuation marker, then the metadata length
+        len = read_i32(p).ok_or_else(|| invalid(format!("truncated IPC stream at byte {p}")))?;
+        p += 4;
+    }
+    if len == 0 {
+        *at = buf.len();
+        return Ok(None);
+    }
+    if len < 0 {
+        return Err(invalid(format!("bad IPC message length {len} at byte {}", *at)));
+    }
+    let header_end = p + len as usize;
+    let header = buf
+        .get(p..header_end)
+        .ok_or_else(|| invalid(format!("truncated IPC message header at byte {p}")))?;
+    let msg = arrow_ipc::root_as_message(header).map_err(|e| invalid(format!("bad IPC message at byte {p}: {e}")))?;
+    let body_len = usize::try_from(msg.bodyLength()).map_err(|_| invalid("negative IPC body length"))?;
+    let body = header_end..header_end + body_len;
+    if body.end > buf.len() {
+        return Err(invalid(format!(
+            "truncated IPC message body: needs {body_len} bytes at byte {header_end}, buffer has {}",
+            buf.len()
+        )));
+    }
+    *at = body.end;
+    Ok(Some((header, body)))
+}
+
+/// Splits Arrow IPC stream bytes into one payload per record batch, without decoding data.
+/// The stream's schema must equal `schema` (field names, types and nullability).
+pub fn split_ipc_stream(ipc: &Bytes, stream: &StreamSchema) -> Result<Vec<ArrowPayload>> {
+    let schema = &*stream.schema;
+    let buf: &[u8] = ipc;
+    let mut at = 0usize;
+    let mut seen_schema = false;
+    // Latest dictionary of each id; each batch carries the ones defined before it so that it can
+    // be replayed on its own after a reconnect.
+    let mut dictionaries: BTreeMap<i64, IpcMessage> = BTreeMap::new();
+    // This buffer's dictionary ids -> the stream's.
+    let mut id_map: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut out = Vec::new();
+    let slice = |r: std::ops::Range<usize>| ipc.slice(r);
+    while let Some((header, body)) = next_message(buf, &mut at)? {
+        let header_start = header.as_ptr() as usize - buf.as_ptr() as usize;
+        let header_bytes = slice(header_start..header_start + header.len());
+        let msg = arrow_ipc::root_as_message(header).map_err(|e| invalid(format!("bad IPC message: {e}")))?;
+        match msg.header_type() {
+            MessageHeader::Schema => {
+                if seen_schema {
+                    return Err(invalid("the IPC stream has a second Schema message"));
+                }
+                seen_schema = true;
+                let fb = msg.header_as_schema().expect("schema header");
+                let got = arrow_ipc::convert::try_fb_to_schema(fb).map_err(|e| invalid(format!("bad IPC schema: {e}")))?;
+                check_schema(&got, schema)?;
+                id_map = dictionary_ids(fb.fields()).into_iter().zip(stream.dict_ids.iter().copied()).collect();
+            }
+            MessageHeader::DictionaryBatch => {
+                let d = msg.header_as_dictionary_batch().expect("dictionary header");
+                if d.isDelta() {
+                    return Err(invalid(format!(
+                        "delta dictionary batches are not supported (dictionary id {}); write the IPC stream without delta dictionaries",
+                        d.id()
+                    )));
+                }
+                let id = *id_map
+                    .get(&d.id())
+                    .ok_or_else(|| invalid(format!("dictionary batch with id {} that the schema does not declare", d.id())))?;
+                let header = if id == d.id() { header_bytes } else { with_dictionary_id(header, id)? };
+                dictionaries.insert(id, IpcMessage { header, body: slice(body) });
+            }
+            MessageHeader::RecordBatch => {
+                if !seen_schema {
+                    return Err(invalid("the IPC stream must start with a Schema message"));
+                }
+                let rb = msg.header_as_record_batch().expect("record batch header");
+                let rows = usize::try_from(rb.length()).map_err(|_| invalid("negative row count in IPC record batch"))?;
+                let mut messages: Vec<IpcMessage> = dictionaries.values().cloned().collect();
+                messages.push(IpcMessage { header: header_bytes, body: slice(body) });
+                out.push(ArrowPayload { messages: messages.into(), rows });
+            }
+            other => return Err(invalid(format!("unsupported IPC message type {other:?} in an Arrow stream"))),
+        }
+    }
+    if !seen_schema {
+        return Err(invalid("the IPC stream must start with a Schema message"));
+    }
+    if out.is_empty() {
+        return Err(invalid("the IPC stream contains no record batch"));
+    }
+    Ok(out)
+}
+
+/// Encodes a RecordBatch to IPC messages (one encode pass), checking its schema first.
+pub fn encode_batch(batch: &RecordBatch, stream: &StreamSchema) -> Result<ArrowPayload> {
+    check_schema(batch.schema_ref(), &stream.schema)?;
+    count(&ENCODE_PASSES);
+    // The tracker learns the stream's dictionary ids from the schema first, as the stream's own
+    // schema message was written.
+    let mut tracker = DictionaryTracker::new(false);
+    let gen = IpcDataGenerator::default();
+    gen.schema_to_bytes_with_dictionary_tracker(&stream.schema, &mut tracker, &IpcWriteOptions::default());
+    let (dicts, data) = gen
+        .encode(batch, &mut tracker, &IpcWriteOptions::default(), &mut Default::default())
+        .map_err(|e| invalid(format!("cannot encode the record batch: {e}")))?;
+    let messages: Vec<IpcMessage> = dicts
+        .into_iter()
+        .chain(std::iter::once(data))
+        .map(|d| IpcMessage { header: Bytes::from(d.ipc_message), body: Bytes::from(d.arrow_data) })
+        .collect();
+    Ok(ArrowPayload { messages: messages.into(), rows: batch.num_rows() })
+}
+
+/// Field names, types and nullability must match (metadata is ignored).
+pub fn check_schema(got: &Schema, want: &Schema) -> Result<()> {
+    let describe = |s: &Schema| {
+        s.fields()
+            .iter()
+            .map(|f| format!("{}: {}{}", f.name(), f.data_type(), if f.is_nullable() { "" } else { " not null" }))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let same = got.fields().len() == want.fields().len()
+        && got.fields().iter().zip(want.fields().iter()).all(|(a, b)| {
+            a.name() == b.name() && a.data_type().equals_datatype(b.data_type()) && a.is_nullable() == b.is_nullable()
+        });
+    if same {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "schema mismatch: the stream's schema is [{}], the batch's is [{}]",
+            describe(want),
+            describe(got)
+        )))
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{ArrayRef, DictionaryArray, Int32Array, StringArray};
+    use arrow_array::types::Int32Type;
+    use arrow_ipc::writer::StreamWriter;
+    use arrow_schema::{DataType, Field};
+
+    fn ipc(batches: &[RecordBatch]) -> Bytes {
+        let mut w = StreamWriter::try_new(Vec::new(), batches[0].schema_ref()).unwrap();
+        for b in batches {
+            w.write(b).unwrap();
+        }
+        Bytes::from(w.into_inner().unwrap())
+    }
+
+    fn batch(n: i32) -> RecordBatch {
+        let ids: ArrayRef = Arc::new(Int32Array::from_iter_values(0..n));
+        let names: ArrayRef = Arc::new(StringArray::from_iter_values((0..n).map(|i| format!("r{i}"))));
+        RecordBatch::try_from_iter([("id", ids), ("name", names)]).unwrap()
+    }
+
+    #[test]
+    fn splits_batches_without_decoding_and_reads_row_counts() {
+        let b = ipc(&[batch(3), batch(5), batch(0)]);
+        let before = ipc_passes();
+        let parts = split_ipc_stream(&b, &StreamSchema::new(batch(1).schema())).unwrap();
+        assert_eq!(ipc_passes(), before, "no IPC encode/decode pass");
+        assert_eq!(parts.iter().map(|p| p.rows).collect::<Vec<_>>(), vec![3, 5, 0]);
+        // headers and bodies are slices of the caller's buffer
+        let range = b.as_ptr() as usize..b.as_ptr() as usize + b.len();
+        for p in &parts {
+            for m in p.messages.iter() {
+                assert!(range.contains(&(m.header.as_ptr() as usize)));
+            }
+        }
+    }
+
+    #[test]
+    fn dictionaries_travel_with_each_batch() {
+        let dict: DictionaryArray<Int32Type> = vec!["a", "b", "a"].into_iter().collect();
+        let schema = Arc::new(arrow_schema::Schema::new(vec![Field::new(
+            "d",
+            DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+            true,
+        )]));
+        let rb = RecordBatch::try_new(schema.clone(), vec![Arc::new(dict) as ArrayRef]).unwrap();
+        let parts = split_ipc_stream(&ipc(&[rb.clone(), rb]), &StreamSchema::new(schema)).unwrap();
+        assert_eq!(parts.len(), 2);
+        assert!(parts.iter().all(|p| p.messages.len() == 2), "dictionary + batch in each request");
+    }
+
+    #[test]
+    fn dictionary_ids_are_mapped_onto_the_streams() {
+        let dict = |v: Vec<&str>| -> ArrayRef { Arc::new(v.into_iter().collect::<DictionaryArray<Int32Type>>()) };
+        let ty = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        let schema = Arc::new(arrow_schema::Schema::new(vec![Field::new("a", ty.clone(), true), Field::new("b", ty, true)]));
+        let stream = StreamSchema::new(schema.clone());
+        let rb = RecordBatch::try_new(schema, vec![dict(vec!["x", "y"]), dict(vec!["z", "z"])]).unwrap();
+        // Write the buffer with dictionary ids of its own (as another writer would).
+        let bytes = ipc(&[rb]);
+        let parts = split_ipc_stream(&bytes, &stream).unwrap();
+        let ids: Vec<i64> = parts[0].messages[..2]
+            .iter()
+            .map(|m| arrow_ipc::root_as_message(&m.header).unwrap().header_as_dictionary_batch().unwrap().id())
+            .collect();
+        assert_eq!(ids, stream.dict_ids);
+        let rewritten = with_dictionary_id(&parts[0].messages[1].header, 42).unwrap();
+        let m = arrow_ipc::root_as_message(&rewritten).unwrap();
+        assert_eq!(m.header_as_dictionary_batch().unwrap().id(), 42);
+        assert_eq!(m.bodyLength() as usize, parts[0].messages[1].body.len());
+    }
+
+    #[test]
+    fn schema_mismatch_and_bad_input_are_clear_errors() {
+        let other = arrow_schema::Schema::new(vec![Field::new("id", DataType::Int64, false)]);
+        let s = StreamSchema::new(batch(1).schema());
+        let e = split_ipc_stream(&ipc(&[batch(1)]), &StreamSchema::new(Arc::new(other))).unwrap_err();
+        assert!(e.message.contains("schema mismatch"), "{e}");
+        let b = ipc(&[batch(2)]);
+        let e = split_ipc_stream(&b.slice(0..b.len() - 20), &s).unwrap_err();
+        assert!(e.message.contains("truncated"), "{e}");
+        let e = split_ipc_stream(&Bytes::from_static(b"not arrow at all"), &s).unwrap_err();
+        assert_eq!(e.code, crate::ErrorCode::InvalidArgument);
+        let schema_only = {
+            let w = StreamWriter::try_new(Vec::new(), batch(1).schema_ref()).unwrap();
+            Bytes::from(w.into_inner().unwrap())
+        };
+        let e = split_ipc_stream(&schema_only, &s).unwrap_err();
+        assert!(e.message.contains("no record batch"), "{e}");
+    }
+
+    #[test]
+    fn record_batches_are_encoded_once() {
+        let b = batch(4);
+        let before = ipc_passes().0;
+        let p = encode_batch(&b, &StreamSchema::new(b.schema())).unwrap();
+        assert_eq!(ipc_passes().0, before + 1);
+        assert_eq!(p.rows, 4);
+        assert_eq!(p.messages.len(), 1);
+    }
+}

@@ -1,0 +1,58 @@
+// Arrow streams: record batches go to Zerobus over Arrow Flight, as IPC bytes the Rust core
+// forwards without decoding.
+import type { ZerobusStream } from "./stream";
+
+/** What an Arrow stream ingests: IPC stream bytes, or an apache-arrow Table / RecordBatch. */
+export type ArrowBatch = Uint8Array | import("apache-arrow").Table | import("apache-arrow").RecordBatch;
+
+export class ZerobusArrowStream implements AsyncDisposable {
+  /** @internal use ZerobusSdk.createArrowStream */
+  constructor(readonly inner: ZerobusStream<ArrowBatch>) {}
+
+  get table(): string {
+    return this.inner.table;
+  }
+  get state() {
+    return this.inner.state;
+  }
+  get ackedOffset(): number {
+    return this.inner.ackedOffset;
+  }
+  get lastOffset(): number {
+    return this.inner.lastOffset;
+  }
+  get streamsOpened(): number {
+    return this.inner.streamsOpened;
+  }
+  get error() {
+    return this.inner.error;
+  }
+
+  /**
+   * Queues the record batches of `batch` and resolves with the offset of the last one once all
+   * are durable. Each record batch takes one offset. IPC bytes are sent in place (zero-copy, no
+   * decoding; do not modify them until the promise settles); a Table or RecordBatch is written
+   * to IPC once.
+   */
+  ingestBatch(batch: ArrowBatch): Promise<number> {
+    return this.inner.ingest(batch);
+  }
+
+  /** Like `ingestBatch` without a promise: returns the offset of the last batch. */
+  submitBatch(batch: ArrowBatch): number {
+    return this.inner.submit(batch);
+  }
+
+  waitForOffset(offset: number): Promise<void> {
+    return this.inner.waitForOffset(offset);
+  }
+  flush(): Promise<void> {
+    return this.inner.flush();
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}

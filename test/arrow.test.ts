@@ -1,0 +1,127 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import {
+  Bool, Field, Float64, Int32, Int64, Schema, Table, TimestampMillisecond, Utf8,
+  tableFromArrays, tableToIPC, vectorFromArray, makeTable, RecordBatch,
+} from "apache-arrow";
+import { fixture, FAST } from "./helpers";
+import { InvalidArgumentError, ZerobusError } from "../src/index";
+import { lib } from "../src/native";
+import { heldCount } from "../src/memory";
+
+let f: ReturnType<typeof fixture>;
+beforeAll(() => {
+  f = fixture();
+});
+afterAll(() => f.close());
+
+function events(from: number, n: number): Table {
+  return tableFromArrays({
+    id: BigInt64Array.from({ length: n }, (_, i) => BigInt(from + i)),
+    name: Array.from({ length: n }, (_, i) => `e${from + i}`), // dictionary-encoded by apache-arrow
+    score: Float64Array.from({ length: n }, (_, i) => (from + i) / 2),
+  });
+}
+
+async function stream(table: string, schema: Schema, extra: Record<string, unknown> = {}) {
+  await f.server.addTable(table);
+  return f.sdk.createArrowStream({ table, schema, ...FAST, ...extra });
+}
+
+const ipcPasses = () => {
+  const out = new BigUint64Array(2);
+  lib.zerobus_ipc_passes(out);
+  return [Number(out[0]), Number(out[1])];
+};
+
+describe("Arrow streams", () => {
+  test("tables, record batches and raw IPC bytes round trip; offsets per record batch", async () => {
+    const table = "main.default.arrow_rt";
+    const s = await stream(table, events(0, 1).schema);
+    const a = await s.ingestBatch(events(0, 3));
+    const b = await s.ingestBatch(events(3, 2).batches[0]!);
+    const c = await s.ingestBatch(tableToIPC(events(5, 4), "stream"));
+    expect([a, b, c]).toEqual([0, 1, 2]);
+    await s.close();
+    const rows = f.server.records(table);
+    expect(rows.map((r) => Number(r.id))).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(rows[8]).toMatchObject({ name: "e8", score: 4 });
+    expect(heldCount()).toBe(0);
+  });
+
+  test("many column types, with nulls", async () => {
+    const table = "main.default.arrow_types";
+    const t = makeTable({
+      i32: vectorFromArray([1, null, 3], new Int32()),
+      i64: vectorFromArray([1n, 2n, null], new Int64()),
+      f64: vectorFromArray([0.5, null, -1.25], new Float64()),
+      s: vectorFromArray(["a", null, "ç"], new Utf8()),
+      b: vectorFromArray([true, false, null], new Bool()),
+      ts: vectorFromArray([0, 1_700_000_000_000, null], new TimestampMillisecond()),
+    } as any);
+    const s = await stream(table, t.schema);
+    await s.ingestBatch(t);
+    await s.close();
+    const rows = f.server.records(table);
+    expect(rows.length).toBe(3);
+    expect(rows[0]).toMatchObject({ i32: 1, i64: 1, f64: 0.5, s: "a", b: true });
+    expect(rows[1]!.i32 ?? null).toBeNull();
+    expect(rows[2]).toMatchObject({ i32: 3, f64: -1.25, s: "ç" });
+  });
+
+  test("IPC bytes are forwarded without any IPC decode or encode pass", async () => {
+    const table = "main.default.arrow_zero";
+    const ipc = tableToIPC(events(0, 1000), "stream");
+    const s = await stream(table, events(0, 1).schema);
+    const before = ipcPasses();
+    for (let i = 0; i < 20; i++) s.submitBatch(ipc);
+    expect(ipcPasses()).toEqual(before);
+    await s.close();
+    expect(f.server.records(table).length).toBe(20_000);
+  });
+
+  test("several record batches in one buffer take consecutive offsets", async () => {
+    const table = "main.default.arrow_multi";
+    const ids = (from: number, n: number) => tableFromArrays({ id: Int32Array.from({ length: n }, (_, i) => from + i) });
+    const multi = new Table([...ids(0, 4).batches, ...ids(4, 6).batches]);
+    expect(multi.batches.length).toBe(2);
+    const s = await stream(table, multi.schema);
+    const last = await s.ingestBatch(tableToIPC(multi, "stream"));
+    expect(last).toBe(multi.batches.length - 1);
+    await s.close();
+    expect(f.server.records(table).map((r) => Number(r.id))).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  });
+
+  test("schema mismatch is a clear error and the stream stays usable", async () => {
+    const table = "main.default.arrow_mismatch";
+    const s = await stream(table, events(0, 1).schema);
+    const other = tableFromArrays({ x: Int32Array.from([1]) });
+    const err = await s.ingestBatch(other).catch((e) => e);
+    expect(err).toBeInstanceOf(InvalidArgumentError);
+    expect(err.message).toContain("schema mismatch");
+    await expect(s.ingestBatch(new Uint8Array([1, 2, 3]))).rejects.toThrow(InvalidArgumentError);
+    await expect(s.ingestBatch({ not: "arrow" } as any)).rejects.toThrow("apache-arrow Table");
+    await s.ingestBatch(events(0, 2));
+    await s.close();
+    expect(f.server.records(table).length).toBe(2);
+  });
+
+  test("recovery replays unacknowledged batches: rows land exactly once", async () => {
+    const table = "main.default.arrow_recover";
+    await f.server.addTable(table);
+    await f.server.addFault({ table, dropAfterRecords: 2500 });
+    const s = await f.sdk.createArrowStream({ table, schema: events(0, 1).schema, ...FAST });
+    const acks: Promise<number>[] = [];
+    for (let i = 0; i < 100; i++) acks.push(s.ingestBatch(events(i * 100, 100)));
+    await Promise.all(acks);
+    expect(s.streamsOpened).toBe(2);
+    await s.close();
+    const ids = f.server.records(table).map((r) => Number(r.id));
+    expect(ids).toEqual(Array.from({ length: 10_000 }, (_, i) => i));
+  });
+
+  test("unknown table fails stream creation", async () => {
+    const err = await f.sdk.createArrowStream({ table: "main.default.arrow_nope", schema: events(0, 1).schema, ...FAST }).catch((e) => e);
+    expect(err).toBeInstanceOf(ZerobusError);
+    expect(err.code).toBe("NOT_FOUND");
+  });
+});
