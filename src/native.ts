@@ -79,9 +79,10 @@ export function libraryCandidates(): string[] {
   } catch {
     // not installed: fall through to a local build
   }
+  // In a source checkout the local cargo build wins over prebuilds/ (which may be older).
   const root = join(import.meta.dir, "..");
-  out.push(join(root, "prebuilds", tag, libraryFile));
   out.push(join(root, "rust", "target", "release", libraryFile));
+  out.push(join(root, "prebuilds", tag, libraryFile));
   return out;
 }
 

@@ -1,0 +1,332 @@
+#!/usr/bin/env bun
+// Cross-builds the native library (rust/ffi, cdylib `zerobus_bun`) for the six prebuilt platforms and
+// writes prebuilds/<platform>/{<library>, package.json}.
+//
+//   bun scripts/cross-build.ts                          # all six platforms
+//   bun scripts/cross-build.ts --targets linux-arm64-gnu,win32-x64
+//   bun scripts/cross-build.ts --out /tmp/prebuilds     # somewhere else than prebuilds/
+//   bun scripts/cross-build.ts --list                   # platforms, triples and tools found
+//   bun scripts/cross-build.ts --ref HEAD               # build a git revision (exported to
+//                                                       # rust/target-cross/src/<sha>), not the work tree
+//
+// Toolchain (see prebuilds/README.md):
+//   - rustc/cargo: a toolchain whose std is installed for the target is used as is; otherwise std is
+//     built from rust-src with `-Zbuild-std` (RUSTC_BOOTSTRAP=1). By default the Debian `rustc-web`
+//     toolchain (/usr/bin/rustc + rust-web-src) is preferred when present, because rustup cannot add
+//     targets on this machine. Override with ZEROBUS_CROSS_RUSTC / ZEROBUS_CROSS_CARGO.
+//   - linker and C compiler (ring): zig through cargo-zigbuild (`pip install ziglang cargo-zigbuild`).
+//     Linux targets are linked against glibc 2.17 so they load on old distributions.
+//     macOS: MACOSX_DEPLOYMENT_TARGET is Rust's default minimum (10.12 x86_64, 11.0 arm64); without it
+//     zig targets the newest macOS.
+//     win32-x64 uses Debian's mingw-w64 gcc when installed (apt-get install gcc-mingw-w64-x86-64):
+//     Debian's rustc adds `-lssp_nonshared -lssp` to every x86_64-pc-windows-gnu link (Debian patch
+//     d-rustc-windows-ssp), which zig cannot resolve; mingw-w64 gcc ships those libraries.
+//   - CARGO_TARGET_DIR defaults to rust/target-cross (never the lock of rust/target).
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync, copyFileSync, rmSync } from "node:fs";
+import { join, resolve } from "node:path";
+
+const root = resolve(import.meta.dir, "..");
+
+export interface Platform {
+  /** prebuilds/<tag>, package zerobus-bun-<tag>; `${process.platform}-${process.arch}` (+ `-gnu` on linux). */
+  tag: string;
+  triple: string;
+  /** What cargo-zigbuild gets as --target (a glibc version may be appended). */
+  zigTarget: string;
+  file: string;
+  os: string;
+  cpu: string;
+  libc?: string;
+  /** Debian mingw-w64 gcc (linker and C compiler) preferred over zig when installed (see the header comment). */
+  mingw?: string;
+  /** Extra environment of the build (e.g. the minimum macOS version). */
+  env?: Record<string, string>;
+}
+
+export const PLATFORMS: Platform[] = [
+  { tag: "linux-x64-gnu", triple: "x86_64-unknown-linux-gnu", zigTarget: "x86_64-unknown-linux-gnu.2.17", file: "libzerobus_bun.so", os: "linux", cpu: "x64", libc: "glibc" },
+  { tag: "linux-arm64-gnu", triple: "aarch64-unknown-linux-gnu", zigTarget: "aarch64-unknown-linux-gnu.2.17", file: "libzerobus_bun.so", os: "linux", cpu: "arm64", libc: "glibc" },
+  { tag: "darwin-x64", triple: "x86_64-apple-darwin", zigTarget: "x86_64-apple-darwin", file: "libzerobus_bun.dylib", os: "darwin", cpu: "x64", env: { MACOSX_DEPLOYMENT_TARGET: "10.12" } },
+  { tag: "darwin-arm64", triple: "aarch64-apple-darwin", zigTarget: "aarch64-apple-darwin", file: "libzerobus_bun.dylib", os: "darwin", cpu: "arm64", env: { MACOSX_DEPLOYMENT_TARGET: "11.0" } },
+  { tag: "win32-x64", triple: "x86_64-pc-windows-gnu", zigTarget: "x86_64-pc-windows-gnu", file: "zerobus_bun.dll", os: "win32", cpu: "x64", mingw: "x86_64-w64-mingw32" },
+  { tag: "win32-arm64", triple: "aarch64-pc-windows-gnullvm", zigTarget: "aarch64-pc-windows-gnullvm", file: "zerobus_bun.dll", os: "win32", cpu: "arm64" },
+];
+
+export function mainVersion(): string {
+  return JSON.parse(readFileSync(join(root, "package.json"), "utf8")).version;
+}
+
+/** The package.json of a platform package (also committed under prebuilds/<tag>/). */
+export function platformPackageJson(p: Platform, version = mainVersion()): string {
+  const pkg: Record<string, unknown> = {
+    name: `zerobus-bun-${p.tag}`,
+    version,
+    description: `Prebuilt native library of zerobus-bun for ${p.tag} (${p.triple})`,
+    license: "Apache-2.0",
+    os: [p.os],
+    cpu: [p.cpu],
+  };
+  if (p.libc) pkg.libc = [p.libc];
+  pkg.main = p.file;
+  pkg.files = [p.file];
+  pkg.preferUnplugged = true;
+  return JSON.stringify(pkg, null, 2) + "\n";
+}
+
+function which(cmd: string): string | null {
+  return Bun.which(cmd);
+}
+
+function run(cmd: string[], env?: Record<string, string>): { ok: boolean; out: string } {
+  try {
+    const r = Bun.spawnSync(cmd, { env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe" });
+    return { ok: r.exitCode === 0, out: (r.stdout.toString() + r.stderr.toString()).trim() };
+  } catch (e) {
+    return { ok: false, out: String(e) };
+  }
+}
+
+interface Toolchain {
+  rustc: string;
+  cargo: string;
+  version: string;
+  sysroot: string;
+  hasRustSrc: boolean;
+}
+
+function findToolchain(): Toolchain {
+  const candidates: Array<[string, string]> = [];
+  if (process.env.ZEROBUS_CROSS_RUSTC) {
+    candidates.push([process.env.ZEROBUS_CROSS_RUSTC, process.env.ZEROBUS_CROSS_CARGO ?? "cargo"]);
+  }
+  candidates.push(["/usr/bin/rustc", "/usr/bin/cargo"]); // Debian rustc-web (+ rust-web-src)
+  const r = which("rustc"), c = which("cargo");
+  if (r && c) candidates.push([r, c]);
+  for (const [rustc, cargo] of candidates) {
+    if (!existsSync(rustc) || !(existsSync(cargo) || which(cargo))) continue;
+    const v = run([rustc, "-V"]);
+    const s = run([rustc, "--print", "sysroot"]);
+    if (!v.ok || !s.ok) continue;
+    const hasRustSrc = existsSync(join(s.out, "lib", "rustlib", "src", "rust", "library", "std", "Cargo.toml"));
+    return { rustc, cargo: existsSync(cargo) ? cargo : which(cargo)!, version: v.out, sysroot: s.out, hasRustSrc };
+  }
+  throw new Error("no Rust toolchain found (install rustc-web cargo-web rust-web-src, or rustup)");
+}
+
+/** True when the toolchain has a prebuilt std for `triple` (then no -Zbuild-std is needed). */
+function hasStd(tc: Toolchain, triple: string): boolean {
+  const r = run([tc.rustc, "--print", "target-libdir", "--target", triple]);
+  if (!r.ok || !existsSync(r.out)) return false;
+  return readdirSync(r.out).some((f) => f.startsWith("libstd-") && f.endsWith(".rlib"));
+}
+
+function findZigbuild(): string | null {
+  return process.env.ZEROBUS_CROSS_ZIGBUILD ?? which("cargo-zigbuild");
+}
+
+function hasZig(): boolean {
+  if (which("zig")) return true;
+  for (const py of ["python3", "python"]) {
+    const p = which(py);
+    if (p && run([p, "-m", "ziglang", "version"]).ok) return true;
+  }
+  return false;
+}
+
+function fmtTime(ms: number): string {
+  const s = Math.round(ms / 1000);
+  return s >= 60 ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s` : `${s}s`;
+}
+
+function fmtSize(n: number): string {
+  return `${(n / 1024 / 1024).toFixed(2)} MiB`;
+}
+
+export interface BuildResult {
+  tag: string;
+  ok: boolean;
+  seconds: number;
+  size?: number;
+  path?: string;
+  log: string;
+  error?: string;
+}
+
+/** Exports `ref` (git archive) to <targetDir>/src/<sha> (once) and returns that directory. */
+export function exportRef(ref: string, targetDir: string): string {
+  const sha = run(["git", "-C", root, "rev-parse", "--verify", `${ref}^{commit}`]);
+  if (!sha.ok) throw new Error(`git rev-parse ${ref}: ${sha.out}`);
+  const dir = join(targetDir, "src", sha.out.slice(0, 12));
+  if (!existsSync(join(dir, "rust", "Cargo.toml"))) {
+    mkdirSync(dir, { recursive: true });
+    const r = Bun.spawnSync(["sh", "-c", `git -C '${root}' archive '${sha.out}' | tar -x -C '${dir}'`], { stdout: "pipe", stderr: "pipe" });
+    if (r.exitCode !== 0) throw new Error(`git archive ${ref}: ${r.stderr.toString()}`);
+  }
+  // the tests of that revision run with this checkout's node_modules
+  if (!existsSync(join(dir, "node_modules")) && existsSync(join(root, "node_modules"))) symlinkSync(join(root, "node_modules"), join(dir, "node_modules"));
+  return dir;
+}
+
+async function buildOne(p: Platform, tc: Toolchain, zigbuild: string, targetDir: string, outDir: string, verbose: boolean, src: string): Promise<BuildResult> {
+  const started = Date.now();
+  const logDir = join(targetDir, "logs");
+  mkdirSync(logDir, { recursive: true });
+  const logPath = join(logDir, `${p.tag}.log`);
+  const buildStd = !hasStd(tc, p.triple);
+  if (buildStd && !tc.hasRustSrc) {
+    return { tag: p.tag, ok: false, seconds: 0, log: logPath, error: `${tc.rustc} has no std for ${p.triple} and no rust-src to build it (apt-get install rust-web-src)` };
+  }
+  // cargo-zigbuild runs `cargo` from PATH: put the chosen cargo/rustc first.
+  const toolbin = join(targetDir, ".toolbin");
+  mkdirSync(toolbin, { recursive: true });
+  for (const [name, target] of [["cargo", tc.cargo], ["rustc", tc.rustc]] as const) {
+    const link = join(toolbin, name);
+    rmSync(link, { force: true });
+    symlinkSync(target, link);
+  }
+  const mingwGcc = p.mingw ? which(`${p.mingw}-gcc`) : null;
+  const args = mingwGcc
+    ? [tc.cargo, "build", "--release", "-p", "zerobus-bun-ffi", "--lib", "--target", p.triple, "--manifest-path", join(src, "rust", "Cargo.toml")]
+    : [zigbuild, "build", "--release", "-p", "zerobus-bun-ffi", "--lib", "--target", p.zigTarget, "--manifest-path", join(src, "rust", "Cargo.toml")];
+  if (buildStd) args.push("-Zbuild-std=std,panic_abort");
+  const env: Record<string, string> = {
+    PATH: `${toolbin}:${process.env.PATH}`,
+    RUSTC: tc.rustc,
+    CARGO_TARGET_DIR: targetDir,
+    CARGO_TERM_COLOR: "never",
+    CARGO_TERM_PROGRESS_WHEN: "never",
+    ...p.env,
+  };
+  if (buildStd) env.RUSTC_BOOTSTRAP = "1";
+  if (mingwGcc) {
+    const t = p.triple.replace(/-/g, "_");
+    env[`CARGO_TARGET_${t.toUpperCase()}_LINKER`] = mingwGcc;
+    env[`CC_${t}`] = mingwGcc;
+    env[`AR_${t}`] = which(`${p.mingw}-ar`) ?? `${p.mingw}-ar`;
+  }
+  const how = mingwGcc ? `cargo build --target ${p.triple} (linker and CC: ${mingwGcc})` : `cargo-zigbuild --target ${p.zigTarget}`;
+  console.log(`  ${how}${buildStd ? " -Zbuild-std (std built from rust-src)" : ""}; log: ${logPath}`);
+
+  const proc = Bun.spawn(args, { env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe" });
+  const log: string[] = [];
+  let compiled = 0;
+  let lastCrate = "";
+  const ticker = setInterval(() => {
+    console.log(`  ... ${fmtTime(Date.now() - started)}: ${compiled} crates compiled${lastCrate ? ` (last: ${lastCrate})` : ""}`);
+  }, 20_000);
+  const pump = async (stream: ReadableStream<Uint8Array>) => {
+    const dec = new TextDecoder();
+    let buf = "";
+    for await (const chunk of stream) {
+      buf += dec.decode(chunk, { stream: true });
+      let i;
+      while ((i = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        log.push(line);
+        const m = /^\s*Compiling (\S+ v\S+)/.exec(line);
+        if (m) {
+          compiled++;
+          lastCrate = m[1]!;
+        }
+        if (verbose) console.log(`  | ${line}`);
+        else if (/^(error|warning: unused)|^\s*(Finished)/.test(line)) console.log(`  ${line.trim()}`);
+      }
+    }
+    if (buf) log.push(buf);
+  };
+  await Promise.all([pump(proc.stdout), pump(proc.stderr)]);
+  const code = await proc.exited;
+  clearInterval(ticker);
+  writeFileSync(logPath, log.join("\n") + "\n");
+  const seconds = (Date.now() - started) / 1000;
+  if (code !== 0) {
+    const tail = log.filter((l) => /error/i.test(l)).slice(0, 8).join("\n    ");
+    return { tag: p.tag, ok: false, seconds, log: logPath, error: `${mingwGcc ? "cargo" : "cargo-zigbuild"} exited ${code}\n    ${tail}` };
+  }
+  const built = join(targetDir, p.triple, "release", p.file);
+  if (!existsSync(built)) return { tag: p.tag, ok: false, seconds, log: logPath, error: `${built} not found after the build` };
+  const dest = join(outDir, p.tag);
+  mkdirSync(dest, { recursive: true });
+  copyFileSync(built, join(dest, p.file));
+  writeFileSync(join(dest, "package.json"), platformPackageJson(p));
+  const size = statSync(join(dest, p.file)).size;
+  return { tag: p.tag, ok: true, seconds, size, path: join(dest, p.file), log: logPath };
+}
+
+function parseArgs(argv: string[]) {
+  const o = { targets: [] as string[], out: join(root, "prebuilds"), targetDir: process.env.CARGO_TARGET_DIR_CROSS ?? join(root, "rust", "target-cross"), list: false, verbose: false, keepGoing: true, ref: "" };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const val = (): string => {
+      const eq = a.indexOf("=");
+      if (eq >= 0) return a.slice(eq + 1);
+      if (i + 1 >= argv.length) throw new Error(`${a} needs a value`);
+      return argv[++i]!;
+    };
+    if (a.startsWith("--targets") || a === "-t") o.targets = val().split(",").map((s) => s.trim()).filter(Boolean);
+    else if (a.startsWith("--out")) o.out = resolve(val());
+    else if (a.startsWith("--target-dir")) o.targetDir = resolve(val());
+    else if (a.startsWith("--ref")) o.ref = val();
+    else if (a === "--list") o.list = true;
+    else if (a === "--verbose" || a === "-v") o.verbose = true;
+    else if (a === "--fail-fast") o.keepGoing = false;
+    else if (a === "--help" || a === "-h") {
+      console.log("usage: bun scripts/cross-build.ts [--targets tag|triple,...] [--out DIR] [--target-dir DIR] [--ref GIT-REF] [--verbose] [--fail-fast] [--list]");
+      console.log(`platforms: ${PLATFORMS.map((p) => p.tag).join(", ")}`);
+      process.exit(0);
+    } else throw new Error(`unknown argument ${a}`);
+  }
+  return o;
+}
+
+async function main() {
+  const opts = parseArgs(process.argv.slice(2));
+  const selected = opts.targets.length
+    ? opts.targets.map((t) => {
+        const p = PLATFORMS.find((x) => x.tag === t || x.triple === t);
+        if (!p) throw new Error(`unknown target ${t} (one of ${PLATFORMS.map((x) => x.tag).join(", ")})`);
+        return p;
+      })
+    : PLATFORMS;
+
+  const tc = findToolchain();
+  const zigbuild = findZigbuild();
+  console.log(`toolchain: ${tc.version} (${tc.rustc}, cargo ${tc.cargo}), rust-src: ${tc.hasRustSrc ? "yes" : "no"}`);
+  console.log(`linker:    cargo-zigbuild ${zigbuild ?? "NOT FOUND"}, zig ${hasZig() ? "found" : "NOT FOUND"}`);
+  const src = opts.ref ? exportRef(opts.ref, opts.targetDir) : root;
+  console.log(`sources: ${opts.ref ? `${opts.ref} exported to ${src}` : `${src} (work tree)`}`);
+  console.log(`target dir: ${opts.targetDir}; output: ${opts.out}`);
+  if (opts.list) {
+    for (const p of PLATFORMS) console.log(`  ${p.tag.padEnd(16)} ${p.triple.padEnd(28)} ${p.file.padEnd(22)} std: ${hasStd(tc, p.triple) ? "prebuilt" : tc.hasRustSrc ? "-Zbuild-std" : "MISSING"}`);
+    return;
+  }
+  if (!zigbuild || !hasZig()) {
+    console.error("cargo-zigbuild and zig are needed: pip install ziglang cargo-zigbuild");
+    process.exit(2);
+  }
+  mkdirSync(opts.targetDir, { recursive: true });
+
+  const results: BuildResult[] = [];
+  const t0 = Date.now();
+  for (const [i, p] of selected.entries()) {
+    console.log(`[${i + 1}/${selected.length}] ${p.tag} (${p.triple})`);
+    const r = await buildOne(p, tc, zigbuild, opts.targetDir, opts.out, opts.verbose, src);
+    results.push(r);
+    if (r.ok) console.log(`  OK ${r.path} ${fmtSize(r.size!)} in ${fmtTime(r.seconds * 1000)}`);
+    else {
+      console.log(`  FAILED after ${fmtTime(r.seconds * 1000)}: ${r.error}\n  full log: ${r.log}`);
+      if (!opts.keepGoing) break;
+    }
+  }
+  console.log(`\nsummary (${fmtTime(Date.now() - t0)}):`);
+  for (const r of results) console.log(`  ${r.ok ? "OK    " : "FAILED"} ${r.tag.padEnd(16)} ${r.ok ? `${fmtSize(r.size!).padStart(10)}  ${fmtTime(r.seconds * 1000).padStart(6)}` : r.error?.split("\n")[0]}`);
+  if (results.some((r) => !r.ok) || results.length < selected.length) process.exit(1);
+}
+
+if (import.meta.main) {
+  main().catch((e) => {
+    console.error(`cross-build: ${(e as Error).message}`);
+    process.exit(2);
+  });
+}
