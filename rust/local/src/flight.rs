@@ -40,7 +40,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::faults::StreamFaults;
 use crate::state::{validate_table_name, State, Table};
 use crate::stream::{
-    check_auth, check_table_header, invalid, resolve_table, run_committer, CommitMsg, COMMIT_QUEUE,
+    check_auth, check_table_header, finish_receiver, invalid, resolve_table, run_committer, CommitMsg, End, COMMIT_QUEUE,
     GROUP_MAX_BYTES, GROUP_MAX_MESSAGES,
 };
 
@@ -478,11 +478,6 @@ impl PutReceiver {
     }
 }
 
-enum End {
-    Finish(Option<Status>),
-    Abort(Option<Status>),
-}
-
 /// Acked state shared by the committer (writer) and the receiver (close signal).
 struct Acked {
     offset: AtomicI64,
@@ -638,26 +633,8 @@ async fn run_put(
         }
     };
 
-    match end {
-        End::Finish(status) => {
-            if !faults.withhold_acks {
-                if let Some(batch) = rx.take_batch() {
-                    let _ = ctx.send(batch).await;
-                }
-            }
-            if status.is_some() {
-                state.streams_failed.fetch_add(1, Ordering::Relaxed);
-            }
-            let _ = ctx.send(CommitMsg::Finish(status)).await;
-        }
-        End::Abort(status) => {
-            state.streams_failed.fetch_add(1, Ordering::Relaxed);
-            let _ = ctx.send(CommitMsg::Abort(status)).await;
-        }
-    }
-    drop(ctx);
+    let last_batch = if faults.withhold_acks { None } else { rx.take_batch() };
     drop(tx);
     drop(inbound);
-    let _ = committer.await;
-    state.streams_active.fetch_sub(1, Ordering::Relaxed);
+    finish_receiver(&state, end, last_batch, ctx, committer).await;
 }

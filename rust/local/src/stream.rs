@@ -172,7 +172,7 @@ pub(crate) enum CommitMsg {
 }
 
 /// How the receiver loop ended.
-enum End {
+pub(crate) enum End {
     Finish(Option<Status>),
     Abort(Option<Status>),
 }
@@ -474,28 +474,10 @@ async fn run_stream(
         }
     };
 
-    match end {
-        End::Finish(status) => {
-            if !faults.withhold_acks {
-                if let Some(batch) = rx.take_batch() {
-                    let _ = ctx.send(batch).await;
-                }
-            }
-            if status.is_some() {
-                state.streams_failed.fetch_add(1, Ordering::Relaxed);
-            }
-            let _ = ctx.send(CommitMsg::Finish(status)).await;
-        }
-        End::Abort(status) => {
-            state.streams_failed.fetch_add(1, Ordering::Relaxed);
-            let _ = ctx.send(CommitMsg::Abort(status)).await;
-        }
-    }
-    drop(ctx);
+    let last_batch = if faults.withhold_acks { None } else { rx.take_batch() };
     drop(tx);
     drop(inbound);
-    let _ = committer.await;
-    state.streams_active.fetch_sub(1, Ordering::Relaxed);
+    finish_receiver(&state, end, last_batch, ctx, committer).await;
 }
 
 /// Drains whatever is queued without waiting. Returns true if the channel is closed.
@@ -511,6 +493,36 @@ pub(crate) fn drain(crx: &mut mpsc::Receiver<CommitMsg>, msgs: &mut Vec<CommitMs
 
 /// Commits batches (one write per commit) and sends one cumulative ack per commit, built by
 /// `make_ack(last committed offset, records committed on this stream so far)`.
+/// Ends a stream's receiver (EphemeralStream or DoPut): on a finish, hands the last batch (none
+/// when acks are withheld) and the end to the committer; on an abort, tells it to discard. Then
+/// waits for the committer and updates the stream stats.
+pub(crate) async fn finish_receiver(
+    state: &State,
+    end: End,
+    last_batch: Option<CommitMsg>,
+    ctx: mpsc::Sender<CommitMsg>,
+    committer: tokio::task::JoinHandle<()>,
+) {
+    match end {
+        End::Finish(status) => {
+            if let Some(batch) = last_batch {
+                let _ = ctx.send(batch).await;
+            }
+            if status.is_some() {
+                state.streams_failed.fetch_add(1, Ordering::Relaxed);
+            }
+            let _ = ctx.send(CommitMsg::Finish(status)).await;
+        }
+        End::Abort(status) => {
+            state.streams_failed.fetch_add(1, Ordering::Relaxed);
+            let _ = ctx.send(CommitMsg::Abort(status)).await;
+        }
+    }
+    drop(ctx);
+    let _ = committer.await;
+    state.streams_active.fetch_sub(1, Ordering::Relaxed);
+}
+
 pub(crate) async fn run_committer<T: Send + 'static>(
     state: Arc<State>,
     table: Arc<Table>,
