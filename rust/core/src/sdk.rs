@@ -72,9 +72,13 @@ impl ZerobusSdk {
         opts: StreamOptions,
         hook: Option<ProgressHook>,
     ) -> Result<ZerobusStream> {
+        self.start(table, Wire::Ephemeral, auth, opts, hook)
+    }
+
+    fn start(&self, table: TableProperties, wire: Wire, auth: Auth, opts: StreamOptions, hook: Option<ProgressHook>) -> Result<ZerobusStream> {
         let provider = self.provider(auth)?;
         let channel = make_channel(&self.endpoint)?;
-        ZerobusStream::start(channel, table, Wire::Ephemeral, provider, opts, hook)
+        ZerobusStream::start(channel, table, wire, provider, opts, hook)
     }
 
     /// Starts an Arrow stream (Arrow Flight `DoPut`) in the background and returns it at once.
@@ -87,11 +91,9 @@ impl ZerobusSdk {
         opts: StreamOptions,
         hook: Option<ProgressHook>,
     ) -> Result<ZerobusStream> {
-        let provider = self.provider(auth)?;
-        let channel = make_channel(&self.endpoint)?;
         let table = TableProperties { table_name: table_name.into(), record_type: RecordType::Unspecified, descriptor_proto: None };
         let schema = Arc::new(crate::arrow::StreamSchema::new(schema));
-        ZerobusStream::start(channel, table, Wire::Flight(schema), provider, opts, hook)
+        self.start(table, Wire::Flight(schema), auth, opts, hook)
     }
 
     /// Creates an Arrow stream and waits until the server accepted it.

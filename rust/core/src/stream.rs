@@ -286,21 +286,30 @@ impl ZerobusStream {
 
     /// Queues an already built payload (any form); the non-blocking primitive behind the rest.
     pub fn try_push(&self, payload: Payload) -> std::result::Result<i64, (ZerobusError, Payload)> {
-        self.try_push_many(vec![payload]).map_err(|(e, mut p)| (e, p.pop().expect("one payload")))
+        // An array, not a Vec: no allocation per record on this hot path.
+        self.enqueue([payload]).map_err(|(e, [p])| (e, p))
     }
 
     /// Queues several requests atomically (consecutive offsets); returns the last offset.
     pub fn try_push_many(&self, payloads: Vec<Payload>) -> std::result::Result<i64, (ZerobusError, Vec<Payload>)> {
-        if payloads.is_empty() {
+        self.enqueue(payloads)
+    }
+
+    /// The one enqueue path: checks, limits, offsets; gives the payloads back on failure.
+    fn enqueue<C>(&self, payloads: C) -> std::result::Result<i64, (ZerobusError, C)>
+    where
+        C: AsRef<[Payload]> + IntoIterator<Item = Payload>,
+    {
+        if payloads.as_ref().is_empty() {
             return Err((ZerobusError::invalid("nothing to ingest"), payloads));
         }
-        for p in &payloads {
+        for p in payloads.as_ref() {
             if let Err(e) = self.check(p) {
                 return Err((e, payloads));
             }
         }
-        let n: usize = payloads.iter().map(Payload::record_count).sum();
-        let bytes: usize = payloads.iter().map(Payload::byte_len).sum();
+        let n: usize = payloads.as_ref().iter().map(Payload::record_count).sum();
+        let bytes: usize = payloads.as_ref().iter().map(Payload::byte_len).sum();
         let mut st = self.shared.lock();
         if let Some(e) = &st.failed {
             let e = ZerobusError::new(ErrorCode::StreamFailed, format!("stream failed earlier: {e}"));
