@@ -54,8 +54,9 @@ impl Payload {
 pub enum OutRequest {
     Create(EphemeralStreamRequest),
     Records { offset: i64, payload: Payload },
-    /// First DoPut message: descriptor `PATH [table]` and the schema message.
-    FlightStart { table: String, schema: Bytes },
+    /// First DoPut message: the schema message. Like the official client, no flight_descriptor
+    /// is sent: the table is named by the x-databricks-zerobus-table-name header.
+    FlightStart { schema: Bytes },
     /// One IPC message; record batches carry their offset as `{"offset_id":N}` app_metadata.
     FlightData { header: Bytes, body: Bytes, offset: Option<i64> },
 }
@@ -89,14 +90,8 @@ impl OutRequest {
     pub fn encode(&self, buf: &mut impl BufMut) {
         match self {
             OutRequest::Create(m) => m.encode_raw(buf),
-            OutRequest::FlightStart { table, schema } => {
-                // FlightData { 1: FlightDescriptor { 1: type = PATH (1), 3: path }, 2: data_header }
-                let descriptor = key_len(1) + 1 + len_delimited_len(3, table.len());
-                put_len_delimited_header(1, descriptor, buf);
-                encode_key(1, WireType::Varint, buf);
-                encode_varint(1, buf);
-                put_len_delimited_header(3, table.len(), buf);
-                buf.put_slice(table.as_bytes());
+            OutRequest::FlightStart { schema } => {
+                // FlightData { 2: data_header }
                 put_len_delimited_header(2, schema.len(), buf);
                 buf.put_slice(schema);
             }

@@ -746,7 +746,7 @@ async fn open_physical(shared: &Arc<Shared>) -> Result<Physical> {
             false,
         ),
         Wire::Flight(stream) => (
-            OutRequest::FlightStart { table: shared.table.table_name.clone(), schema: stream.message.clone() },
+            OutRequest::FlightStart { schema: stream.message.clone() },
             "/arrow.flight.protocol.FlightService/DoPut",
             true,
         ),

@@ -1,9 +1,11 @@
 //! Arrow Flight `DoPut` ingestion (`arrow.flight.protocol.FlightService/DoPut`).
 //!
 //! Wire protocol (one DoPut call = one stream on one table):
-//! 1. First FlightData: `flight_descriptor` {PATH, path: [table]} and `data_header` = an Arrow
-//!    IPC Schema message (flatbuffer `Message` bytes, no continuation marker/length prefix),
-//!    empty body. Faults are taken here (as for create_stream).
+//! 1. First FlightData: `data_header` = an Arrow IPC Schema message (flatbuffer `Message` bytes,
+//!    no continuation marker/length prefix), empty body. The table comes from the
+//!    `x-databricks-zerobus-table-name` header, as the official client sends no
+//!    `flight_descriptor`; a descriptor PATH [table], if sent, must agree with the header.
+//!    Faults are taken here (as for create_stream).
 //! 2. The server answers with a "ready" PutResult whose app_metadata is
 //!    `{"ack_up_to_offset":-1,"ack_up_to_records":0,"close_stream_duration_ms":null}`.
 //! 3. Then DictionaryBatch messages (app_metadata ignored) and RecordBatch messages whose
@@ -169,25 +171,36 @@ fn setup_put(
     first: &FlightData,
 ) -> Result<PutSetup, Status> {
     check_auth(state, authorization)?;
-    let desc = first
-        .flight_descriptor
-        .as_ref()
-        .ok_or_else(|| invalid("DoPut: the first FlightData must carry a flight_descriptor (PATH [table_name])"))?;
-    if desc.r#type != DescriptorType::Path as i32 {
-        return Err(invalid("DoPut: flight_descriptor must be of type PATH with path [table_name]"));
-    }
-    let table_name = match desc.path.as_slice() {
-        [t] if !t.is_empty() => t.clone(),
-        [] => return Err(invalid("DoPut: flight_descriptor path is empty; expected [table_name]")),
-        _ => {
-            return Err(invalid(format!(
-                "DoPut: flight_descriptor path must have exactly one element (the table name), got {:?}",
-                desc.path
-            )))
+    // The table is named by the x-databricks-zerobus-table-name header (the official client sends
+    // no flight_descriptor); a descriptor, when present, must be PATH [table] and agree with it.
+    let table_name = match first.flight_descriptor.as_ref() {
+        None => match table_header {
+            Some(t) if !t.is_empty() => t.to_string(),
+            _ => {
+                return Err(invalid(
+                    "DoPut: no table: send the x-databricks-zerobus-table-name header (or a flight_descriptor PATH [table_name])",
+                ))
+            }
+        },
+        Some(desc) => {
+            if desc.r#type != DescriptorType::Path as i32 {
+                return Err(invalid("DoPut: flight_descriptor must be of type PATH with path [table_name]"));
+            }
+            let t = match desc.path.as_slice() {
+                [t] if !t.is_empty() => t.clone(),
+                [] => return Err(invalid("DoPut: flight_descriptor path is empty; expected [table_name]")),
+                _ => {
+                    return Err(invalid(format!(
+                        "DoPut: flight_descriptor path must have exactly one element (the table name), got {:?}",
+                        desc.path
+                    )))
+                }
+            };
+            check_table_header(table_header, &t, "flight_descriptor path")?;
+            t
         }
     };
     validate_table_name(&table_name).map_err(invalid)?;
-    check_table_header(table_header, &table_name, "flight_descriptor path")?;
     check_size(first).map_err(invalid)?;
     let schema = decode_schema(&first.data_header).map_err(|e| invalid(format!("DoPut: first FlightData: {e}")))?;
     let table = resolve_table(state, &table_name)?;

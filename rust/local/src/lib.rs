@@ -13,9 +13,11 @@
 //! The same port also serves `arrow.flight.protocol.FlightService`; only `DoPut` is
 //! implemented (every other method returns UNIMPLEMENTED). Same headers and auth rules as
 //! `EphemeralStream`. One DoPut call is one stream on one table:
-//! - first FlightData: `flight_descriptor` {type PATH, path `[table]`} and `data_header` = Arrow
-//!   IPC Schema message (flatbuffer bytes, no continuation marker), empty body. Faults are
-//!   taken at this point; errors: INVALID_ARGUMENT (no descriptor / bad name / not a Schema),
+//! - first FlightData: `data_header` = Arrow IPC Schema message (flatbuffer bytes, no
+//!   continuation marker), empty body. The table is named by the
+//!   `x-databricks-zerobus-table-name` header (the official client sends no descriptor); an
+//!   optional `flight_descriptor` PATH `[table]` must agree with it. Faults are taken at this
+//!   point; errors: INVALID_ARGUMENT (no table / bad name / not a Schema),
 //!   NOT_FOUND (unknown table unless `autoCreateTables`), UNAUTHENTICATED.
 //! - the server answers a "ready" PutResult, app_metadata
 //!   `{"ack_up_to_offset":-1,"ack_up_to_records":0,"close_stream_duration_ms":null}`.

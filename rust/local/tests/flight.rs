@@ -108,17 +108,19 @@ async fn open_raw(url: &str, token: Option<&str>, header_table: Option<&str>) ->
     Ok((tx, resp.into_inner()))
 }
 
+/// The first message with a flight_descriptor PATH [table] (optional on the wire).
 fn schema_data(table: &str, schema: &Schema, opts: &IpcWriteOptions) -> FlightData {
-    schema_data_with(table, schema, opts, &mut DictionaryTracker::new(false))
-}
-
-/// The schema message; `tracker` learns the dictionary ids (it must be the one that encodes the
-/// batches).
-fn schema_data_with(table: &str, schema: &Schema, opts: &IpcWriteOptions, tracker: &mut DictionaryTracker) -> FlightData {
-    let encoded = IpcDataGenerator::default().schema_to_bytes_with_dictionary_tracker(schema, tracker, opts);
-    let mut fd: FlightData = FlightData::new().with_data_header(encoded.ipc_message);
+    let mut fd = schema_data_with(schema, opts, &mut DictionaryTracker::new(false));
     fd.flight_descriptor = Some(FlightDescriptor::new_path(vec![table.to_string()]));
     fd
+}
+
+/// The schema message without a descriptor, as the official client sends it (the table comes
+/// from the header); `tracker` learns the dictionary ids (it must be the one that encodes the
+/// batches).
+fn schema_data_with(schema: &Schema, opts: &IpcWriteOptions, tracker: &mut DictionaryTracker) -> FlightData {
+    let encoded = IpcDataGenerator::default().schema_to_bytes_with_dictionary_tracker(schema, tracker, opts);
+    FlightData::new().with_data_header(encoded.ipc_message)
 }
 
 /// Opens a DoPut stream and sends the schema; returns the stream or the error status (the
@@ -126,7 +128,7 @@ fn schema_data_with(table: &str, schema: &Schema, opts: &IpcWriteOptions, tracke
 async fn open_put(url: &str, table: &str, schema: SchemaRef, opts: IpcWriteOptions) -> Result<Put, Status> {
     let (tx, mut rx) = open_raw(url, None, Some(table)).await?;
     let mut tracker = DictionaryTracker::new(false);
-    tx.send(schema_data_with(table, &schema, &opts, &mut tracker)).await.unwrap();
+    tx.send(schema_data_with(&schema, &opts, &mut tracker)).await.unwrap();
     match rx.message().await? {
         Some(r) => assert_eq!(
             parse_ack(&r),
@@ -518,11 +520,19 @@ async fn stream_setup_errors() {
     assert_eq!(st.code(), Code::NotFound, "{st:?}");
     assert_eq!(st.message(), "table main.default.nope not found");
 
+    // No descriptor and no table header: nothing names the table.
     let mut fd = schema_data(TABLE, &schema, &opts);
     fd.flight_descriptor = None;
     let st = first_status(&srv.url(), None, None, fd).await;
     assert_eq!(st.code(), Code::InvalidArgument);
-    assert!(st.message().contains("flight_descriptor"), "{}", st.message());
+    assert!(st.message().contains("x-databricks-zerobus-table-name"), "{}", st.message());
+
+    // A descriptor that agrees with the header is accepted.
+    let (tx, mut rx) = open_raw(&srv.url(), None, Some(TABLE)).await.unwrap();
+    tx.send(schema_data(TABLE, &schema, &opts)).await.unwrap();
+    let ready = rx.message().await.unwrap().expect("ready message");
+    assert_eq!(parse_ack(&ready), Ack { offset: -1, records: 0, close_ms: None });
+    drop(tx);
 
     let mut fd = schema_data(TABLE, &schema, &opts);
     fd.flight_descriptor = Some(FlightDescriptor::new_cmd(TABLE.as_bytes().to_vec()));
