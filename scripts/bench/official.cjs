@@ -1,16 +1,52 @@
 // Throughput of the official Databricks SDK (napi addon @databricks/zerobus-ingest-sdk-linux-x64-gnu)
 // against a local server. Runs under Node or Bun.
 // usage: node scripts/bench/official.cjs <addon.node> <endpoint> <case> <seconds>
-// cases: <proto100|proto10k|proto1m|json100>-<ingest|batch1000>
+// cases: <proto100|proto10k|proto1m|json100>-<ingest|batch1000>, arrow100-batch1000
+// With scripts/bench/alloc-count.so preloaded (ZB_ALLOC_FILE set) it also reports allocations.
 "use strict";
 const [addonPath, endpoint, kind, secs] = process.argv.slice(2);
-const { ZerobusSdk, RecordType } = require(addonPath);
-const { descriptor, protoRecord, jsonRecord, recordSize } = require("./records.cjs");
+const { ZerobusSdk, RecordType, ArrowDataType } = require(addonPath);
+const { descriptor, protoRecord, jsonRecord, recordSize, arrowIpc, allocCounters, result } = require("./records.cjs");
+
+async function arrowCase(sdk, size) {
+  if (!kind.endsWith("batch1000")) throw new Error(`unknown case ${kind}`);
+  const ipc = arrowIpc(1000, size);
+  const stream = await sdk.createArrowStream(
+    {
+      tableName: "bench.default.t",
+      schemaFields: [
+        { name: "id", dataType: ArrowDataType.Int64, nullable: true },
+        { name: "name", dataType: ArrowDataType.Utf8, nullable: true },
+      ],
+    },
+    "bench",
+    "bench",
+    {},
+  );
+  const deadline = performance.now() + Number(secs) * 1000;
+  const alloc0 = allocCounters();
+  const t0 = performance.now();
+  let n = 0;
+  let bytes = 0;
+  const window = [];
+  while (performance.now() < deadline) {
+    window.push(stream.ingestBatch(ipc));
+    n += 1000;
+    bytes += ipc.length;
+    if (window.length >= 16) await Promise.all(window.splice(0, 8));
+  }
+  await Promise.all(window);
+  await stream.flush();
+  const el = (performance.now() - t0) / 1000;
+  console.log(result("official", kind, n, bytes, el, alloc0));
+  await stream.close();
+}
 
 async function main() {
-  const json = kind.startsWith("json");
   const size = recordSize(kind);
   const sdk = new ZerobusSdk(endpoint, endpoint);
+  if (kind.startsWith("arrow")) return arrowCase(sdk, size);
+  const json = kind.startsWith("json");
   const stream = await sdk.createStream(
     { tableName: "bench.default.t", descriptorProto: json ? undefined : descriptor().toString("base64") },
     "bench",
@@ -22,6 +58,7 @@ async function main() {
   const jsonRec = (i) => jsonRecord(i, size);
   const inflight = size >= 1 << 20 ? 64 : 1000;
   const deadline = performance.now() + Number(secs) * 1000;
+  const alloc0 = allocCounters();
   const t0 = performance.now();
   let n = 0;
   if (kind.endsWith("batch1000")) {
@@ -44,7 +81,7 @@ async function main() {
   }
   await stream.flush();
   const el = (performance.now() - t0) / 1000;
+  console.log(result("official", kind, n, n * size, el, alloc0));
   await stream.close();
-  console.log(JSON.stringify({ sdk: "official", case: kind, records: n, seconds: +el.toFixed(3), recordsPerSec: Math.round(n / el), MBps: +((n * size) / el / 1e6).toFixed(1) }));
 }
 main().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });

@@ -49,4 +49,47 @@ function recordSize(kind) {
   return kind.includes("1m") ? 1 << 20 : kind.includes("10k") ? 10_000 : 100;
 }
 
-module.exports = { descriptor, protoRecord, jsonRecord, recordSize };
+/**
+ * Arrow IPC stream bytes (schema + one record batch) of `rows` rows `{id: Int64, name: Utf8}`,
+ * both nullable, about `rowSize` bytes per row. Both SDKs ingest these same bytes.
+ */
+function arrowIpc(rows, rowSize) {
+  const A = require("apache-arrow");
+  const name = "x".repeat(Math.max(1, rowSize - 12)); // + 8 B id + 4 B string offset
+  const table = A.makeTable({
+    id: A.vectorFromArray(Array.from({ length: rows }, (_, i) => BigInt(i)), new A.Int64()),
+    name: A.vectorFromArray(Array.from({ length: rows }, () => name), new A.Utf8()),
+  });
+  return Buffer.from(A.tableToIPC(table, "stream"));
+}
+
+/**
+ * Allocation counters [calls, bytes] from scripts/bench/alloc-count.c when it is preloaded
+ * (ZB_ALLOC_FILE set), else undefined.
+ */
+function allocCounters() {
+  const file = process.env.ZB_ALLOC_FILE;
+  if (!file) return undefined;
+  const b = require("node:fs").readFileSync(file);
+  return [Number(b.readBigUInt64LE(0)), Number(b.readBigUInt64LE(8))];
+}
+
+/** The JSON line a driver prints for one run. */
+function result(sdk, kind, records, bytes, seconds, allocStart) {
+  const out = {
+    sdk,
+    case: kind,
+    records,
+    seconds: +seconds.toFixed(3),
+    recordsPerSec: Math.round(records / seconds),
+    MBps: +(bytes / seconds / 1e6).toFixed(1),
+  };
+  const end = allocCounters();
+  if (allocStart && end) {
+    out.allocsPerRecord = +((end[0] - allocStart[0]) / records).toFixed(3);
+    out.allocBytesPerRecord = +((end[1] - allocStart[1]) / records).toFixed(1);
+  }
+  return JSON.stringify(out);
+}
+
+module.exports = { descriptor, protoRecord, jsonRecord, recordSize, arrowIpc, allocCounters, result };

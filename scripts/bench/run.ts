@@ -2,9 +2,13 @@
 // Benchmark: zerobus-bun (on Bun) against the official Databricks SDK (napi addon, on Node) with
 // the same local server in the same run. Prints a Markdown table.
 // usage: bun scripts/bench/run.ts [--seconds N] [--store] [--cases a,b,...] [--official-runtime node|bun]
+//                                 [--no-alloc] [--alloc-seconds N]
 //   --store: the server converts and stores records (default: --discard, so the SDKs are measured,
 //            not the disk)
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+//   allocations: after each timed run, a second shorter run of the same case is made with
+//   scripts/bench/alloc-count.c preloaded (LD_PRELOAD, Linux/glibc), which counts malloc-family
+//   calls and bytes in the SDK's process; --no-alloc skips it.
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -16,6 +20,7 @@ const opt = (name: string, def: string) => {
 const seconds = opt("--seconds", "3");
 const store = args.includes("--store");
 const officialRuntime = opt("--official-runtime", "node");
+const allocSeconds = opt("--alloc-seconds", "1");
 const allCases = [
   "proto100-ingest",
   "proto100-submit",
@@ -24,6 +29,7 @@ const allCases = [
   "json100-batch1000",
   "proto10k-ingest",
   "proto1m-ingest",
+  "arrow100-batch1000",
 ];
 const cases = opt("--cases", allCases.join(",")).split(",");
 const here = import.meta.dir;
@@ -45,6 +51,19 @@ if (haveOfficial && !existsSync(addon)) {
 const { buildNative } = await import("../build");
 buildNative({ quiet: true });
 
+// The allocation counter (see alloc-count.c), built once into .deps.
+let allocLib: string | undefined;
+if (!args.includes("--no-alloc") && process.platform === "linux") {
+  const out = join(deps, "alloc-count.so");
+  const src = join(here, "alloc-count.c");
+  if (!existsSync(out) || statSync(out).mtimeMs < statSync(src).mtimeMs) {
+    mkdirSync(deps, { recursive: true });
+    const r = Bun.spawnSync(["cc", "-O2", "-shared", "-fPIC", "-o", out, src], { stderr: "inherit" });
+    if (r.exitCode !== 0) console.error("could not build alloc-count.so: allocations not measured");
+  }
+  if (existsSync(out)) allocLib = out;
+}
+
 const dataDir = mkdtempSync(join(tmpdir(), "zerobus-bench-"));
 const server = Bun.spawn(
   [process.execPath, join(root, "src", "cli.ts"), "local", "--port", "0", "--data-dir", dataDir, "--table", "bench.default.t", "--no-fsync", ...(store ? [] : ["--discard"])],
@@ -60,9 +79,18 @@ while (!banner.includes("\n")) {
 const endpoint = banner.match(/listening on (\S+)/)![1]!;
 console.error(`local server ${endpoint} (${store ? "storing records" : "--discard"}), ${seconds} s per case`);
 
-type Row = { sdk: string; case: string; records: number; seconds: number; recordsPerSec: number; MBps: number };
-function run(cmd: string[]): Row | undefined {
-  const r = Bun.spawnSync(cmd, { stdout: "pipe", stderr: "pipe" });
+type Row = {
+  sdk: string;
+  case: string;
+  records: number;
+  seconds: number;
+  recordsPerSec: number;
+  MBps: number;
+  allocsPerRecord?: number;
+  allocBytesPerRecord?: number;
+};
+function run1(cmd: string[], env?: Record<string, string>): Row | undefined {
+  const r = Bun.spawnSync(cmd, { stdout: "pipe", stderr: "pipe", env: env ? { ...process.env, ...env } : undefined });
   const line = r.stdout.toString().trim().split("\n").pop() ?? "";
   if (r.exitCode !== 0 || !line.startsWith("{")) {
     console.error(`failed: ${cmd.join(" ")}\n${r.stderr.toString()}`);
@@ -71,15 +99,26 @@ function run(cmd: string[]): Row | undefined {
   return JSON.parse(line);
 }
 
+/** A timed run, then (with the counter) a short run that counts allocations. */
+function run(cmd: (secs: string) => string[]): Row | undefined {
+  const row = run1(cmd(seconds));
+  if (!row || !allocLib) return row;
+  const file = join(dataDir, `alloc-${process.pid}`);
+  const counted = run1(cmd(allocSeconds), { LD_PRELOAD: allocLib, ZB_ALLOC_FILE: file });
+  rmSync(file, { force: true });
+  return counted ? { ...row, allocsPerRecord: counted.allocsPerRecord, allocBytesPerRecord: counted.allocBytesPerRecord } : row;
+}
+
 const rows: { kase: string; ours?: Row; official?: Row }[] = [];
 for (const kase of cases) {
-  const ours = run([process.execPath, join(here, "ours.ts"), endpoint, kase, seconds]);
+  const ours = run((secs) => [process.execPath, join(here, "ours.ts"), endpoint, kase, secs]);
   let official: Row | undefined;
   if (haveOfficial && !kase.endsWith("submit")) {
     const rt = officialRuntime === "bun" ? process.execPath : "node";
-    official = run([rt, join(here, "official.cjs"), addon, endpoint, kase, seconds]);
+    official = run((secs) => [rt, join(here, "official.cjs"), addon, endpoint, kase, secs]);
   }
-  console.error(`${kase}: zerobus-bun ${ours?.recordsPerSec ?? "-"} rec/s, official ${official?.recordsPerSec ?? "-"} rec/s`);
+  const say = (r?: Row) => (r ? `${r.recordsPerSec} rec/s${r.allocBytesPerRecord !== undefined ? `, ${r.allocBytesPerRecord} B alloc/rec` : ""}` : "-");
+  console.error(`${kase}: zerobus-bun ${say(ours)}; official ${say(official)}`);
   rows.push({ kase, ours, official });
 }
 server.kill();
@@ -88,9 +127,16 @@ rmSync(dataDir, { recursive: true, force: true });
 
 const fmt = (n?: number) => (n === undefined ? "–" : Math.round(n).toLocaleString("en-US"));
 const mb = (r?: Row) => (r ? r.MBps.toFixed(0) : "–");
-console.log(`| case | zerobus-bun records/s | MB/s | official records/s | MB/s | speed-up |`);
-console.log(`|---|---:|---:|---:|---:|---:|`);
+// allocations per record: "calls / bytes"
+const al = (r?: Row) =>
+  r?.allocBytesPerRecord === undefined
+    ? "–"
+    : `${r.allocsPerRecord!.toFixed(r.allocsPerRecord! < 10 ? 2 : 0)} / ${fmt(r.allocBytesPerRecord)} B`;
+console.log(`| case | zerobus-bun records/s | MB/s | allocs/record | official records/s | MB/s | allocs/record | speed-up |`);
+console.log(`|---|---:|---:|---:|---:|---:|---:|---:|`);
 for (const { kase, ours, official } of rows) {
   const x = ours && official ? `${(ours.recordsPerSec / official.recordsPerSec).toFixed(1)}x` : "–";
-  console.log(`| ${kase} | ${fmt(ours?.recordsPerSec)} | ${mb(ours)} | ${fmt(official?.recordsPerSec)} | ${mb(official)} | ${x} |`);
+  console.log(
+    `| ${kase} | ${fmt(ours?.recordsPerSec)} | ${mb(ours)} | ${al(ours)} | ${fmt(official?.recordsPerSec)} | ${mb(official)} | ${al(official)} | ${x} |`,
+  );
 }
