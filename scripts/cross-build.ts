@@ -41,16 +41,45 @@ export interface Platform {
   mingw?: string;
   /** Extra environment of the build (e.g. the minimum macOS version). */
   env?: Record<string, string>;
+  /** rustc flags for this target only (std included when it is built with -Zbuild-std). */
+  rustflags?: string[];
+  /** C flags for this target's C code (ring, zstd). */
+  cflags?: string[];
+  /** Pass a module-definition file listing the header's functions to the linker (see below). */
+  defFile?: boolean;
 }
+
+// Exported symbols. rustc gives the linker the list of a cdylib's exports, but cargo-zigbuild
+// drops it for two of the zig-linked targets, which then export every global symbol (6,000+ Rust
+// symbols, found by scripts/verify-prebuilds.ts):
+// - macOS: `-Wl,-exported_symbols_list` is filtered out, so Rust symbols are given hidden
+//   visibility (`-Zdefault-visibility=hidden`; the #[no_mangle] C ABI stays default) and so is
+//   the C code (`-fvisibility=hidden`);
+// - win32-arm64: rustc's `list.def` is filtered out, so our own .def (EXPORTS = the header's
+//   functions) goes to the linker as an input file.
+// win32-x64: Rust's windows-gnu target spec turns function sections off, so `--gc-sections`
+// could drop nothing and the DLL kept every monomorphization (23 MB); `-Zfunction-sections=yes`
+// restores the usual size.
+const HIDDEN = { rustflags: ["-Zdefault-visibility=hidden"], cflags: ["-fvisibility=hidden"] };
 
 export const PLATFORMS: Platform[] = [
   { tag: "linux-x64-gnu", triple: "x86_64-unknown-linux-gnu", zigTarget: "x86_64-unknown-linux-gnu.2.17", file: "libzerobus_bun.so", os: "linux", cpu: "x64", libc: "glibc" },
   { tag: "linux-arm64-gnu", triple: "aarch64-unknown-linux-gnu", zigTarget: "aarch64-unknown-linux-gnu.2.17", file: "libzerobus_bun.so", os: "linux", cpu: "arm64", libc: "glibc" },
-  { tag: "darwin-x64", triple: "x86_64-apple-darwin", zigTarget: "x86_64-apple-darwin", file: "libzerobus_bun.dylib", os: "darwin", cpu: "x64", env: { MACOSX_DEPLOYMENT_TARGET: "10.12" } },
-  { tag: "darwin-arm64", triple: "aarch64-apple-darwin", zigTarget: "aarch64-apple-darwin", file: "libzerobus_bun.dylib", os: "darwin", cpu: "arm64", env: { MACOSX_DEPLOYMENT_TARGET: "11.0" } },
-  { tag: "win32-x64", triple: "x86_64-pc-windows-gnu", zigTarget: "x86_64-pc-windows-gnu", file: "zerobus_bun.dll", os: "win32", cpu: "x64", mingw: "x86_64-w64-mingw32" },
-  { tag: "win32-arm64", triple: "aarch64-pc-windows-gnullvm", zigTarget: "aarch64-pc-windows-gnullvm", file: "zerobus_bun.dll", os: "win32", cpu: "arm64" },
+  { tag: "darwin-x64", triple: "x86_64-apple-darwin", zigTarget: "x86_64-apple-darwin", file: "libzerobus_bun.dylib", os: "darwin", cpu: "x64", env: { MACOSX_DEPLOYMENT_TARGET: "10.12" }, ...HIDDEN },
+  { tag: "darwin-arm64", triple: "aarch64-apple-darwin", zigTarget: "aarch64-apple-darwin", file: "libzerobus_bun.dylib", os: "darwin", cpu: "arm64", env: { MACOSX_DEPLOYMENT_TARGET: "11.0" }, ...HIDDEN },
+  { tag: "win32-x64", triple: "x86_64-pc-windows-gnu", zigTarget: "x86_64-pc-windows-gnu", file: "zerobus_bun.dll", os: "win32", cpu: "x64", mingw: "x86_64-w64-mingw32", rustflags: ["-Zfunction-sections=yes"] },
+  { tag: "win32-arm64", triple: "aarch64-pc-windows-gnullvm", zigTarget: "aarch64-pc-windows-gnullvm", file: "zerobus_bun.dll", os: "win32", cpu: "arm64", defFile: true },
 ];
+
+/** Function names declared in the C header (comments stripped). */
+export function headerFunctions(headerPath = join(root, "rust", "ffi", "include", "zerobus_bun.h")): string[] {
+  const src = readFileSync(headerPath, "utf8")
+    .replace(/\/\*[\s\S]*?\*\//g, "")
+    .replace(/\/\/.*$/gm, "");
+  const names = new Set<string>();
+  for (const m of src.matchAll(/\b(zerobus_[a-z0-9_]+)\s*\(/g)) names.add(m[1]!);
+  return [...names].sort();
+}
 
 export function mainVersion(): string {
   return JSON.parse(readFileSync(join(root, "package.json"), "utf8")).version;
@@ -197,6 +226,19 @@ async function buildOne(p: Platform, tc: Toolchain, zigbuild: string, targetDir:
     CARGO_TERM_PROGRESS_WHEN: "never",
     ...p.env,
   };
+  const rustflags = [...(p.rustflags ?? [])];
+  if (p.defFile) {
+    const def = join(targetDir, `${p.tag}-exports.def`);
+    const fns = headerFunctions(join(src, "rust", "ffi", "include", "zerobus_bun.h"));
+    writeFileSync(def, `LIBRARY zerobus_bun\nEXPORTS\n${fns.map((f) => `  ${f}\n`).join("")}`);
+    rustflags.push(`-Clink-arg=${def}`);
+  }
+  const tripleEnv = p.triple.replace(/-/g, "_");
+  if (rustflags.length) {
+    env[`CARGO_TARGET_${tripleEnv.toUpperCase()}_RUSTFLAGS`] = rustflags.join(" ");
+    if (rustflags.some((f) => f.startsWith("-Z"))) env.RUSTC_BOOTSTRAP = "1";
+  }
+  if (p.cflags) env[`CFLAGS_${tripleEnv}`] = p.cflags.join(" ");
   if (buildStd) env.RUSTC_BOOTSTRAP = "1";
   if (mingwGcc) {
     const t = p.triple.replace(/-/g, "_");

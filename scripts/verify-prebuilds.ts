@@ -25,7 +25,7 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { PLATFORMS, platformPackageJson, type Platform } from "./cross-build";
+import { PLATFORMS, headerFunctions, platformPackageJson, type Platform } from "./cross-build";
 
 const repoRoot = resolve(import.meta.dir, "..");
 /** Source tree whose header and tests are used (--src); the repository by default. */
@@ -46,16 +46,6 @@ function report(platform: string, name: string, status: Status, detail: string) 
 }
 
 // ---------------------------------------------------------------- header
-
-/** Function names declared in the C header (comments stripped). */
-export function headerFunctions(headerPath = join(root, "rust", "ffi", "include", "zerobus_bun.h")): string[] {
-  const src = readFileSync(headerPath, "utf8")
-    .replace(/\/\*[\s\S]*?\*\//g, "")
-    .replace(/\/\/.*$/gm, "");
-  const names = new Set<string>();
-  for (const m of src.matchAll(/\b(zerobus_[a-z0-9_]+)\s*\(/g)) names.add(m[1]!);
-  return [...names].sort();
-}
 
 // ---------------------------------------------------------------- binary formats
 
@@ -306,7 +296,19 @@ function staticChecks(p: Platform, lib: string, pkgDir: string, header: string[]
     missing.length || extra.length ? "FAIL" : "PASS",
     missing.length || extra.length
       ? `missing: [${missing.join(", ")}] not in header: [${extra.join(", ")}]`
-      : `all ${header.length} zerobus_* functions of the header exported, no others (${info.exports.length} exported symbols in all)`,
+      : `all ${header.length} zerobus_* functions of the header exported, no other zerobus_* symbol`,
+  );
+  // Anything else exported leaks internals (Rust symbols, C libraries): a few runtime symbols
+  // (e.g. _CRT_INIT, DllMain, ELF _init/_fini) are harmless.
+  const others = [...new Set(info.exports.filter((n) => !n.startsWith("zerobus_")))];
+  const leaked = others.filter((n) => /^_?(_R|_ZN)/.test(n) || /^(ring_core|ZSTD_|LZ4)/.test(n));
+  report(
+    p.tag,
+    "no internal exports",
+    leaked.length ? "FAIL" : "PASS",
+    leaked.length
+      ? `${leaked.length} internal symbols exported, e.g. ${leaked.slice(0, 3).join(", ")}`
+      : `${others.length} other exported symbols${others.length ? `: ${others.slice(0, 6).join(", ")}${others.length > 6 ? ", ..." : ""}` : ""}`,
   );
   report(p.tag, "linkage", info.problems.length ? "FAIL" : "PASS", [...info.problems, ...info.notes].join("; "));
   if (p.os === "darwin") {
