@@ -33,17 +33,16 @@ use arrow_flight::{
 use arrow_ipc::{MessageHeader, MetadataVersion};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use futures::stream::BoxStream;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::faults::StreamFaults;
 use crate::state::{validate_table_name, State, Table};
 use crate::stream::{
-    check_auth, check_table_header, finish_receiver, invalid, resolve_table, run_committer, CommitMsg, End, COMMIT_QUEUE,
-    GROUP_MAX_BYTES, GROUP_MAX_MESSAGES,
+    check_auth, check_table_header, invalid, resolve_table, run_committer, run_receiver, Pending, StreamReceiver,
+    COMMIT_QUEUE,
 };
 
 /// Largest accepted FlightData (data_header + data_body).
@@ -378,11 +377,10 @@ struct PutReceiver {
     schema: SchemaRef,
     dictionaries: HashMap<i64, ArrayRef>,
     discard: bool,
-    expected_offset: i64,
-    received_rows: u64,
-    buf: Vec<u8>,
-    buf_rows: u64,
-    last_offset: Option<i64>,
+    /// Rows (not messages) are the records here.
+    p: Pending,
+    /// What the committer acked last, announced with a close signal.
+    acked: Arc<Acked>,
 }
 
 impl PutReceiver {
@@ -417,9 +415,14 @@ impl PutReceiver {
         })
     }
 
-    /// Processes one FlightData into the pending buffer. On error nothing of it is kept.
+}
+
+impl StreamReceiver for PutReceiver {
+    type Msg = FlightData;
+    type Out = PutResult;
+
     fn process(&mut self, fd: FlightData) -> Result<(), Status> {
-        let at = self.expected_offset;
+        let at = self.p.expected_offset;
         check_size(&fd).map_err(|e| invalid(format!("FlightData at offset {at}: {e}")))?;
         if fd.data_header.is_empty() {
             return Err(invalid(format!(
@@ -465,29 +468,30 @@ impl PutReceiver {
             .map_err(|e| invalid(format!("record batch at offset {off}: {e}")))?;
         let rows = batch.num_rows() as u64;
         if !self.discard {
-            let mark = self.buf.len();
+            let mark = self.p.buf.len();
             let mut w = arrow_json::WriterBuilder::new()
                 .with_explicit_nulls(true)
-                .build::<_, arrow_json::writer::LineDelimited>(&mut self.buf);
+                .build::<_, arrow_json::writer::LineDelimited>(&mut self.p.buf);
             let res = no_panic(|| w.write(&batch).map_err(|e| format!("cannot convert rows to JSON: {e}")));
             if let Err(e) = res {
-                self.buf.truncate(mark);
+                self.p.buf.truncate(mark);
                 return Err(invalid(format!("record batch at offset {off}: {e}")));
             }
         }
-        self.buf_rows += rows;
-        self.received_rows += rows;
-        self.last_offset = Some(off);
-        self.expected_offset += 1;
+        self.p.accept(rows);
         Ok(())
     }
 
-    fn take_batch(&mut self) -> Option<CommitMsg> {
-        let last_offset = self.last_offset.take()?;
-        let cap = self.buf.len().clamp(4096, GROUP_MAX_BYTES + GROUP_MAX_BYTES / 4);
-        let buf = std::mem::replace(&mut self.buf, Vec::with_capacity(cap));
-        let records = std::mem::take(&mut self.buf_rows);
-        Some(CommitMsg::Batch { buf, records, last_offset })
+    fn pending(&mut self) -> &mut Pending {
+        &mut self.p
+    }
+
+    fn close_signal(&self, dur: Duration) -> PutResult {
+        put_result(
+            self.acked.offset.load(Ordering::Acquire),
+            self.acked.rows.load(Ordering::Acquire),
+            Some(dur.as_millis() as u64),
+        )
     }
 }
 
@@ -554,100 +558,12 @@ async fn run_put(
         ))
     };
 
-    let mut rx = PutReceiver {
+    let rx = PutReceiver {
         schema,
         dictionaries: HashMap::new(),
         discard: state.config.discard,
-        expected_offset: 0,
-        received_rows: 0,
-        buf: Vec::with_capacity(64 * 1024),
-        buf_rows: 0,
-        last_offset: None,
+        p: Pending::new(),
+        acked,
     };
-    let far_future = Instant::now() + Duration::from_secs(86400 * 365);
-    let mut close_deadline: Option<Instant> = None;
-
-    let end: End = 'outer: loop {
-        let first = tokio::select! {
-            biased;
-            _ = crate::state::shutdown_requested(&mut shutdown) => {
-                break End::Abort(Some(Status::unavailable("server shutting down")));
-            }
-            _ = tokio::time::sleep_until(close_deadline.unwrap_or(far_future)), if close_deadline.is_some() => {
-                break End::Abort(None);
-            }
-            m = inbound.next() => m,
-        };
-        let mut next = match first {
-            Some(Ok(fd)) => Some(fd),
-            None => break End::Finish(None),
-            Some(Err(_)) => break End::Abort(None),
-        };
-        let mut pending_end: Option<End> = None;
-        let mut n_msgs = 0usize;
-        while let Some(fd) = next.take() {
-            if let Err(status) = rx.process(fd) {
-                pending_end = Some(End::Finish(Some(status)));
-                break;
-            }
-            n_msgs += 1;
-            if let Some(n) = faults.drop_after_records {
-                if rx.received_rows >= n {
-                    break 'outer End::Abort(Some(Status::unavailable("injected fault: stream dropped")));
-                }
-            }
-            if let Some((n, status)) = &faults.fail_after_records {
-                if rx.received_rows >= *n {
-                    pending_end = Some(End::Finish(Some(status.clone())));
-                    break;
-                }
-            }
-            if let Some((n, dur)) = faults.close_signal_after_records {
-                if close_deadline.is_none() && rx.received_rows >= n {
-                    close_deadline = Some(Instant::now() + dur);
-                    let signal = put_result(
-                        acked.offset.load(Ordering::Acquire),
-                        acked.rows.load(Ordering::Acquire),
-                        Some(dur.as_millis() as u64),
-                    );
-                    let _ = tx.send(Ok(signal)).await;
-                }
-            }
-            if n_msgs >= GROUP_MAX_MESSAGES || rx.buf.len() >= GROUP_MAX_BYTES {
-                break;
-            }
-            next = match inbound.next().now_or_never() {
-                Some(Some(Ok(fd))) => Some(fd),
-                Some(None) => {
-                    pending_end = Some(End::Finish(None));
-                    None
-                }
-                Some(Some(Err(_))) => {
-                    pending_end = Some(End::Abort(None));
-                    None
-                }
-                None => None,
-            };
-        }
-        if let Some(End::Abort(s)) = pending_end {
-            break End::Abort(s);
-        }
-        if !faults.withhold_acks {
-            if let Some(batch) = rx.take_batch() {
-                if ctx.send(batch).await.is_err() {
-                    break End::Abort(None);
-                }
-            }
-        } else {
-            rx.take_batch();
-        }
-        if let Some(e) = pending_end {
-            break e;
-        }
-    };
-
-    let last_batch = if faults.withhold_acks { None } else { rx.take_batch() };
-    drop(tx);
-    drop(inbound);
-    finish_receiver(&state, end, last_batch, ctx, committer).await;
+    run_receiver(&state, rx, inbound, faults, tx, ctx, committer).await;
 }

@@ -177,17 +177,61 @@ pub(crate) enum End {
     Abort(Option<Status>),
 }
 
-/// Receiver-side state of one stream.
+/// What a stream's receiver has gathered for the next commit (both kinds of stream).
+pub(crate) struct Pending {
+    /// Offset the next record message must carry.
+    pub expected_offset: i64,
+    /// Records (rows, on a DoPut stream) received on this stream; faults count these.
+    pub received: u64,
+    /// JSON lines not yet handed to the committer.
+    pub buf: Vec<u8>,
+    pub buf_records: u64,
+    pub last_offset: Option<i64>,
+}
+
+impl Pending {
+    pub fn new() -> Self {
+        Self { expected_offset: 0, received: 0, buf: Vec::with_capacity(64 * 1024), buf_records: 0, last_offset: None }
+    }
+
+    /// The message at `expected_offset` was accepted with `records` records, already in `buf`.
+    pub fn accept(&mut self, records: u64) {
+        self.buf_records += records;
+        self.received += records;
+        self.last_offset = Some(self.expected_offset);
+        self.expected_offset += 1;
+    }
+
+    /// Everything gathered since the last call, as one commit.
+    pub fn take_batch(&mut self) -> Option<CommitMsg> {
+        let last_offset = self.last_offset.take()?;
+        let cap = self.buf.len().clamp(4096, GROUP_MAX_BYTES + GROUP_MAX_BYTES / 4);
+        let buf = std::mem::replace(&mut self.buf, Vec::with_capacity(cap));
+        let records = std::mem::take(&mut self.buf_records);
+        Some(CommitMsg::Batch { buf, records, last_offset })
+    }
+}
+
+/// One kind of stream's receiver (EphemeralStream or DoPut), driven by [`run_receiver`].
+pub(crate) trait StreamReceiver {
+    /// A client message.
+    type Msg;
+    /// A server message.
+    type Out;
+    /// Checks and converts one client message into [`Pending`]; on error nothing of it is kept.
+    fn process(&mut self, msg: Self::Msg) -> Result<(), Status>;
+    fn pending(&mut self) -> &mut Pending;
+    /// The message telling the client that the server closes the stream in `dur`.
+    fn close_signal(&self, dur: Duration) -> Self::Out;
+}
+
+/// Receiver-side state of one EphemeralStream.
 struct Receiver {
     format: RecordFormat,
     max_record_bytes: usize,
     /// Benchmark mode (`ServerConfig::discard`): check, acknowledge, store nothing.
     discard: bool,
-    expected_offset: i64,
-    received_records: u64,
-    buf: Vec<u8>,
-    buf_records: u64,
-    last_offset: Option<i64>,
+    p: Pending,
 }
 
 impl Receiver {
@@ -209,14 +253,14 @@ impl Receiver {
                 if self.discard {
                     return Ok(());
                 }
-                records::append_json(&mut self.buf, &s)
+                records::append_json(&mut self.p.buf, &s)
             }
             (RecordPayload::ProtoEncodedRecord(b), RecordFormat::Proto(desc)) => {
                 self.check_size(b.len())?;
                 if self.discard {
                     return Ok(());
                 }
-                records::append_proto(&mut self.buf, desc, b)
+                records::append_proto(&mut self.p.buf, desc, b)
             }
             (RecordPayload::JsonRecord(_), RecordFormat::Proto(_)) => {
                 Err("record type mismatch: json_record on a PROTO stream".to_string())
@@ -229,38 +273,42 @@ impl Receiver {
 
     fn check_offset(&self, offset: Option<i64>) -> Result<i64, Status> {
         match offset {
-            Some(o) if o == self.expected_offset => Ok(o),
+            Some(o) if o == self.p.expected_offset => Ok(o),
             Some(o) => Err(invalid(format!(
                 "unexpected offset_id {o}: expected {}",
-                self.expected_offset
+                self.p.expected_offset
             ))),
             None => Err(invalid(format!(
                 "missing offset_id: expected {}",
-                self.expected_offset
+                self.p.expected_offset
             ))),
         }
     }
 
-    /// Processes one request into the pending buffer. On error nothing of that request is kept.
+}
+
+impl StreamReceiver for Receiver {
+    type Msg = EphemeralStreamRequest;
+    type Out = EphemeralStreamResponse;
+
     fn process(&mut self, req: EphemeralStreamRequest) -> Result<(), Status> {
-        match req.payload {
+        let records = match req.payload {
             Some(ReqPayload::IngestRecord(r)) => {
                 let off = self.check_offset(r.offset_id)?;
-                let mark = self.buf.len();
+                let mark = self.p.buf.len();
                 let res = match r.record {
                     Some(rec) => self.append_record(rec),
                     None => Err("request has no record".to_string()),
                 };
                 if let Err(reason) = res {
-                    self.buf.truncate(mark);
+                    self.p.buf.truncate(mark);
                     return Err(invalid(format!("record at offset {off}: {reason}")));
                 }
-                self.buf_records += 1;
-                self.received_records += 1;
+                1
             }
             Some(ReqPayload::IngestRecordBatch(b)) => {
                 let off = self.check_offset(b.offset_id)?;
-                let mark = self.buf.len();
+                let mark = self.p.buf.len();
                 let mut n = 0u64;
                 let res = match b.batch {
                     Some(BatchPayload::JsonBatch(batch)) => batch
@@ -282,38 +330,40 @@ impl Receiver {
                     None => Err((0, "batch request has no batch".to_string())),
                 };
                 if let Err((i, reason)) = res {
-                    self.buf.truncate(mark);
+                    self.p.buf.truncate(mark);
                     return Err(invalid(format!(
                         "record at offset {off} (batch index {i}): {reason}"
                     )));
                 }
-                self.buf_records += n;
-                self.received_records += n;
+                n
             }
             Some(ReqPayload::CreateStream(_)) => {
                 return Err(invalid(format!(
                     "request at offset {}: create_stream sent twice on the same stream",
-                    self.expected_offset
+                    self.p.expected_offset
                 )))
             }
             None => {
                 return Err(invalid(format!(
                     "request at offset {}: empty request",
-                    self.expected_offset
+                    self.p.expected_offset
                 )))
             }
-        }
-        self.last_offset = Some(self.expected_offset);
-        self.expected_offset += 1;
+        };
+        self.p.accept(records);
         Ok(())
     }
 
-    fn take_batch(&mut self) -> Option<CommitMsg> {
-        let last_offset = self.last_offset.take()?;
-        let cap = self.buf.len().clamp(4096, GROUP_MAX_BYTES + GROUP_MAX_BYTES / 4);
-        let buf = std::mem::replace(&mut self.buf, Vec::with_capacity(cap));
-        let records = std::mem::take(&mut self.buf_records);
-        Some(CommitMsg::Batch { buf, records, last_offset })
+    fn pending(&mut self) -> &mut Pending {
+        &mut self.p
+    }
+
+    fn close_signal(&self, dur: Duration) -> EphemeralStreamResponse {
+        EphemeralStreamResponse {
+            payload: Some(RespPayload::CloseStreamSignal(CloseStreamSignal {
+                duration: Some(prost_types::Duration { seconds: dur.as_secs() as i64, nanos: dur.subsec_nanos() as i32 }),
+            })),
+        }
     }
 }
 
@@ -377,16 +427,31 @@ async fn run_stream(
         },
     ));
 
-    let mut rx = Receiver {
+    let rx = Receiver {
         format,
         max_record_bytes: state.config.max_record_bytes,
         discard: state.config.discard,
-        expected_offset: 0,
-        received_records: 0,
-        buf: Vec::with_capacity(64 * 1024),
-        buf_records: 0,
-        last_offset: None,
+        p: Pending::new(),
     };
+    run_receiver(&state, rx, inbound, faults, tx, ctx, committer).await;
+}
+
+/// The receive loop of a stream, after setup: reads client messages, groups everything already
+/// available (up to [`GROUP_MAX_MESSAGES`] / [`GROUP_MAX_BYTES`]) into one commit, applies the
+/// stream's faults, then ends the stream through [`finish_receiver`].
+pub(crate) async fn run_receiver<R, S>(
+    state: &State,
+    mut rx: R,
+    mut inbound: S,
+    faults: StreamFaults,
+    tx: mpsc::Sender<Result<R::Out, Status>>,
+    ctx: mpsc::Sender<CommitMsg>,
+    committer: tokio::task::JoinHandle<()>,
+) where
+    R: StreamReceiver,
+    S: futures::Stream<Item = Result<R::Msg, Status>> + Unpin,
+{
+    let mut shutdown = state.shutdown.clone();
     let far_future = Instant::now() + Duration::from_secs(86400 * 365);
     let mut close_deadline: Option<Instant> = None;
 
@@ -402,7 +467,7 @@ async fn run_stream(
             m = inbound.next() => m,
         };
         let mut next = match first {
-            Some(Ok(req)) => Some(req),
+            Some(Ok(msg)) => Some(msg),
             // Client half-closed: commit what we have, then end OK.
             None => break End::Finish(None),
             // Client went away / transport error: acks cannot be delivered; discard.
@@ -410,42 +475,35 @@ async fn run_stream(
         };
         let mut pending_end: Option<End> = None;
         let mut n_msgs = 0usize;
-        while let Some(req) = next.take() {
-            if let Err(status) = rx.process(req) {
+        while let Some(msg) = next.take() {
+            if let Err(status) = rx.process(msg) {
                 pending_end = Some(End::Finish(Some(status)));
                 break;
             }
             n_msgs += 1;
+            let received = rx.pending().received;
             if let Some(n) = faults.drop_after_records {
-                if rx.received_records >= n {
+                if received >= n {
                     break 'outer End::Abort(Some(Status::unavailable("injected fault: stream dropped")));
                 }
             }
             if let Some((n, status)) = &faults.fail_after_records {
-                if rx.received_records >= *n {
+                if received >= *n {
                     pending_end = Some(End::Finish(Some(status.clone())));
                     break;
                 }
             }
             if let Some((n, dur)) = faults.close_signal_after_records {
-                if close_deadline.is_none() && rx.received_records >= n {
+                if close_deadline.is_none() && received >= n {
                     close_deadline = Some(Instant::now() + dur);
-                    let signal = EphemeralStreamResponse {
-                        payload: Some(RespPayload::CloseStreamSignal(CloseStreamSignal {
-                            duration: Some(prost_types::Duration {
-                                seconds: dur.as_secs() as i64,
-                                nanos: dur.subsec_nanos() as i32,
-                            }),
-                        })),
-                    };
-                    let _ = tx.send(Ok(signal)).await;
+                    let _ = tx.send(Ok(rx.close_signal(dur))).await;
                 }
             }
-            if n_msgs >= GROUP_MAX_MESSAGES || rx.buf.len() >= GROUP_MAX_BYTES {
+            if n_msgs >= GROUP_MAX_MESSAGES || rx.pending().buf.len() >= GROUP_MAX_BYTES {
                 break;
             }
             next = match inbound.next().now_or_never() {
-                Some(Some(Ok(req))) => Some(req),
+                Some(Some(Ok(msg))) => Some(msg),
                 Some(None) => {
                     pending_end = Some(End::Finish(None));
                     None
@@ -460,24 +518,23 @@ async fn run_stream(
         if let Some(End::Abort(s)) = pending_end {
             break End::Abort(s);
         }
+        let batch = rx.pending().take_batch();
         if !faults.withhold_acks {
-            if let Some(batch) = rx.take_batch() {
+            if let Some(batch) = batch {
                 if ctx.send(batch).await.is_err() {
                     break End::Abort(None);
                 }
             }
-        } else {
-            rx.take_batch();
         }
         if let Some(e) = pending_end {
             break e;
         }
     };
 
-    let last_batch = if faults.withhold_acks { None } else { rx.take_batch() };
+    let last_batch = if faults.withhold_acks { None } else { rx.pending().take_batch() };
     drop(tx);
     drop(inbound);
-    finish_receiver(&state, end, last_batch, ctx, committer).await;
+    finish_receiver(state, end, last_batch, ctx, committer).await;
 }
 
 /// Drains whatever is queued without waiting. Returns true if the channel is closed.
@@ -491,8 +548,6 @@ pub(crate) fn drain(crx: &mut mpsc::Receiver<CommitMsg>, msgs: &mut Vec<CommitMs
     }
 }
 
-/// Commits batches (one write per commit) and sends one cumulative ack per commit, built by
-/// `make_ack(last committed offset, records committed on this stream so far)`.
 /// Ends a stream's receiver (EphemeralStream or DoPut): on a finish, hands the last batch (none
 /// when acks are withheld) and the end to the committer; on an abort, tells it to discard. Then
 /// waits for the committer and updates the stream stats.
@@ -523,6 +578,8 @@ pub(crate) async fn finish_receiver(
     state.streams_active.fetch_sub(1, Ordering::Relaxed);
 }
 
+/// Commits batches (one write per commit) and sends one cumulative ack per commit, built by
+/// `make_ack(last committed offset, records committed on this stream so far)`.
 pub(crate) async fn run_committer<T: Send + 'static>(
     state: Arc<State>,
     table: Arc<Table>,

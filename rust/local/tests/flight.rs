@@ -20,44 +20,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Status, Streaming};
 
-use zerobus_local::{LocalServer, ServerConfig};
-
-const TABLE: &str = "main.default.events";
-
-async fn server(dir: &tempfile::TempDir, f: impl FnOnce(&mut ServerConfig)) -> LocalServer {
-    let mut cfg = ServerConfig {
-        data_dir: dir.path().to_path_buf(),
-        tables: vec![TABLE.to_string()],
-        fsync: false,
-        ..Default::default()
-    };
-    f(&mut cfg);
-    zerobus_local::start(cfg).await.expect("start")
-}
-
-fn lines(dir: &tempfile::TempDir, table: &str) -> Vec<Value> {
-    let path = dir.path().join(format!("{table}.jsonl"));
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
-        .collect()
-}
-
-async fn control(srv: &LocalServer, method: &str, path: &str, body: Value) -> Value {
-    let body = if body.is_null() { String::new() } else { body.to_string() };
-    let mut s = tokio::net::TcpStream::connect(srv.addr()).await.unwrap();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out).await;
-    let text = String::from_utf8(out).unwrap();
-    assert_eq!(&text[9..12], "200", "{method} {path}: {text}");
-    serde_json::from_str(text.split_once("\r\n\r\n").unwrap().1).unwrap()
-}
+mod common;
+use common::{control, rows as lines, server, TABLE};
 
 /// One PutResult's app_metadata.
 #[derive(Debug, PartialEq)]

@@ -5,7 +5,6 @@ use std::time::Duration;
 use http::uri::PathAndQuery;
 use prost::Message;
 use serde_json::{json, Value};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Status, Streaming};
@@ -15,29 +14,8 @@ use zerobus_core::proto::ephemeral_stream_response::Payload as RespPayload;
 use zerobus_core::proto::ingest_record_batch_request::Batch;
 use zerobus_core::proto::ingest_record_request::Record;
 use zerobus_core::proto::*;
-use zerobus_local::{LocalServer, ServerConfig};
-
-const TABLE: &str = "main.default.events";
-
-async fn server(dir: &tempfile::TempDir, f: impl FnOnce(&mut ServerConfig)) -> LocalServer {
-    let mut cfg = ServerConfig {
-        data_dir: dir.path().to_path_buf(),
-        tables: vec![TABLE.to_string()],
-        fsync: false,
-        ..Default::default()
-    };
-    f(&mut cfg);
-    zerobus_local::start(cfg).await.expect("start")
-}
-
-fn lines(dir: &tempfile::TempDir, table: &str) -> Vec<String> {
-    let path = dir.path().join(format!("{table}.jsonl"));
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
+mod common;
+use common::*;
 
 struct Client {
     tx: mpsc::Sender<EphemeralStreamRequest>,
@@ -176,44 +154,6 @@ impl Client {
             }
         }
     }
-}
-
-/// Minimal HTTP/1.1 client (Connection: close). Returns (status, body).
-async fn http1_on<S: AsyncRead + AsyncWrite + Unpin>(
-    mut s: S,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (u16, String) {
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out).await;
-    let text = String::from_utf8(out).unwrap();
-    let status: u16 = text[9..12].parse().unwrap();
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (status, body)
-}
-
-async fn http1(srv: &LocalServer, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
-    let s = tokio::net::TcpStream::connect(srv.addr()).await.unwrap();
-    http1_on(s, method, path, headers, body).await
-}
-
-async fn control(srv: &LocalServer, method: &str, path: &str, body: Value) -> Value {
-    let body = if body.is_null() { String::new() } else { body.to_string() };
-    let (status, text) = http1(srv, method, path, &[("Content-Type", "application/json")], &body).await;
-    assert_eq!(status, 200, "{method} {path}: {text}");
-    serde_json::from_str(&text).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
