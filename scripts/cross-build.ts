@@ -57,9 +57,6 @@ export interface Platform {
 //   the C code (`-fvisibility=hidden`);
 // - win32-arm64: rustc's `list.def` is filtered out, so our own .def (EXPORTS = the header's
 //   functions) goes to the linker as an input file.
-// win32-x64: Rust's windows-gnu target spec turns function sections off, so `--gc-sections`
-// could drop nothing and the DLL kept every monomorphization (23 MB); `-Zfunction-sections=yes`
-// restores the usual size.
 const HIDDEN = { rustflags: ["-Zdefault-visibility=hidden"], cflags: ["-fvisibility=hidden"] };
 
 export const PLATFORMS: Platform[] = [
@@ -67,7 +64,7 @@ export const PLATFORMS: Platform[] = [
   { tag: "linux-arm64-gnu", triple: "aarch64-unknown-linux-gnu", zigTarget: "aarch64-unknown-linux-gnu.2.17", file: "libzerobus_bun.so", os: "linux", cpu: "arm64", libc: "glibc" },
   { tag: "darwin-x64", triple: "x86_64-apple-darwin", zigTarget: "x86_64-apple-darwin", file: "libzerobus_bun.dylib", os: "darwin", cpu: "x64", env: { MACOSX_DEPLOYMENT_TARGET: "10.12" }, ...HIDDEN },
   { tag: "darwin-arm64", triple: "aarch64-apple-darwin", zigTarget: "aarch64-apple-darwin", file: "libzerobus_bun.dylib", os: "darwin", cpu: "arm64", env: { MACOSX_DEPLOYMENT_TARGET: "11.0" }, ...HIDDEN },
-  { tag: "win32-x64", triple: "x86_64-pc-windows-gnu", zigTarget: "x86_64-pc-windows-gnu", file: "zerobus_bun.dll", os: "win32", cpu: "x64", mingw: "x86_64-w64-mingw32", rustflags: ["-Zfunction-sections=yes"] },
+  { tag: "win32-x64", triple: "x86_64-pc-windows-gnu", zigTarget: "x86_64-pc-windows-gnu", file: "zerobus_bun.dll", os: "win32", cpu: "x64", mingw: "x86_64-w64-mingw32" },
   { tag: "win32-arm64", triple: "aarch64-pc-windows-gnullvm", zigTarget: "aarch64-pc-windows-gnullvm", file: "zerobus_bun.dll", os: "win32", cpu: "arm64", defFile: true },
 ];
 
@@ -214,9 +211,12 @@ async function buildOne(p: Platform, tc: Toolchain, zigbuild: string, targetDir:
     symlinkSync(target, link);
   }
   const mingwGcc = p.mingw ? which(`${p.mingw}-gcc`) : null;
+  // `cargo rustc --crate-type cdylib`: the ffi crate is also an rlib (for its Rust tests), and a
+  // lib built as both gets no LTO; with mingw that left a 23 MB DLL (8 MB with LTO).
+  const common = ["--release", "-p", "zerobus-bun-ffi", "--lib", "--crate-type", "cdylib", "--manifest-path", join(src, "rust", "Cargo.toml")];
   const args = mingwGcc
-    ? [tc.cargo, "build", "--release", "-p", "zerobus-bun-ffi", "--lib", "--target", p.triple, "--manifest-path", join(src, "rust", "Cargo.toml")]
-    : [zigbuild, "build", "--release", "-p", "zerobus-bun-ffi", "--lib", "--target", p.zigTarget, "--manifest-path", join(src, "rust", "Cargo.toml")];
+    ? [tc.cargo, "rustc", ...common, "--target", p.triple]
+    : [zigbuild, "rustc", ...common, "--target", p.zigTarget];
   if (buildStd) args.push("-Zbuild-std=std,panic_abort");
   const env: Record<string, string> = {
     PATH: `${toolbin}:${process.env.PATH}`,
@@ -248,6 +248,7 @@ async function buildOne(p: Platform, tc: Toolchain, zigbuild: string, targetDir:
   }
   const how = mingwGcc ? `cargo build --target ${p.triple} (linker and CC: ${mingwGcc})` : `cargo-zigbuild --target ${p.zigTarget}`;
   console.log(`  ${how}${buildStd ? " -Zbuild-std (std built from rust-src)" : ""}; log: ${logPath}`);
+  if (rustflags.length || p.cflags) console.log(`  rustflags: ${rustflags.join(" ") || "-"}; cflags: ${p.cflags?.join(" ") ?? "-"}`);
 
   const proc = Bun.spawn(args, { env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe" });
   const log: string[] = [];
