@@ -93,8 +93,8 @@ describe("bad input is refused with clear errors", () => {
     expect(s.ackedOffset).toBe(1);
     // The server can refuse offset 2 before `after` is even submitted (a busy machine may pause
     // this thread between the two calls): then `after` is refused at once and is not in the range.
-    expect(s.error?.offsets.first).toBe(2);
-    expect([2, 3]).toContain(s.error!.offsets.last);
+    expect(s.error?.offsets?.first).toBe(2);
+    expect([2, 3]).toContain(s.error?.offsets?.last ?? -1);
     expect(() => s.submit({ i: 4 })).toThrow("stream failed");
     await expect(s.close()).rejects.toThrow(ZerobusError);
     expect(f.server.records(table)).toEqual([{ i: 0 }, { i: 1 }]);
