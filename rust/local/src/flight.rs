@@ -33,7 +33,6 @@ use arrow_flight::{
 use arrow_ipc::{MessageHeader, MetadataVersion};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use futures::stream::BoxStream;
-use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -41,8 +40,8 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::faults::StreamFaults;
 use crate::state::{validate_table_name, State, Table};
 use crate::stream::{
-    check_auth, check_table_header, invalid, resolve_table, run_committer, run_receiver, Pending, StreamReceiver,
-    COMMIT_QUEUE,
+    accept, check_auth, check_table_header, first_message, invalid, refuse, resolve_table, run_committer, run_receiver,
+    CallHeaders, Pending, StreamReceiver, COMMIT_QUEUE,
 };
 
 /// Largest accepted FlightData (data_header + data_body).
@@ -119,14 +118,10 @@ impl FlightService for FlightIngestService {
         &self,
         request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoPutStream>, Status> {
-        let md = request.metadata();
-        let get = |k: &str| md.get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
-        self.state.set_user_agent(get("user-agent"));
-        let table_header = get("x-databricks-zerobus-table-name");
-        let authorization = get("authorization");
+        let headers = CallHeaders::read(&self.state, request.metadata());
         let (tx, rx) = mpsc::channel(64);
         let state = self.state.clone();
-        tokio::spawn(run_put(state, table_header, authorization, request.into_inner(), tx));
+        tokio::spawn(run_put(state, headers, request.into_inner(), tx));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
@@ -163,13 +158,9 @@ fn check_size(fd: &FlightData) -> Result<(), String> {
     }
 }
 
-fn setup_put(
-    state: &State,
-    table_header: Option<&str>,
-    authorization: Option<&str>,
-    first: &FlightData,
-) -> Result<PutSetup, Status> {
-    check_auth(state, authorization)?;
+fn setup_put(state: &State, headers: &CallHeaders, first: &FlightData) -> Result<PutSetup, Status> {
+    check_auth(state, headers.authorization.as_deref())?;
+    let table_header = headers.table_name.as_deref();
     // The table is named by the x-databricks-zerobus-table-name header (the official client sends
     // no flight_descriptor); a descriptor, when present, must be PATH [table] and agree with it.
     let table_name = match first.flight_descriptor.as_ref() {
@@ -501,38 +492,14 @@ struct Acked {
     rows: AtomicU64,
 }
 
-async fn run_put(
-    state: Arc<State>,
-    table_header: Option<String>,
-    authorization: Option<String>,
-    mut inbound: Streaming<FlightData>,
-    tx: PutTx,
-) {
-    let mut shutdown = state.shutdown.clone();
-    let first = tokio::select! {
-        m = inbound.next() => m,
-        _ = crate::state::shutdown_requested(&mut shutdown) => {
-            let _ = tx.send(Err(Status::unavailable("server shutting down"))).await;
-            return;
-        }
-    };
-    let first = match first {
-        Some(Ok(fd)) => fd,
-        Some(Err(_)) | None => return,
-    };
-    let setup = match setup_put(&state, table_header.as_deref(), authorization.as_deref(), &first) {
+async fn run_put(state: Arc<State>, headers: CallHeaders, mut inbound: Streaming<FlightData>, tx: PutTx) {
+    let Some(first) = first_message(&state, &mut inbound, &tx).await else { return };
+    let setup = match setup_put(&state, &headers, &first) {
         Ok(s) => s,
-        Err(status) => {
-            state.create_failures.fetch_add(1, Ordering::Relaxed);
-            let _ = tx.send(Err(status)).await;
-            return;
-        }
+        Err(status) => return refuse(&state, &tx, status).await,
     };
     drop(first);
-    state.streams_opened.fetch_add(1, Ordering::Relaxed);
-    state.streams_active.fetch_add(1, Ordering::Relaxed);
-    if tx.send(Ok(put_result(-1, 0, None))).await.is_err() {
-        state.streams_active.fetch_sub(1, Ordering::Relaxed);
+    if !accept(&state, &tx, put_result(-1, 0, None)).await {
         return;
     }
 

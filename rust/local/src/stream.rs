@@ -51,10 +51,19 @@ impl ZerobusService {
     }
 }
 
-/// Headers of the call that matter to us.
-struct CallHeaders {
-    table_name: Option<String>,
-    authorization: Option<String>,
+/// Headers of the call that matter to us (EphemeralStream and DoPut).
+pub(crate) struct CallHeaders {
+    pub table_name: Option<String>,
+    pub authorization: Option<String>,
+}
+
+impl CallHeaders {
+    /// Reads them from a call, and records its user-agent.
+    pub fn read(state: &State, md: &tonic::metadata::MetadataMap) -> Self {
+        let get = |k: &str| md.get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
+        state.set_user_agent(get("user-agent"));
+        CallHeaders { table_name: get("x-databricks-zerobus-table-name"), authorization: get("authorization") }
+    }
 }
 
 #[tonic::async_trait]
@@ -65,13 +74,7 @@ impl Zerobus for ZerobusService {
         &self,
         request: Request<Streaming<EphemeralStreamRequest>>,
     ) -> Result<Response<Self::EphemeralStreamStream>, Status> {
-        let md = request.metadata();
-        let get = |k: &str| md.get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
-        self.state.set_user_agent(get("user-agent"));
-        let headers = CallHeaders {
-            table_name: get("x-databricks-zerobus-table-name"),
-            authorization: get("authorization"),
-        };
+        let headers = CallHeaders::read(&self.state, request.metadata());
         let (tx, rx) = mpsc::channel(64);
         let state = self.state.clone();
         tokio::spawn(run_stream(state, headers, request.into_inner(), tx));
@@ -373,42 +376,21 @@ async fn run_stream(
     mut inbound: Streaming<EphemeralStreamRequest>,
     tx: RespTx,
 ) {
-    let mut shutdown = state.shutdown.clone();
-    let first = tokio::select! {
-        m = inbound.next() => m,
-        _ = crate::state::shutdown_requested(&mut shutdown) => {
-            let _ = tx.send(Err(Status::unavailable("server shutting down"))).await;
-            return;
-        }
-    };
+    let Some(first) = first_message(&state, &mut inbound, &tx).await else { return };
     let create = match first {
-        Some(Ok(EphemeralStreamRequest { payload: Some(ReqPayload::CreateStream(c)) })) => c,
-        Some(Ok(_)) => {
-            state.create_failures.fetch_add(1, Ordering::Relaxed);
-            let _ = tx
-                .send(Err(invalid("the first message of a stream must be create_stream")))
-                .await;
-            return;
-        }
-        Some(Err(_)) | None => return,
+        EphemeralStreamRequest { payload: Some(ReqPayload::CreateStream(c)) } => c,
+        _ => return refuse(&state, &tx, invalid("the first message of a stream must be create_stream")).await,
     };
     let setup = match setup_stream(&state, &headers, create) {
         Ok(s) => s,
-        Err(status) => {
-            state.create_failures.fetch_add(1, Ordering::Relaxed);
-            let _ = tx.send(Err(status)).await;
-            return;
-        }
+        Err(status) => return refuse(&state, &tx, status).await,
     };
-    state.streams_opened.fetch_add(1, Ordering::Relaxed);
-    state.streams_active.fetch_add(1, Ordering::Relaxed);
     let created = EphemeralStreamResponse {
         payload: Some(RespPayload::CreateStreamResponse(CreateIngestStreamResponse {
             stream_id: Some(state.next_stream_id()),
         })),
     };
-    if tx.send(Ok(created)).await.is_err() {
-        state.streams_active.fetch_sub(1, Ordering::Relaxed);
+    if !accept(&state, &tx, created).await {
         return;
     }
 
@@ -434,6 +416,41 @@ async fn run_stream(
         p: Pending::new(),
     };
     run_receiver(&state, rx, inbound, faults, tx, ctx, committer).await;
+}
+
+/// A stream's first message; None when the client went away or ended, or when the server shuts
+/// down first (then the client is told).
+pub(crate) async fn first_message<M, O>(
+    state: &State,
+    inbound: &mut Streaming<M>,
+    tx: &mpsc::Sender<Result<O, Status>>,
+) -> Option<M> {
+    let mut shutdown = state.shutdown.clone();
+    tokio::select! {
+        m = inbound.next() => m?.ok(),
+        _ = crate::state::shutdown_requested(&mut shutdown) => {
+            let _ = tx.send(Err(Status::unavailable("server shutting down"))).await;
+            None
+        }
+    }
+}
+
+/// Refuses a stream at setup.
+pub(crate) async fn refuse<O>(state: &State, tx: &mpsc::Sender<Result<O, Status>>, status: Status) {
+    state.create_failures.fetch_add(1, Ordering::Relaxed);
+    let _ = tx.send(Err(status)).await;
+}
+
+/// Counts a stream as opened and sends the message that accepts it; false (no longer active) when
+/// the client is gone.
+pub(crate) async fn accept<O>(state: &State, tx: &mpsc::Sender<Result<O, Status>>, msg: O) -> bool {
+    state.streams_opened.fetch_add(1, Ordering::Relaxed);
+    state.streams_active.fetch_add(1, Ordering::Relaxed);
+    if tx.send(Ok(msg)).await.is_err() {
+        state.streams_active.fetch_sub(1, Ordering::Relaxed);
+        return false;
+    }
+    true
 }
 
 /// The receive loop of a stream, after setup: reads client messages, groups everything already
