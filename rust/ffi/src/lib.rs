@@ -421,15 +421,30 @@ pub unsafe extern "C" fn zerobus_stream_open(
     notify: ZerobusNotifyFn,
     userdata: u64,
 ) -> *mut ZerobusStreamHandle {
+    open_stream(sdk, options_json, options_len, notify, userdata, |sdk, cfg, hook| {
+        let desc = (descriptor_len > 0).then(|| Bytes::copy_from_slice(slice(descriptor, descriptor_len)));
+        let (table, auth, opts) = stream_setup(cfg, desc, false)?;
+        sdk.start_stream(table, auth, opts, hook)
+    })
+}
+
+/// The body of the `*_open` functions: checks the SDK handle and parses `options_json`, then
+/// `start` opens the stream (inside the runtime) with the options and the progress hook.
+unsafe fn open_stream(
+    sdk: *const ZerobusSdkHandle,
+    options_json: *const u8,
+    options_len: usize,
+    notify: ZerobusNotifyFn,
+    userdata: u64,
+    start: impl FnOnce(&ZerobusSdk, StreamConfig, Option<ProgressHook>) -> Result<ZerobusStream, ZerobusError>,
+) -> *mut ZerobusStreamHandle {
     guard(std::ptr::null_mut(), || {
         let result = (|| {
             let sdk = sdk.as_ref().ok_or_else(|| ZerobusError::invalid("sdk handle is NULL"))?;
             let cfg: StreamConfig = parse_json(slice(options_json, options_len), "stream options")?;
-            let desc = (descriptor_len > 0).then(|| Bytes::copy_from_slice(slice(descriptor, descriptor_len)));
-            let (table, auth, opts) = stream_setup(cfg, desc, false)?;
             let (notifier, hook) = notifier(notify, userdata);
             let _enter = runtime().enter();
-            let stream = sdk.sdk.start_stream(table, auth, opts, hook)?;
+            let stream = start(&sdk.sdk, cfg, hook)?;
             Ok(Box::into_raw(Box::new(ZerobusStreamHandle { stream, notifier })))
         })();
         result.unwrap_or_else(|e| {
@@ -466,21 +481,10 @@ pub unsafe extern "C" fn zerobus_arrow_stream_open(
     notify: ZerobusNotifyFn,
     userdata: u64,
 ) -> *mut ZerobusStreamHandle {
-    guard(std::ptr::null_mut(), || {
-        let result = (|| {
-            let sdk = sdk.as_ref().ok_or_else(|| ZerobusError::invalid("sdk handle is NULL"))?;
-            let cfg: StreamConfig = parse_json(slice(options_json, options_len), "stream options")?;
-            let schema = zerobus_core::arrow::schema_from_ipc(slice(schema_ipc, schema_len))?;
-            let (table, auth, opts) = stream_setup(cfg, None, true)?;
-            let (notifier, hook) = notifier(notify, userdata);
-            let _enter = runtime().enter();
-            let stream = sdk.sdk.start_arrow_stream(table.table_name, Arc::new(schema), auth, opts, hook)?;
-            Ok(Box::into_raw(Box::new(ZerobusStreamHandle { stream, notifier })))
-        })();
-        result.unwrap_or_else(|e| {
-            set_error(e);
-            std::ptr::null_mut()
-        })
+    open_stream(sdk, options_json, options_len, notify, userdata, |sdk, cfg, hook| {
+        let schema = zerobus_core::arrow::schema_from_ipc(slice(schema_ipc, schema_len))?;
+        let (table, auth, opts) = stream_setup(cfg, None, true)?;
+        sdk.start_arrow_stream(table.table_name, Arc::new(schema), auth, opts, hook)
     })
 }
 
