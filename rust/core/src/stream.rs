@@ -158,6 +158,18 @@ impl Shared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Changes the state under the lock, then wakes the sender (outside it) to act on the change.
+    fn change_and_wake_sender(&self, f: impl FnOnce(&mut State)) {
+        let waker = {
+            let mut st = self.lock();
+            f(&mut st);
+            st.sender_waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
     fn update(&self, f: impl FnOnce(&mut Progress)) {
         self.progress.send_modify(f);
         if let Some(h) = &self.hook {
@@ -166,17 +178,12 @@ impl Shared {
     }
 
     fn fail(&self, err: ZerobusError) {
-        let waker = {
-            let mut st = self.lock();
+        self.change_and_wake_sender(|st| {
             if st.failed.is_none() {
                 st.failed = Some(err.clone());
             }
             st.generation += 1;
-            st.sender_waker.take()
-        };
-        if let Some(w) = waker {
-            w.wake();
-        }
+        });
         self.update(|p| {
             p.state = StreamState::Failed;
             p.error = Some(err);
@@ -502,14 +509,7 @@ impl ZerobusStream {
                 shared.fail(ZerobusError::new(e.code, format!("close: {}", e.message)));
                 return;
             }
-            let waker = {
-                let mut st = shared.lock();
-                st.finished = true;
-                st.sender_waker.take()
-            };
-            if let Some(w) = waker {
-                w.wake();
-            }
+            shared.change_and_wake_sender(|st| st.finished = true);
         });
     }
 
@@ -874,14 +874,7 @@ async fn read_acks(shared: &Arc<Shared>, responses: &mut Responses, failures: &m
         // The server will close this stream: hand over to a new one. Stop sending here, collect
         // the acks of what this stream already got (until it ends or the announced close time),
         // then reopen and replay the rest.
-        let waker = {
-            let mut st = shared.lock();
-            st.draining = true;
-            st.sender_waker.take()
-        };
-        if let Some(w) = waker {
-            w.wake();
-        }
+        shared.change_and_wake_sender(|st| st.draining = true);
         let grace = close_after.unwrap_or(ack_timeout).min(ack_timeout);
         let _ = tokio::time::timeout(grace, drain_acks(shared, responses)).await;
         return Outcome::Handover;
