@@ -6,7 +6,7 @@
 "use strict";
 const [addonPath, endpoint, kind, secs] = process.argv.slice(2);
 const { ZerobusSdk, RecordType, ArrowDataType } = require(addonPath);
-const { descriptor, protoRecord, jsonRecord, recordSize, arrowIpc, allocCounters, result } = require("./records.cjs");
+const { descriptor, protoRecord, jsonRecord, recordSize, arrowIpc, allocCounters, pipelineBatches, result } = require("./records.cjs");
 
 async function arrowCase(sdk, size) {
   if (!kind.endsWith("batch1000")) throw new Error(`unknown case ${kind}`);
@@ -26,19 +26,10 @@ async function arrowCase(sdk, size) {
   const deadline = performance.now() + Number(secs) * 1000;
   const alloc0 = allocCounters();
   const t0 = performance.now();
-  let n = 0;
-  let bytes = 0;
-  const window = [];
-  while (performance.now() < deadline) {
-    window.push(stream.ingestBatch(ipc));
-    n += 1000;
-    bytes += ipc.length;
-    if (window.length >= 16) await Promise.all(window.splice(0, 8));
-  }
-  await Promise.all(window);
+  const batches = await pipelineBatches(deadline, () => stream.ingestBatch(ipc));
   await stream.flush();
   const el = (performance.now() - t0) / 1000;
-  console.log(result("official", kind, n, bytes, el, alloc0));
+  console.log(result("official", kind, batches * 1000, batches * ipc.length, el, alloc0));
   await stream.close();
 }
 
@@ -63,13 +54,7 @@ async function main() {
   let n = 0;
   if (kind.endsWith("batch1000")) {
     const batch = Array.from({ length: 1000 }, (_, i) => (json ? jsonRec(i) : pool[i & 63]));
-    const window = [];
-    while (performance.now() < deadline) {
-      window.push(stream.ingestRecords(batch));
-      n += 1000;
-      if (window.length >= 16) await Promise.all(window.splice(0, 8));
-    }
-    await Promise.all(window);
+    n = 1000 * (await pipelineBatches(deadline, () => stream.ingestRecords(batch)));
   } else {
     const window = [];
     while (performance.now() < deadline) {

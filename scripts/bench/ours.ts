@@ -8,7 +8,7 @@
 // With scripts/bench/alloc-count.so preloaded (ZB_ALLOC_FILE set) it also reports allocations.
 import { ZerobusSdk } from "../../src/index";
 // @ts-ignore: CommonJS helper shared with the official driver
-import { descriptor, protoRecord, jsonRecord, recordSize, arrowIpc, allocCounters, result } from "./records.cjs";
+import { descriptor, protoRecord, jsonRecord, recordSize, arrowIpc, allocCounters, pipelineBatches, result } from "./records.cjs";
 
 const [endpoint, kind = "proto100-submit", secs = "3"] = process.argv.slice(2);
 const size: number = recordSize(kind);
@@ -18,7 +18,6 @@ const table = "bench.default.t";
 const deadline = () => performance.now() + Number(secs) * 1000;
 
 let n = 0;
-let bytes = 0;
 let t0 = 0;
 let alloc0: number[] | undefined;
 const start = () => {
@@ -30,19 +29,12 @@ if (kind.startsWith("arrow")) {
   if (!kind.endsWith("batch1000")) throw new Error(`unknown case ${kind}`);
   const ipc: Uint8Array = arrowIpc(1000, size);
   const s = await sdk.createArrowStream({ table, schema: ipc, headers });
-  const window: Promise<number>[] = [];
   const end = deadline();
   start();
-  while (performance.now() < end) {
-    window.push(s.ingestBatch(ipc));
-    n += 1000;
-    bytes += ipc.byteLength;
-    if (window.length >= 16) await Promise.all(window.splice(0, 8));
-  }
-  await Promise.all(window);
+  const batches: number = await pipelineBatches(end, () => s.ingestBatch(ipc));
   await s.flush();
   const el = (performance.now() - t0) / 1000;
-  console.log(result("zerobus-bun", kind, n, bytes, el, alloc0));
+  console.log(result("zerobus-bun", kind, batches * 1000, batches * ipc.byteLength, el, alloc0));
   await s.close();
 } else {
   const json = kind.startsWith("json");
@@ -72,13 +64,7 @@ if (kind.startsWith("arrow")) {
     await Promise.all(window);
   } else if (kind.endsWith("batch1000")) {
     const batch = Array.from({ length: 1000 }, (_, i) => record(i));
-    const window: Promise<number>[] = [];
-    while (performance.now() < end) {
-      window.push(s.ingestBatch(batch));
-      n += 1000;
-      if (window.length >= 16) await Promise.all(window.splice(0, 8));
-    }
-    await Promise.all(window);
+    n = 1000 * (await pipelineBatches(end, () => s.ingestBatch(batch)));
   } else {
     throw new Error(`unknown case ${kind}`);
   }

@@ -74,6 +74,22 @@ function allocCounters() {
   return [Number(b.readBigUInt64LE(0)), Number(b.readBigUInt64LE(8))];
 }
 
+/**
+ * Calls `send` (one batch, returns a promise) until `deadline` (a performance.now() time) with 8
+ * to 16 batches in flight, and waits for them all. Returns how many batches were sent.
+ */
+async function pipelineBatches(deadline, send) {
+  const window = [];
+  let sent = 0;
+  while (performance.now() < deadline) {
+    window.push(send());
+    sent++;
+    if (window.length >= 16) await Promise.all(window.splice(0, 8));
+  }
+  await Promise.all(window);
+  return sent;
+}
+
 /** The JSON line a driver prints for one run. */
 function result(sdk, kind, records, bytes, seconds, allocStart) {
   const out = {
@@ -92,4 +108,4 @@ function result(sdk, kind, records, bytes, seconds, allocStart) {
   return JSON.stringify(out);
 }
 
-module.exports = { descriptor, protoRecord, jsonRecord, recordSize, arrowIpc, allocCounters, result };
+module.exports = { descriptor, protoRecord, jsonRecord, recordSize, arrowIpc, allocCounters, pipelineBatches, result };
