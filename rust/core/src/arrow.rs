@@ -100,7 +100,7 @@ fn dictionary_ids(fields: Option<flatbuffers::Vector<'_, flatbuffers::ForwardsUO
 /// are mapped onto the stream's.
 fn with_dictionary_id(header: &[u8], id: i64) -> Result<Bytes> {
     use arrow_ipc::{BodyCompressionBuilder, DictionaryBatchBuilder, MessageBuilder, RecordBatchBuilder};
-    let msg = arrow_ipc::root_as_message(header).map_err(|e| invalid(format!("bad IPC message: {e}")))?;
+    let msg = parse_message(header).map_err(|e| invalid(format!("bad IPC message: {e}")))?;
     let d = msg.header_as_dictionary_batch().ok_or_else(|| invalid("not a dictionary batch"))?;
     let rb = d.data().ok_or_else(|| invalid(format!("dictionary batch {} has no data", d.id())))?;
     let mut fbb = flatbuffers::FlatBufferBuilder::new();
@@ -151,11 +151,11 @@ pub fn schema_from_ipc(bytes: &[u8]) -> Result<Schema> {
     let mut at = 0;
     match next_message(bytes, &mut at)? {
         Some((header, _)) => {
-            let msg = arrow_ipc::root_as_message(header).map_err(|e| invalid(format!("bad IPC message: {e}")))?;
+            let msg = parse_message(header).map_err(|e| invalid(format!("bad IPC message: {e}")))?;
             let fb = msg
                 .header_as_schema()
                 .ok_or_else(|| invalid("the schema IPC bytes must start with a Schema message"))?;
-            arrow_ipc::convert::try_fb_to_schema(fb).map_err(|e| invalid(format!("bad IPC schema: {e}")))
+            fb_to_schema(fb)
         }
         None => Err(invalid("the schema IPC bytes are empty")),
     }
@@ -163,6 +163,41 @@ pub fn schema_from_ipc(bytes: &[u8]) -> Result<Schema> {
 
 fn invalid(msg: impl Into<String>) -> ZerobusError {
     ZerobusError::invalid(msg)
+}
+
+/// Verifies and opens an IPC message header. The flatbuffer verifier bounds the header's
+/// "apparent" size (tables and strings counted each time they are referenced): by default 2 GiB
+/// whatever the header's length, so a small header that references one long string many times
+/// (e.g. as every field's name) would make the schema conversion allocate gigabytes. Writers do
+/// not share tables or strings (an Arrow schema's apparent size is under twice its length), so
+/// the bound here is proportional to the length.
+fn parse_message(header: &[u8]) -> std::result::Result<arrow_ipc::Message<'_>, flatbuffers::InvalidFlatbuffer> {
+    let opts = flatbuffers::VerifierOptions {
+        max_apparent_size: header.len().saturating_mul(8).clamp(1 << 16, 1 << 31),
+        ..Default::default()
+    };
+    arrow_ipc::root_as_message_with_opts(&opts, header)
+}
+
+/// `try_fb_to_schema`, after rejecting what it would panic on: a union without type ids gets
+/// ids 0, 1, ... for its children, and arrow-schema panics past 128 of them.
+fn fb_to_schema(fb: arrow_ipc::Schema<'_>) -> Result<Schema> {
+    type FbFields<'a> = flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<arrow_ipc::Field<'a>>>;
+    fn check(fields: Option<FbFields<'_>>) -> Result<()> {
+        for f in fields.iter().flatten() {
+            let children = f.children();
+            if f.type_type() == arrow_ipc::Type::Union
+                && f.type_as_union().is_some_and(|u| u.typeIds().is_none())
+                && children.map_or(0, |c| c.len()) > 128
+            {
+                return Err(invalid("bad IPC schema: a union has more than 128 children"));
+            }
+            check(children)?;
+        }
+        Ok(())
+    }
+    check(fb.fields())?;
+    arrow_ipc::convert::try_fb_to_schema(fb).map_err(|e| invalid(format!("bad IPC schema: {e}")))
 }
 
 /// Splits the next encapsulated message off an IPC stream: (flatbuffer header, body).
@@ -191,7 +226,7 @@ fn next_message<'a>(buf: &'a [u8], at: &mut usize) -> Result<Option<(&'a [u8], s
     let header = buf
         .get(p..header_end)
         .ok_or_else(|| invalid(format!("truncated IPC message header at byte {p}")))?;
-    let msg = arrow_ipc::root_as_message(header).map_err(|e| invalid(format!("bad IPC message at byte {p}: {e}")))?;
+    let msg = parse_message(header).map_err(|e| invalid(format!("bad IPC message at byte {p}: {e}")))?;
     let body_len = usize::try_from(msg.bodyLength()).map_err(|_| invalid("negative IPC body length"))?;
     let body = header_end..header_end + body_len;
     if body.end > buf.len() {
@@ -217,11 +252,16 @@ pub fn split_ipc_stream(ipc: &Bytes, stream: &StreamSchema) -> Result<Vec<ArrowP
     // This buffer's dictionary ids -> the stream's.
     let mut id_map: BTreeMap<i64, i64> = BTreeMap::new();
     let mut out = Vec::new();
+    // Message handles in `out`. Each batch carries every dictionary defined before it, so a
+    // buffer of many dictionaries and many tiny batches would expand quadratically. A real batch
+    // has a field node (16 bytes) per dictionary-encoded field (dictionaries nested in another
+    // dictionary's values aside), hence at most one handle per 8 bytes of input.
+    let mut handles = 0usize;
     let slice = |r: std::ops::Range<usize>| ipc.slice(r);
     while let Some((header, body)) = next_message(buf, &mut at)? {
         let header_start = header.as_ptr() as usize - buf.as_ptr() as usize;
         let header_bytes = slice(header_start..header_start + header.len());
-        let msg = arrow_ipc::root_as_message(header).map_err(|e| invalid(format!("bad IPC message: {e}")))?;
+        let msg = parse_message(header).map_err(|e| invalid(format!("bad IPC message: {e}")))?;
         match msg.header_type() {
             MessageHeader::Schema => {
                 if seen_schema {
@@ -229,7 +269,7 @@ pub fn split_ipc_stream(ipc: &Bytes, stream: &StreamSchema) -> Result<Vec<ArrowP
                 }
                 seen_schema = true;
                 let fb = msg.header_as_schema().expect("schema header");
-                let got = arrow_ipc::convert::try_fb_to_schema(fb).map_err(|e| invalid(format!("bad IPC schema: {e}")))?;
+                let got = fb_to_schema(fb)?;
                 check_schema(&got, schema)?;
                 id_map = dictionary_ids(fb.fields()).into_iter().zip(stream.dict_ids.iter().copied()).collect();
             }
@@ -253,6 +293,12 @@ pub fn split_ipc_stream(ipc: &Bytes, stream: &StreamSchema) -> Result<Vec<ArrowP
                 }
                 let rb = msg.header_as_record_batch().expect("record batch header");
                 let rows = usize::try_from(rb.length()).map_err(|_| invalid("negative row count in IPC record batch"))?;
+                handles += dictionaries.len() + 1;
+                if handles > buf.len() / 8 {
+                    return Err(invalid(format!(
+                        "the IPC stream's record batches (at byte {header_start}) carry more dictionaries than their field nodes describe"
+                    )));
+                }
                 let mut messages: Vec<IpcMessage> = dictionaries.values().cloned().collect();
                 messages.push(IpcMessage { header: header_bytes, body: slice(body) });
                 out.push(ArrowPayload { messages: messages.into(), rows });
