@@ -42,6 +42,8 @@ export interface Fault {
   dropAfterRecords?: number;
   ackDelayMs?: number;
   withholdAcks?: boolean;
+  /** Commit records but never acknowledge them (acks lost on the way back). */
+  loseAcks?: boolean;
   failCreate?: StatusSpec;
   failAfterRecords?: StatusSpec & { records: number };
   closeSignalAfterRecords?: { records: number; durationMs: number };

@@ -45,6 +45,10 @@ pub struct FaultSpec {
     pub ack_delay_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub withhold_acks: bool,
+    /// Commit what arrives but never send the acks, as if they were lost on the way back: a
+    /// client that replays then writes those records again (at-least-once delivery).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lose_acks: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fail_create: Option<StatusSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -115,6 +119,7 @@ pub(crate) struct StreamFaults {
     pub drop_after_records: Option<u64>,
     pub ack_delay: Option<Duration>,
     pub withhold_acks: bool,
+    pub lose_acks: bool,
     pub fail_create: Option<Status>,
     pub fail_after_records: Option<(u64, Status)>,
     pub close_signal_after_records: Option<(u64, Duration)>,
@@ -129,6 +134,7 @@ impl StreamFaults {
             self.ack_delay = Some(Duration::from_millis(ms));
         }
         self.withhold_acks |= f.withhold_acks;
+        self.lose_acks |= f.lose_acks;
         if let Some(s) = &f.fail_create {
             if self.fail_create.is_none() {
                 self.fail_create = Some(status(&s.code, &s.message, "injected fault: create_stream failed"));

@@ -517,6 +517,7 @@ async fn run_put(state: Arc<State>, headers: CallHeaders, mut inbound: Streaming
             crx,
             tx.clone(),
             faults.ack_delay,
+            faults.lose_acks,
             move |offset, rows| {
                 acked.offset.store(offset, Ordering::Release);
                 acked.rows.store(rows, Ordering::Release);

@@ -402,6 +402,7 @@ async fn run_stream(
         crx,
         tx.clone(),
         faults.ack_delay,
+        faults.lose_acks,
         |offset, _records| EphemeralStreamResponse {
             payload: Some(RespPayload::IngestRecordResponse(IngestRecordResponse {
                 durability_ack_up_to_offset: Some(offset),
@@ -603,6 +604,7 @@ pub(crate) async fn run_committer<T: Send + 'static>(
     mut crx: mpsc::Receiver<CommitMsg>,
     tx: mpsc::Sender<Result<T, Status>>,
     ack_delay: Option<Duration>,
+    lose_acks: bool,
     mut make_ack: impl FnMut(i64, u64) -> T + Send,
 ) {
     let fsync = state.config.fsync;
@@ -651,7 +653,7 @@ pub(crate) async fn run_committer<T: Send + 'static>(
             }
             committed_records += records;
             let ack = make_ack(offset, committed_records);
-            if tx.send(Ok(ack)).await.is_err() {
+            if !lose_acks && tx.send(Ok(ack)).await.is_err() {
                 return;
             }
         }
