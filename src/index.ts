@@ -1,4 +1,4 @@
-export { ZerobusSdk, type ZerobusSdkOptions, type CreateStreamOptions, type CreateArrowStreamOptions, type StreamOptions } from "./sdk";
+export { ZerobusSdk, type ZerobusSdkOptions, type FlushOnExitOptions, type CreateStreamOptions, type CreateArrowStreamOptions, type StreamOptions } from "./sdk";
 export { ZerobusArrowStream, type ArrowBatch } from "./arrow";
 export { ZerobusStream, type RecordType, type StreamState, type JsonRecord } from "./stream";
 export { ZerobusError, InvalidArgumentError, StreamFailedError, type ErrorCode } from "./errors";

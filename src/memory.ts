@@ -1,12 +1,26 @@
 // Keeps caller buffers alive while the native library references them in place.
 //
-// Each pinned buffer gets a token; the native release callback (`zerobus_release_token_fn`)
-// queues the token when Rust drops its last reference, and `drainReleased` frees them in bulk —
-// no JS callback per record.
+// Pointers: JavaScriptCore keeps small typed arrays (up to 1,000 elements) inside its GC heap and
+// moves their contents into a new ArrayBuffer the first time anything reads `.buffer` (the user,
+// a library, `Buffer.from(a.buffer)`, `subarray`). A pointer taken before that move dangles. So:
+// arrays up to COPY_MAX bytes are copied by Rust during the call (nothing is kept), and larger
+// ones are pinned through their ArrayBuffer (`ptr(a.buffer, a.byteOffset)`), whose storage never
+// moves.
+//
+// Releases: each pinned buffer gets a token; when Rust drops its last reference, the token is
+// queued in this realm's release sink (native, one per JS realm: the main thread and every
+// Worker have their own, so no realm ever frees another's buffers), and `drainReleased` forgets
+// them in bulk — no JS callback per record.
 import { ptr, type Pointer } from "bun:ffi";
 import { lib } from "./native";
 
-export const releaseFn = lib.zerobus_release_token_fn() as Pointer;
+/** Byte arrays up to this size are copied by Rust during the ingest call instead of pinned. */
+export const COPY_MAX = 1024;
+
+/** This realm's release sink, given to every stream opened here. */
+export const sink = lib.zerobus_sink_new() as Pointer;
+/** The `release` that routes a token into the stream's sink. */
+export const releaseFn = lib.zerobus_sink_release_fn() as Pointer;
 
 // Held values by token: slots[i] holds token `base + i`. Tokens are handed out in order and
 // mostly released in order, so a compacting array beats a Map by an order of magnitude.
@@ -14,13 +28,17 @@ let slots: unknown[] = [];
 let base = 1;
 let head = 0; // slots before `head` are all released
 let live = 0;
+let sinceDrain = 0;
 // Tokens older than `base` still held (e.g. by a failed stream nobody closed): kept aside so they
 // cannot stop the array from compacting.
 const stragglers = new Map<number, unknown>();
 const drainBuf = new BigUint64Array(4096);
+/** Holds between drains when nothing else drains (a tight `submit` loop never yields). */
+const DRAIN_EVERY = 4096;
 
 /** Holds `value` until the native side releases the returned token. */
 export function hold(value: unknown): number {
+  if (++sinceDrain >= DRAIN_EVERY) drainReleased();
   slots.push(value);
   live++;
   return base + slots.length - 1;
@@ -28,8 +46,9 @@ export function hold(value: unknown): number {
 
 /** Forgets every value whose token the native library has released. */
 export function drainReleased(): void {
+  sinceDrain = 0;
   for (;;) {
-    const n = Number(lib.zerobus_drain_released(drainBuf, drainBuf.length));
+    const n = Number(lib.zerobus_sink_drain(sink, drainBuf, drainBuf.length));
     for (let i = 0; i < n; i++) {
       const token = Number(drainBuf[i]);
       const at = token - base;
@@ -65,7 +84,21 @@ export function heldCount(): number {
   return live;
 }
 
-/** Pointer of a byte array, or null for an empty one (bun:ffi refuses empty views). */
-export function bytesPtr(bytes: Uint8Array): Pointer | null {
+/**
+ * A pointer to `bytes` that stays valid for as long as the array is held: taken through the
+ * ArrayBuffer, which first moves a small array's contents out of the GC heap.
+ */
+export function stablePtr(bytes: Uint8Array): Pointer | null {
+  return bytes.byteLength === 0 ? null : ptr(bytes.buffer, bytes.byteOffset);
+}
+
+/** A pointer valid during the current native call only (the callee copies the bytes). */
+export function callPtr(bytes: Uint8Array): Pointer | null {
   return bytes.byteLength === 0 ? null : ptr(bytes);
+}
+
+/** Pointer, release and context for handing `bytes` to an ingest call: copied or pinned. */
+export function pass(bytes: Uint8Array): [Pointer | null, Pointer | null, Pointer | null] {
+  if (bytes.byteLength <= COPY_MAX) return [callPtr(bytes), null, null];
+  return [stablePtr(bytes), releaseFn, hold(bytes) as unknown as Pointer];
 }

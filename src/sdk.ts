@@ -4,7 +4,7 @@ import { toBinary, type DescMessage } from "@bufbuild/protobuf";
 import { DescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { lib } from "./native";
 import { lastError, InvalidArgumentError } from "./errors";
-import { ZerobusStream, arrowToIPC, loadArrow, type RecordType } from "./stream";
+import { ZerobusStream, arrowToIPC, foreignArrow, loadArrow, type RecordType } from "./stream";
 import { ZerobusArrowStream, type ArrowBatch } from "./arrow";
 
 export interface ZerobusSdkOptions {
@@ -31,6 +31,8 @@ export interface StreamOptions {
   serverLackOfAckTimeoutMs?: number;
   /** `flush`/`close` give up after this long. Default 300,000 ms. */
   flushTimeoutMs?: number;
+  /** `submit` blocks for capacity at most this long, then throws `TIMEOUT`. Default 60,000 ms. */
+  submitTimeoutMs?: number;
   /** Largest record accepted. Default 10 MiB. */
   maxRecordBytes?: number;
 }
@@ -61,18 +63,119 @@ export interface CreateArrowStreamOptions extends StreamOptions {
   headers?: Record<string, string>;
 }
 
+export interface FlushOnExitOptions {
+  /** Signals that flush and close every stream, then exit with 128 + the signal number. Default SIGINT and SIGTERM; `false` for none. */
+  signals?: NodeJS.Signals[] | false;
+  /** How long exiting may wait for acknowledgements, in all. Default 30,000 ms. */
+  timeoutMs?: number;
+}
+
+const SDK_OPTIONS = ["endpoint", "unityCatalogUrl"];
+const NUMERIC_OPTIONS = [
+  "maxInflightRecords", "maxInflightBytes", "recoveryRetries", "recoveryBackoffMs", "recoveryTimeoutMs",
+  "serverLackOfAckTimeoutMs", "flushTimeoutMs", "submitTimeoutMs", "maxRecordBytes",
+];
+const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGTERM: 15 };
+
+const invalid = (message: string) => new InvalidArgumentError(message, "INVALID_ARGUMENT", false);
+
+/** Refuses keys not in `known` (typos would otherwise be ignored), naming a close match. */
+function checkKeys(options: object, known: readonly string[], what: string): void {
+  for (const key of Object.keys(options)) {
+    if (known.includes(key)) continue;
+    const near = known.find((k) => k.toLowerCase() === key.toLowerCase());
+    throw invalid(`unknown ${what} option ${JSON.stringify(key)}${near ? ` (did you mean ${JSON.stringify(near)}?)` : ""}`);
+  }
+}
+
+/** Numbers must be finite (JSON would turn NaN and Infinity into null, i.e. the default); ranges are checked natively. */
+function checkNumbers(options: Record<string, unknown>): void {
+  for (const key of NUMERIC_OPTIONS) {
+    const v = options[key];
+    if (v !== undefined && (typeof v !== "number" || !Number.isFinite(v))) {
+      throw invalid(`${key} must be a finite number, got ${typeof v === "number" ? String(v) : typeof v}`);
+    }
+  }
+  if (options.recovery !== undefined && typeof options.recovery !== "boolean") throw invalid("recovery must be true or false");
+}
+
+const sdks = new FinalizationRegistry<Pointer>((h) => lib.zerobus_sdk_free(h));
+
 export class ZerobusSdk implements Disposable {
   #h: Pointer | null;
   readonly endpoint: string;
+  /** Streams made by this SDK (weakly: dropping a stream lets it be collected). */
+  #streams = new Set<WeakRef<ZerobusStream<any>>>();
 
   constructor(options: ZerobusSdkOptions) {
-    if (!options || typeof options.endpoint !== "string" || options.endpoint.trim() === "") {
-      throw new InvalidArgumentError("ZerobusSdk needs an endpoint", "INVALID_ARGUMENT", false);
+    if (!options || typeof options !== "object") throw invalid("ZerobusSdk takes an options object ({ endpoint, unityCatalogUrl })");
+    checkKeys(options, SDK_OPTIONS, "ZerobusSdk");
+    if (typeof options.endpoint !== "string" || options.endpoint.trim() === "") throw invalid("ZerobusSdk needs an endpoint");
+    if (options.unityCatalogUrl !== undefined && typeof options.unityCatalogUrl !== "string") {
+      throw invalid("unityCatalogUrl must be a string (the workspace URL)");
     }
     this.endpoint = options.endpoint;
     const cfg = Buffer.from(JSON.stringify({ endpoint: options.endpoint, unityCatalogUrl: options.unityCatalogUrl }));
     this.#h = lib.zerobus_sdk_new(cfg, cfg.byteLength) as Pointer | null;
     if (!this.#h) throw lastError("cannot create SDK");
+    sdks.register(this, this.#h, this);
+  }
+
+  #track<S extends ZerobusStream<any>>(stream: S): S {
+    for (const r of this.#streams) if (!r.deref()) this.#streams.delete(r);
+    this.#streams.add(new WeakRef(stream));
+    return stream;
+  }
+
+  /** The live streams this SDK made. */
+  #live(): ZerobusStream<any>[] {
+    const out: ZerobusStream<any>[] = [];
+    for (const r of this.#streams) {
+      const s = r.deref();
+      if (s) out.push(s);
+      else this.#streams.delete(r);
+    }
+    return out;
+  }
+
+  /**
+   * Makes exiting safe for records in flight. A script that simply ends already waits for its
+   * acknowledgements; this covers the rest:
+   * - `process.exit()`: the exit handler blocks until this SDK's streams have their records
+   *   acknowledged (at most `timeoutMs`), and reports on stderr what was not;
+   * - SIGINT / SIGTERM (or `signals`): every stream is flushed and closed, then the process exits
+   *   with 128 + the signal number.
+   * Returns a function that removes the handlers.
+   */
+  flushOnExit(options: FlushOnExitOptions = {}): () => void {
+    checkKeys(options, ["signals", "timeoutMs"], "flushOnExit");
+    const timeoutMs = options.timeoutMs ?? 30_000;
+    if (!Number.isFinite(timeoutMs) || timeoutMs < 0) throw invalid("flushOnExit: timeoutMs must be a finite number >= 0");
+    const signals = options.signals === false ? [] : (options.signals ?? ["SIGINT", "SIGTERM"]);
+    const onExit = () => {
+      const until = performance.now() + timeoutMs;
+      let left = 0;
+      for (const s of this.#live()) left += s.flushSync(until - performance.now());
+      if (left > 0) console.error(`zerobus-bun: exiting with ${left} records not acknowledged`);
+    };
+    let exiting = false;
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (exiting) return;
+      exiting = true;
+      const code = 128 + (SIGNAL_NUMBERS[signal] ?? 0);
+      const closed = Promise.allSettled(this.#live().map((s) => s.close()));
+      const timer = setTimeout(() => process.exit(code), timeoutMs);
+      closed.then(() => {
+        clearTimeout(timer);
+        process.exit(code);
+      });
+    };
+    process.on("exit", onExit);
+    for (const sig of signals) process.on(sig, onSignal);
+    return () => {
+      process.off("exit", onExit);
+      for (const sig of signals) process.off(sig, onSignal);
+    };
   }
 
   /** Opens a stream and resolves once the server accepted it. */
@@ -94,6 +197,7 @@ export class ZerobusSdk implements Disposable {
       throw new InvalidArgumentError("createStream needs a table name", "INVALID_ARGUMENT", false);
     }
     const { table, recordType, descriptor, schema, clientId, clientSecret, headers, ...rest } = options;
+    checkNumbers(rest as Record<string, unknown>);
     let desc = descriptor;
     if (schema) {
       if (schema.kind !== "message") throw new InvalidArgumentError("schema must be a message schema", "INVALID_ARGUMENT", false);
@@ -104,7 +208,7 @@ export class ZerobusSdk implements Disposable {
       throw new InvalidArgumentError(`recordType must be "json" or "proto", got ${String(type)}`, "INVALID_ARGUMENT", false);
     }
     const json = JSON.stringify({ table, recordType: type, clientId, clientSecret, headers, ...rest });
-    return new ZerobusStream(this.#h, table, type, json, type === "proto" ? desc : undefined, schema, rest.flushTimeoutMs);
+    return this.#track(new ZerobusStream(this.#h, table, type, json, type === "proto" ? desc : undefined, schema, rest));
   }
 
   /**
@@ -117,6 +221,7 @@ export class ZerobusSdk implements Disposable {
       throw new InvalidArgumentError("createArrowStream needs a table name", "INVALID_ARGUMENT", false);
     }
     const { table, schema, clientId, clientSecret, headers, ...rest } = options;
+    checkNumbers(rest as Record<string, unknown>);
     let schemaIpc: Uint8Array;
     let arrow: Awaited<ReturnType<typeof loadArrow>> | undefined;
     try {
@@ -125,13 +230,14 @@ export class ZerobusSdk implements Disposable {
       // apache-arrow is optional: without it, streams take IPC bytes only.
     }
     if (schema instanceof Uint8Array) schemaIpc = schema;
-    else if (arrow && schema && typeof schema === "object" && Array.isArray((schema as { fields?: unknown }).fields)) {
-      schemaIpc = arrowToIPC(new arrow.Table(schema));
+    else if (arrow && schema instanceof arrow.Schema) schemaIpc = arrowToIPC(new arrow.Table(schema));
+    else if (schema && typeof schema === "object" && Array.isArray((schema as { fields?: unknown }).fields)) {
+      throw arrow ? foreignArrow("this Schema") : invalid("an apache-arrow Schema needs apache-arrow installed; pass Arrow IPC bytes instead");
     } else {
       throw new InvalidArgumentError("createArrowStream needs a schema (apache-arrow Schema or IPC bytes)", "INVALID_ARGUMENT", false);
     }
     const json = JSON.stringify({ table, clientId, clientSecret, headers, ...rest });
-    const stream = new ZerobusStream<ArrowBatch>(this.#h, table, "arrow", json, schemaIpc, undefined, rest.flushTimeoutMs);
+    const stream = this.#track(new ZerobusStream<ArrowBatch>(this.#h, table, "arrow", json, schemaIpc, undefined, rest));
     try {
       await stream.opened();
     } catch (e) {
@@ -143,6 +249,7 @@ export class ZerobusSdk implements Disposable {
 
   close(): void {
     if (this.#h) {
+      sdks.unregister(this);
       lib.zerobus_sdk_free(this.#h);
       this.#h = null;
     }

@@ -1,9 +1,11 @@
 // A Zerobus ingestion stream over the native library.
-import { JSCallback, FFIType, ptr, type Pointer } from "bun:ffi";
+import { ptr, type Pointer } from "bun:ffi";
 import { create, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { lib } from "./native";
 import { codeName, errorClass, lastError, InvalidArgumentError, ZerobusError } from "./errors";
-import { bytesPtr, drainReleased, hold, releaseFn } from "./memory";
+import { COPY_MAX, callPtr, drainReleased, hold, releaseFn, sink, stablePtr } from "./memory";
+import { activate, deactivate, notifyTarget, type Pollable } from "./wake";
+import { jsonText } from "./json";
 
 export type RecordType = "json" | "proto";
 
@@ -17,10 +19,12 @@ const BACKPRESSURE = -4;
 /** Strings up to this size are encoded into a scratch buffer and copied by Rust; larger ones are pinned. */
 const COPY_LIMIT = 16 * 1024;
 const encoder = new TextEncoder();
-const scratch = new Uint8Array(COPY_LIMIT * 3);
+const scratch = new Uint8Array(new ArrayBuffer(COPY_LIMIT * 3));
 const scratchPtr = ptr(scratch);
 const msgBuf = new Uint8Array(4096);
 const decoder = new TextDecoder();
+/** How long one blocking native wait of `submit` lasts before JS looks again. */
+const BLOCK_SLICE_MS = 100;
 
 interface Queued {
   batch: boolean;
@@ -33,9 +37,16 @@ interface Queued {
 type Prepared = Uint8Array | string;
 type PreparedBatch = Prepared[];
 
+/** Frees the native stream of a ZerobusStream that was dropped without close(). */
+const dropped = new FinalizationRegistry<Pointer>((h) => {
+  lib.zerobus_stream_free(h);
+  drainReleased();
+});
+
+const closedError = () => new ZerobusError("stream is closed", "STREAM_CLOSED", false);
+
 export class ZerobusStream<T = unknown> implements AsyncDisposable {
   #h: Pointer | null;
-  #cb: JSCallback;
   #progress = new BigInt64Array(5);
   #i32 = new Int32Array(this.#progress.buffer);
   #acked = -1;
@@ -55,11 +66,13 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   #others: { offset: number; until?: StreamState[]; resolve: () => void; reject: (e: unknown) => void }[] = [];
   // Records waiting for capacity (max inflight reached), in call order.
   #queued: Queued[] = [];
-  #timer: ReturnType<typeof setInterval> | undefined;
+  /** Registered with the realm's waker while work is outstanding (that also keeps the process alive). */
+  #pollable: Pollable = { poll: () => this.#poll() };
+  #active = false;
   readonly table: string;
   #flushTimeoutMs: number;
+  #submitTimeoutMs: number;
 
-  /** @internal use ZerobusSdk.createStream */
   /**
    * @internal use ZerobusSdk.createStream / createArrowStream. For `"arrow"`, `descriptor` is
    * the Arrow IPC schema.
@@ -71,22 +84,21 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     optionsJson: string,
     descriptor?: Uint8Array,
     schema?: DescMessage,
-    flushTimeoutMs = 300_000,
+    timeouts: { flushTimeoutMs?: number; submitTimeoutMs?: number } = {},
   ) {
     this.table = table;
-    this.#flushTimeoutMs = flushTimeoutMs;
+    this.#flushTimeoutMs = timeouts.flushTimeoutMs ?? 300_000;
+    this.#submitTimeoutMs = timeouts.submitTimeoutMs ?? 60_000;
     this.#json = recordType === "json";
     this.#arrow = recordType === "arrow";
     this.#schema = schema;
-    this.#cb = new JSCallback(() => this.#poll(), { args: [FFIType.u64], returns: FFIType.void, threadsafe: true });
     const opts = encoder.encode(optionsJson);
     const d = descriptor && descriptor.byteLength > 0 ? descriptor : null;
     const open = this.#arrow ? lib.zerobus_arrow_stream_open : lib.zerobus_stream_open;
-    this.#h = open(sdk, opts, opts.byteLength, d, d ? d.byteLength : 0, this.#cb.ptr, 0) as Pointer | null;
-    if (!this.#h) {
-      this.#cb.close();
-      throw lastError("cannot create stream");
-    }
+    const [notify, userdata] = notifyTarget();
+    this.#h = open(sdk, opts, opts.byteLength, d, d ? d.byteLength : 0, sink, notify, userdata) as Pointer | null;
+    if (!this.#h) throw lastError("cannot create stream");
+    dropped.register(this, this.#h, this);
     this.#arm();
   }
 
@@ -130,8 +142,8 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   /**
    * Queues one record and resolves with its logical offset once the server acknowledged it as
    * durable. JSON streams take objects (serialized once), JSON text or UTF-8 bytes; proto streams
-   * take encoded bytes or, with a schema, message objects. Uint8Array input is used in place
-   * (zero-copy) and must not be modified until the promise settles.
+   * take encoded bytes or, with a schema, message objects. A Uint8Array larger than 1 KiB is used
+   * in place (zero-copy) and must not be modified or transferred until the promise settles.
    */
   ingest(record: T | JsonRecord | Uint8Array): Promise<number> {
     return this.#ingest(false, record);
@@ -145,7 +157,8 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   /**
    * Queues one record without creating a promise and returns its logical offset (the fast path:
    * pair it with `waitForOffset` or `flush`). When the in-flight limit is reached it blocks the
-   * thread until acknowledgements free capacity.
+   * thread until acknowledgements free capacity, for at most `submitTimeoutMs` (then it throws
+   * a `TIMEOUT` error and the record is not queued).
    */
   submit(record: T | JsonRecord | Uint8Array): number {
     return this.#submit(false, record);
@@ -156,18 +169,39 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     return this.#submit(true, records);
   }
 
-  /** Resolves when `offset` is durable; rejects if the stream fails or closes first. */
+  /**
+   * Resolves when `offset` is durable. Rejects at once for an offset this stream never handed
+   * out, and when the stream failed or is closed before the offset was acknowledged.
+   */
   waitForOffset(offset: number): Promise<void> {
+    if (!Number.isInteger(offset)) {
+      return Promise.reject(new InvalidArgumentError(`waitForOffset takes a whole number, got ${String(offset)}`, "INVALID_ARGUMENT", false));
+    }
     if (offset <= this.#acked) return Promise.resolve();
+    this.#poll();
+    if (offset <= this.#acked) return Promise.resolve();
+    if (this.#error) return Promise.reject(this.#error);
+    if (!this.#h || this.#state === "closed") return Promise.reject(closedError());
+    if (offset > this.#last) {
+      return Promise.reject(
+        new InvalidArgumentError(`offset ${offset} was never handed out (the last offset is ${this.#last})`, "INVALID_ARGUMENT", false),
+      );
+    }
     return new Promise((resolve, reject) => {
       this.#others.push({ offset, resolve, reject });
-      this.#poll();
+      this.#arm();
     });
   }
 
-  /** Resolves when every record queued so far is durable; rejects after `flushTimeoutMs`. */
+  /**
+   * Resolves when every record queued so far is durable; rejects after `flushTimeoutMs`, and at
+   * once if the stream failed (with its error) or is closed with records not acknowledged.
+   */
   async flush(): Promise<void> {
     this.#poll();
+    if (this.#error) throw this.#error;
+    if (this.#queued.length === 0 && this.#last <= this.#acked) return;
+    if (!this.#h) throw closedError();
     const ms = this.#flushTimeoutMs;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
@@ -188,9 +222,26 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     }
   }
 
+  /**
+   * Blocks the thread until every record queued so far is durable, the stream fails, or
+   * `timeoutMs` passes. Returns the number of records still not acknowledged (0: all durable).
+   * For exit handlers, where nothing asynchronous runs any more (see `ZerobusSdk.flushOnExit`).
+   */
+  flushSync(timeoutMs: number): number {
+    this.#poll();
+    if (!this.#h || this.#last <= this.#acked) return Math.max(0, this.#last - this.#acked);
+    lib.zerobus_stream_wait_for_offset(this.#h, this.#last, Math.max(0, Math.floor(timeoutMs)));
+    this.#poll();
+    return Math.max(0, this.#last - this.#acked);
+  }
+
   /** Flushes, then closes the stream. Rejects if any record could not be made durable. */
   async close(): Promise<void> {
-    if (!this.#h) return;
+    if (!this.#h) {
+      if (this.#error) throw this.#error;
+      return;
+    }
+    this.#poll();
     if (this.#state === "failed") {
       this.#free();
       throw this.#error;
@@ -211,28 +262,32 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   // ---- internals -----------------------------------------------------------------------------
 
   #ingest(batch: boolean, input: unknown): Promise<number> {
-    let prepared: Prepared | PreparedBatch;
     try {
-      prepared = batch ? this.#prepareBatch(input as readonly unknown[]) : this.#prepare(input);
+      const prepared = batch ? this.#prepareBatch(input as readonly unknown[]) : this.#prepare(input);
+      if (this.#queued.length === 0) {
+        const r = this.#submitPrepared(batch, prepared);
+        if (r >= 0) return this.#ackPromise(r);
+        if (r !== BACKPRESSURE) return Promise.reject(lastError());
+      }
+      return this.#enqueue(batch, prepared);
     } catch (e) {
       return Promise.reject(e);
     }
-    if (this.#queued.length === 0) {
-      const r = this.#submitPrepared(batch, prepared);
-      if (r >= 0) return this.#ackPromise(r);
-      if (r !== BACKPRESSURE) return Promise.reject(lastError());
-    }
-    return this.#enqueue(batch, prepared);
   }
 
   #submit(batch: boolean, input: unknown): number {
     const prepared = batch ? this.#prepareBatch(input as readonly unknown[]) : this.#prepare(input);
-    this.#drainQueueBlocking();
+    const deadline = performance.now() + this.#submitTimeoutMs;
+    this.#drainQueueBlocking(deadline);
     for (;;) {
       const r = this.#submitPrepared(batch, prepared);
-      if (r >= 0) return (this.#last = r);
+      if (r >= 0) {
+        this.#last = r;
+        if (!this.#active) this.#arm();
+        return r;
+      }
       if (r !== BACKPRESSURE) throw lastError();
-      this.#blockForCapacity();
+      this.#blockForCapacity(deadline);
     }
   }
 
@@ -244,19 +299,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   #prepare(record: unknown): Prepared {
     if (record instanceof Uint8Array) return record;
     if (this.#arrow) return arrowToIPC(record);
-    if (this.#json) {
-      if (typeof record === "string") return record;
-      if (record !== null && typeof record === "object") {
-        const text = JSON.stringify(record);
-        if (text === undefined) throw new InvalidArgumentError("record cannot be serialized to JSON", "INVALID_ARGUMENT", false);
-        return text;
-      }
-      throw new InvalidArgumentError(
-        `a JSON stream takes objects, JSON strings or Uint8Array, got ${record === null ? "null" : typeof record}`,
-        "INVALID_ARGUMENT",
-        false,
-      );
-    }
+    if (this.#json) return typeof record === "string" ? record : jsonText(record);
     if (this.#schema && record !== null && typeof record === "object") {
       const schema = this.#schema;
       // Messages made with create(); plain init objects are accepted too.
@@ -279,17 +322,13 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   }
 
   #handle(): Pointer {
-    if (!this.#h) throw new ZerobusError("stream is closed", "STREAM_CLOSED", false);
+    if (!this.#h) throw closedError();
     return this.#h;
   }
 
   #submitOne(p: Prepared): number {
     const h = this.#handle();
-    if (this.#arrow) {
-      const ipc = p as Uint8Array;
-      return lib.zerobus_ingest_ipc_batch(h, bytesPtr(ipc), ipc.byteLength, releaseFn, hold(ipc) as unknown as Pointer) as number;
-    }
-    const fn = this.#json ? lib.zerobus_ingest_json_bytes : lib.zerobus_ingest_proto_bytes;
+    const fn = this.#arrow ? lib.zerobus_ingest_ipc_batch : this.#json ? lib.zerobus_ingest_json_bytes : lib.zerobus_ingest_proto_bytes;
     if (typeof p === "string") {
       if (p.length <= COPY_LIMIT) {
         const { written } = encoder.encodeInto(p, scratch);
@@ -297,36 +336,40 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
       }
       p = encoder.encode(p);
     }
-    if (p.byteLength === 0) return fn(h, null, 0, null, null) as number;
-    return fn(h, ptr(p), p.byteLength, releaseFn, hold(p) as unknown as Pointer) as number;
+    // Small arrays are copied during the call; larger ones are pinned until Rust releases them.
+    if (p.byteLength <= COPY_MAX) return fn(h, callPtr(p), p.byteLength, null, null) as number;
+    return fn(h, stablePtr(p), p.byteLength, releaseFn, hold(p) as unknown as Pointer) as number;
   }
 
   #submitBatch(records: PreparedBatch): number {
     const h = this.#handle();
     // Strings are packed into one buffer (encoded once); byte arrays go by pointer, in place.
     if (records.every((r) => typeof r === "string")) {
-      const lens = new Uint32Array(records.length);
       let total = 0;
       for (const r of records as string[]) total += r.length * 3;
-      const buf = new Uint8Array(total);
+      const fn = this.#json ? lib.zerobus_ingest_json_bytes_packed : lib.zerobus_ingest_proto_bytes_packed;
+      const lens = new Uint32Array(records.length);
+      // Fits the scratch buffer: Rust copies it during the call; else a fresh buffer, pinned.
+      const buf = total <= scratch.byteLength ? scratch : new Uint8Array(new ArrayBuffer(total));
       let at = 0;
       for (let i = 0; i < records.length; i++) {
         const { written } = encoder.encodeInto(records[i] as string, buf.subarray(at));
         lens[i] = written;
         at += written;
       }
-      const fn = this.#json ? lib.zerobus_ingest_json_bytes_packed : lib.zerobus_ingest_proto_bytes_packed;
-      return fn(h, at ? ptr(buf) : null, at, lens, records.length, releaseFn, hold(buf) as unknown as Pointer) as number;
+      if (buf === scratch) return fn(h, scratchPtr, at, lens, records.length, null, null) as number;
+      return fn(h, at ? stablePtr(buf) : null, at, lens, records.length, releaseFn, hold(buf) as unknown as Pointer) as number;
     }
     const arrays = records.map((r) => (typeof r === "string" ? encoder.encode(r) : r));
+    // `count` 8-byte pointers, written as pairs of 32-bit words (every target is 64-bit little-endian).
     const ptrs = new Uint32Array(arrays.length * 2);
-    const lens = new Uint32Array(arrays.length * 2);
+    const lens = new Uint32Array(arrays.length);
     for (let i = 0; i < arrays.length; i++) {
       const a = arrays[i]!;
-      const p = a.byteLength ? (ptr(a) as unknown as number) : 0;
+      const p = (stablePtr(a) as unknown as number) ?? 0;
       ptrs[2 * i] = p % 0x100000000;
       ptrs[2 * i + 1] = Math.floor(p / 0x100000000);
-      lens[2 * i] = a.byteLength;
+      lens[i] = a.byteLength;
     }
     const fn = this.#json ? lib.zerobus_ingest_json_bytes_batch : lib.zerobus_ingest_proto_bytes_batch;
     return fn(h, ptrs, lens, arrays.length, releaseFn, hold(arrays) as unknown as Pointer) as number;
@@ -339,7 +382,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
       this.#wRes.push(resolve);
       this.#wRej.push(reject);
     });
-    this.#arm();
+    if (!this.#active) this.#arm();
     return p;
   }
 
@@ -355,7 +398,14 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   #drainQueue(): void {
     while (this.#queued.length > 0 && this.#h) {
       const q = this.#queued[0]!;
-      const r = this.#submitPrepared(q.batch, q.prepared);
+      let r: number;
+      try {
+        r = this.#submitPrepared(q.batch, q.prepared);
+      } catch (e) {
+        this.#queued.shift();
+        q.reject(e);
+        continue;
+      }
       if (r === BACKPRESSURE) return;
       this.#queued.shift();
       if (r >= 0) {
@@ -369,17 +419,44 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     }
   }
 
-  #drainQueueBlocking(): void {
+  #drainQueueBlocking(deadline: number): void {
     while (this.#queued.length > 0) {
       this.#drainQueue();
-      if (this.#queued.length > 0) this.#blockForCapacity();
+      if (this.#queued.length > 0) this.#blockForCapacity(deadline);
     }
   }
 
-  #blockForCapacity(): void {
+  /**
+   * Blocks until an acknowledgement frees capacity, the stream fails, or `deadline` passes
+   * (then throws TIMEOUT). Released buffers are forgotten while waiting, so a tight submit loop
+   * holds no more than the in-flight limits.
+   */
+  #blockForCapacity(deadline: number): void {
     const h = this.#handle();
-    const rc = lib.zerobus_stream_wait_for_offset(h, this.#nativeAcked() + 1, 600_000);
-    if (rc < 0 && codeName(rc) !== "TIMEOUT") throw lastError();
+    const acked = this.#nativeAcked();
+    for (;;) {
+      drainReleased();
+      const last = Number(this.#progress[1]);
+      if (last <= acked) return; // everything acknowledged meanwhile
+      const left = deadline - performance.now();
+      if (left <= 0) {
+        throw new ZerobusError(
+          `submit waited ${this.#submitTimeoutMs} ms (submitTimeoutMs) for capacity: records ${acked + 1} to ${last} are still not acknowledged`,
+          "TIMEOUT",
+          true,
+        );
+      }
+      const rc = lib.zerobus_stream_wait_for_offset(h, acked + 1, Math.ceil(Math.min(left, BLOCK_SLICE_MS)));
+      if (rc === 0) {
+        drainReleased();
+        return;
+      }
+      if (codeName(rc) !== "TIMEOUT") {
+        this.#poll();
+        throw this.#error ?? lastError();
+      }
+      if (this.#nativeAcked() > acked) return;
+    }
   }
 
   #nativeAcked(): number {
@@ -388,7 +465,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     return Number(this.#progress[0]);
   }
 
-  /** Reads progress, settles what it can, and keeps a timer alive while work is outstanding. */
+  /** Reads progress, settles what it can, and keeps the stream active while work is outstanding. */
   #poll(): void {
     drainReleased();
     if (!this.#h) return;
@@ -456,24 +533,26 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     this.#others = [];
   }
 
+  /** Work outstanding: promises waiting, or records not yet acknowledged on a live stream. */
   #pending(): boolean {
-    return this.#wHead < this.#wOff.length || this.#queued.length > 0 || this.#others.length > 0;
+    if (this.#wHead < this.#wOff.length || this.#queued.length > 0 || this.#others.length > 0) return true;
+    return this.#last > this.#acked && this.#state !== "failed" && this.#state !== "closed";
   }
 
-  /** A ref'd interval keeps the process alive while promises wait on native progress (and polls as a fallback). */
+  /** Registers the stream with the realm's waker (and keep-alive timer) exactly while it has work. */
   #arm(): void {
-    if (this.#pending() && this.#h) {
-      this.#timer ??= setInterval(() => this.#poll(), 50);
-    } else if (this.#timer) {
-      clearInterval(this.#timer);
-      this.#timer = undefined;
-    }
+    const want = this.#h !== null && this.#pending();
+    if (want === this.#active) return;
+    this.#active = want;
+    if (want) activate(this.#pollable);
+    else deactivate(this.#pollable);
   }
 
   #waitState(states: StreamState[]): Promise<void> {
     this.#poll();
     if (states.includes(this.#state)) return Promise.resolve();
     if (this.#state === "failed") return Promise.reject(this.#error);
+    if (!this.#h) return Promise.reject(closedError());
     return new Promise((resolve, reject) => {
       this.#others.push({ offset: Infinity, until: states, resolve, reject });
       this.#arm();
@@ -481,13 +560,13 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   }
 
   #free(): void {
-    if (this.#timer) clearInterval(this.#timer);
-    this.#timer = undefined;
     if (this.#h) {
+      dropped.unregister(this);
       lib.zerobus_stream_free(this.#h);
       this.#h = null;
     }
-    this.#cb.close();
+    this.#settleAll();
+    this.#arm();
     drainReleased();
   }
 }
@@ -504,14 +583,26 @@ export async function loadArrow(): Promise<ArrowModule> {
   return arrowModule;
 }
 
+/** An error for an apache-arrow object made by a different copy of apache-arrow. */
+export function foreignArrow(what: string): InvalidArgumentError {
+  return new InvalidArgumentError(
+    `${what} comes from a different copy of apache-arrow than the one zerobus-bun loads ` +
+      `(${import.meta.resolve?.("apache-arrow") ?? "apache-arrow"}), so it cannot be written as Arrow IPC here: ` +
+      "make your project resolve a single apache-arrow, or pass Arrow IPC stream bytes (tableToIPC(table, \"stream\"))",
+    "INVALID_ARGUMENT",
+    false,
+  );
+}
+
 /** An apache-arrow Table or RecordBatch as Arrow IPC stream bytes (one encode pass, in JS). */
 export function arrowToIPC(value: unknown): Uint8Array {
   const v = value as { schema?: unknown; batches?: unknown; numRows?: unknown; data?: unknown } | null;
   if (v && typeof v === "object" && v.schema && (Array.isArray(v.batches) || (typeof v.numRows === "number" && v.data))) {
     const arrow = arrowModule;
     if (!arrow) throw new InvalidArgumentError("apache-arrow is not loaded (create the stream with createArrowStream)", "INVALID_ARGUMENT", false);
-    const table = Array.isArray(v.batches) ? (v as import("apache-arrow").Table) : new arrow.Table(v as import("apache-arrow").RecordBatch);
-    return arrow.tableToIPC(table, "stream");
+    if (v instanceof arrow.Table) return arrow.tableToIPC(v, "stream");
+    if (v instanceof arrow.RecordBatch) return arrow.tableToIPC(new arrow.Table(v), "stream");
+    throw foreignArrow(Array.isArray(v.batches) ? "this Table" : "this RecordBatch");
   }
   throw new InvalidArgumentError(
     "an Arrow stream takes Arrow IPC stream bytes (Uint8Array) or an apache-arrow Table / RecordBatch",

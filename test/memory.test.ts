@@ -1,9 +1,9 @@
 import { expect, test } from "bun:test";
 import { lib } from "../src/native";
-import { drainReleased, hold, heldCount } from "../src/memory";
+import { drainReleased, hold, heldCount, sink } from "../src/memory";
 
-// Releases tokens through the same native queue the library's release callback uses.
-const release = (token: number) => lib.zerobus_debug_release_token(token);
+// Releases tokens through this realm's sink, where the library's releases go.
+const release = (token: number) => lib.zerobus_sink_push(sink, token);
 
 test("held buffers are freed when their tokens are released, in any order", () => {
   const before = heldCount();

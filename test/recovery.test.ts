@@ -59,7 +59,7 @@ describe("recovery: replay without loss or duplicates", () => {
 
   test("withheld acks trip the ack timeout and the records are replayed", async () => {
     await f.server.addFault({ table: "main.default.r_withhold", withholdAcks: true });
-    const { rows, opened } = await run("main.default.r_withhold", 500, { serverLackOfAckTimeoutMs: 500 });
+    const { rows, opened } = await run("main.default.r_withhold", 500, { serverLackOfAckTimeoutMs: 1000 });
     expect(opened).toBe(2);
     expectExactlyOnce(rows as any, 500);
   });

@@ -3,3 +3,4 @@
 import { buildNative } from "../scripts/build";
 
 if (!process.env.ZEROBUS_BUN_LIB) buildNative({ quiet: true });
+if (process.env.ZEROBUS_GC_TORTURE) await import("./torture");

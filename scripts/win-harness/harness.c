@@ -26,14 +26,15 @@
     exit(1);                               \
   } while (0)
 
-/* The functions the harness calls (and the rest of the 0.1 ABI): name + pointer slot. */
+/* The functions the harness calls (and some of the rest of the ABI): name + pointer slot. */
 static struct {
   const char *name;
   FARPROC fn;
 } syms[] = {
 #define S(n) {#n, NULL}
     S(zerobus_last_error_code),        S(zerobus_last_error_retryable),      S(zerobus_last_error_message),
-    S(zerobus_version),                S(zerobus_release_token_fn),          S(zerobus_drain_released),
+    S(zerobus_version),                S(zerobus_sink_release_fn),           S(zerobus_sink_drain),
+    S(zerobus_sink_new),               S(zerobus_sink_free),                 S(zerobus_waker_notify_fn),
     S(zerobus_sdk_new),                S(zerobus_sdk_free),                  S(zerobus_stream_open),
     S(zerobus_stream_progress),        S(zerobus_stream_error_message),      S(zerobus_stream_id),
     S(zerobus_ingest_proto_bytes),     S(zerobus_ingest_json_bytes),         S(zerobus_ingest_proto_bytes_batch),
@@ -115,7 +116,8 @@ int main(int argc, char **argv) {
     FAIL("zerobus_sdk_new: %s", err);
   }
   const char *opts = "{\"table\":\"a.b.c\",\"recordType\":\"json\",\"headers\":{\"authorization\":\"Bearer t\"}}";
-  ZerobusStream *s = F(zerobus_stream_open)(sdk, (const uint8_t *)opts, strlen(opts), NULL, 0, NULL, 0);
+  ZerobusSink *sink = F(zerobus_sink_new)();
+  ZerobusStream *s = F(zerobus_stream_open)(sdk, (const uint8_t *)opts, strlen(opts), NULL, 0, sink, NULL, 0);
   if (!s) {
     last_error(err, sizeof err);
     FAIL("zerobus_stream_open: %s", err);
@@ -162,6 +164,7 @@ int main(int argc, char **argv) {
          sid, (unsigned long long)pr.streams_opened);
   if (pr.acked != last) FAIL("acked %lld, expected %lld", (long long)pr.acked, (long long)last);
   F(zerobus_stream_free)(s);
+  F(zerobus_sink_free)(sink);
   F(zerobus_sdk_free)(sdk);
   F(zerobus_local_stop)(server);
 

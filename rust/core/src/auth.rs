@@ -111,11 +111,16 @@ impl OAuthHeaders {
 
 async fn fetch_token(req: TokenRequest) -> Result<String> {
     let auth_err = |m: String| ZerobusError::new(ErrorCode::Auth, m);
+    // Connecting may take at most 10 s; the whole fetch runs inside the stream's open timeout
+    // (`recovery_timeout_ms`), so an endpoint that accepts and never answers cannot hang it.
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(std::time::Duration::from_secs(10)));
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_webpki_roots()
         .https_or_http()
         .enable_http1()
-        .build();
+        .wrap_connector(http);
     let client: Client<_, Full<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build(https);
     let request = hyper::Request::post(&req.url)
         .header("authorization", format!("Basic {}", req.basic))

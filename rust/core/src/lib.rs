@@ -22,7 +22,7 @@ pub use codec::Payload;
 pub use error::{ErrorCode, Result, ZerobusError};
 pub use proto::RecordType;
 pub use sdk::{Auth, ZerobusSdk};
-pub use stream::{Progress, ProgressHook, StreamOptions, StreamState, TableProperties, ZerobusStream};
+pub use stream::{check_limit, Limit, Progress, ProgressHook, StreamOptions, StreamState, TableProperties, ZerobusStream, LIMITS};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const USER_AGENT: &str = concat!("zerobus-bun/", env!("CARGO_PKG_VERSION"));

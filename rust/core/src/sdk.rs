@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::auth::{workspace_id_from_endpoint, FnHeaders, Headers, OAuthHeaders, SharedHeadersProvider};
 use crate::error::{Result, ZerobusError};
-use crate::stream::{make_channel, ProgressHook, StreamOptions, TableProperties, Wire, ZerobusStream};
+use crate::stream::{endpoint_url, make_channel, ProgressHook, StreamOptions, TableProperties, Wire, ZerobusStream};
 use crate::RecordType;
 
 /// How streams authenticate.
@@ -33,8 +33,12 @@ impl ZerobusSdk {
     /// `http://host:port` for plaintext). `unity_catalog_url`: the workspace URL, needed for OAuth.
     pub fn new(endpoint: impl Into<String>, unity_catalog_url: Option<String>) -> Result<ZerobusSdk> {
         let endpoint = endpoint.into();
-        if endpoint.trim().is_empty() {
-            return Err(ZerobusError::invalid("endpoint must not be empty"));
+        endpoint_url(&endpoint)?;
+        if let Some(u) = &unity_catalog_url {
+            let scheme = u.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+            if !matches!(scheme.as_deref(), Some("http" | "https")) || u.split_once("://").is_some_and(|(_, r)| r.is_empty()) {
+                return Err(ZerobusError::invalid(format!("unity_catalog_url must be an https:// (or http://) URL, got {u:?}")));
+            }
         }
         Ok(ZerobusSdk { endpoint, unity_catalog_url })
     }

@@ -144,7 +144,7 @@ fn one_mib_records_are_never_copied_before_the_encoder() {
         let opts = format!(
             r#"{{"table": "{table}", "recordType": "proto", "headers": {{"authorization": "Bearer t"}}, "recoveryBackoffMs": 10}}"#
         );
-        let s = zerobus_stream_open(sdk, opts.as_ptr(), opts.len(), descriptor.as_ptr(), descriptor.len(), None, 0);
+        let s = zerobus_stream_open(sdk, opts.as_ptr(), opts.len(), descriptor.as_ptr(), descriptor.len(), std::ptr::null(), None, 0);
         assert!(!s.is_null());
         while progress(s).state == 0 {
             std::thread::sleep(std::time::Duration::from_millis(5));

@@ -1,72 +1,33 @@
 //! The ingestion stream: landing zone, sender, ack reader and recovery.
 //!
 //! Data path (no record byte is copied until the gRPC encoder writes the frame):
-//! `ingest_*` pushes a [`Payload`] (`Bytes` handles) onto the landing zone under one short lock and
-//! wakes the sender only when it is idle. The sender ([`OutStream`], polled by the HTTP/2 body)
-//! takes up to [`SEND_CHUNK`] entries per lock, cloning handles (refcount increments). The
-//! supervisor task reads cumulative acks and pops acknowledged entries; on a retryable failure it
-//! opens a new physical stream and replays the landing zone from its first entry.
+//! `ingest_*` pushes a [`Payload`] (`Bytes` handles) onto the landing zone ([`landing`]) under one
+//! short lock and wakes the sender only when it is idle. The sender ([`sender`], polled by the
+//! HTTP/2 body) takes entries in chunks, cloning handles (refcount increments). The supervisor
+//! ([`supervisor`]) opens physical streams, reads cumulative acks and pops acknowledged entries;
+//! on a retryable failure it opens a new physical stream and replays the landing zone from its
+//! first entry.
 
-use std::collections::VecDeque;
-use std::pin::Pin;
+mod landing;
+mod options;
+mod sender;
+mod supervisor;
+mod transport;
+
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::Stream;
-use tokio::sync::watch;
-use tonic::metadata::{MetadataKey, MetadataValue};
+use tokio::sync::{watch, Notify};
 use tonic::transport::Channel;
 
-use crate::arrow::ArrowPayload;
 use crate::auth::SharedHeadersProvider;
-use crate::codec::{Incoming, OutRequest, Payload, ZerobusCodec};
+use crate::codec::Payload;
 use crate::error::{ErrorCode, Result, ZerobusError};
-use crate::proto::{ephemeral_stream_request, CreateIngestStreamRequest, EphemeralStreamRequest, RecordType};
-
-/// Entries the sender takes from the landing zone per lock.
-const SEND_CHUNK: usize = 512;
-
-/// Tuning and limits of one stream. `Default` gives the documented defaults.
-#[derive(Clone, Debug)]
-pub struct StreamOptions {
-    /// Records sent but not yet acknowledged, at most (default 1,000,000).
-    pub max_inflight_records: usize,
-    /// Record bytes sent but not yet acknowledged, at most (default 256 MiB). Zero-copy means
-    /// these bytes are the caller's buffers, kept alive until acknowledged; this bounds them.
-    pub max_inflight_bytes: usize,
-    /// Reconnect and replay on retryable failures (default true).
-    pub recovery: bool,
-    /// Consecutive failed attempts to (re)open a stream before giving up (default 4).
-    pub recovery_retries: u32,
-    /// Pause between attempts (default 500 ms).
-    pub recovery_backoff_ms: u64,
-    /// Time allowed to open a stream and get its create response (default 15 s).
-    pub recovery_timeout_ms: u64,
-    /// Records are outstanding and no ack arrived for this long: the stream is treated as broken (default 60 s).
-    pub server_lack_of_ack_timeout_ms: u64,
-    /// `flush` / `close` give up after this long (default 300 s).
-    pub flush_timeout_ms: u64,
-    /// Largest record accepted by `ingest_*` (default 10 MiB).
-    pub max_record_bytes: usize,
-}
-
-impl Default for StreamOptions {
-    fn default() -> Self {
-        StreamOptions {
-            max_inflight_records: 1_000_000,
-            max_inflight_bytes: 256 * 1024 * 1024,
-            recovery: true,
-            recovery_retries: 4,
-            recovery_backoff_ms: 500,
-            recovery_timeout_ms: 15_000,
-            server_lack_of_ack_timeout_ms: 60_000,
-            flush_timeout_ms: 300_000,
-            max_record_bytes: 10 * 1024 * 1024,
-        }
-    }
-}
+use crate::proto::RecordType;
+use landing::State;
+pub use options::{check_limit, Limit, StreamOptions, LIMITS};
+pub(crate) use transport::{endpoint_url, make_channel};
 
 /// What is ingested and where.
 #[derive(Clone, Debug)]
@@ -111,38 +72,11 @@ pub struct Progress {
 /// Called (from a runtime thread) whenever [`Progress`] changes: acks, state, failure.
 pub type ProgressHook = Arc<dyn Fn() + Send + Sync>;
 
-struct Entry {
-    offset: i64,
-    payload: Payload,
-}
-
-struct State {
-    /// Unacknowledged requests in logical-offset order (contiguous offsets).
-    landing: VecDeque<Entry>,
-    next_offset: i64,
-    /// The first `sent` landing entries were handed to the current physical stream.
-    sent: usize,
-    inflight_records: usize,
-    inflight_bytes: usize,
-    /// Logical offset that has physical offset 0 on the current physical stream.
-    base: i64,
-    /// Physical stream generation; an [`OutStream`] of an older generation ends itself.
-    generation: u64,
-    /// The current physical stream got its create response; records may flow.
-    ready: bool,
-    /// No more ingests (close was called).
-    closing: bool,
-    /// Everything is acknowledged and the request stream should end.
-    finished: bool,
-    /// The server sent CloseStreamSignal: stop sending on this physical stream.
-    draining: bool,
-    failed: Option<ZerobusError>,
-    sender_waker: Option<Waker>,
-}
-
 struct Shared {
     state: Mutex<State>,
     progress: watch::Sender<Progress>,
+    /// The sender handed requests to an idle physical stream: the ack timer starts.
+    sent: Notify,
     hook: Option<ProgressHook>,
     opts: StreamOptions,
     table: TableProperties,
@@ -177,16 +111,23 @@ impl Shared {
         }
     }
 
+    /// Fails the stream (the first error wins) and frees the landing zone: what is not
+    /// acknowledged now never will be, so its records' memory is released at once.
     fn fail(&self, err: ZerobusError) {
+        let mut dropped = None;
         self.change_and_wake_sender(|st| {
             if st.failed.is_none() {
                 st.failed = Some(err.clone());
             }
             st.generation += 1;
+            dropped = Some(st.take_all());
         });
+        drop(dropped);
         self.update(|p| {
-            p.state = StreamState::Failed;
-            p.error = Some(err);
+            if p.state != StreamState::Failed {
+                p.state = StreamState::Failed;
+                p.error = Some(err);
+            }
         });
     }
 }
@@ -217,22 +158,9 @@ impl ZerobusStream {
             streams_opened: 0,
         });
         let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                landing: VecDeque::new(),
-                next_offset: 0,
-                sent: 0,
-                inflight_records: 0,
-                inflight_bytes: 0,
-                base: 0,
-                generation: 0,
-                ready: false,
-                closing: false,
-                finished: false,
-                draining: false,
-                failed: None,
-                sender_waker: None,
-            }),
+            state: Mutex::new(State::new()),
             progress,
+            sent: Notify::new(),
             hook,
             opts,
             table,
@@ -240,7 +168,7 @@ impl ZerobusStream {
             channel,
             headers,
         });
-        tokio::spawn(supervise(shared.clone()));
+        supervisor::spawn_guarded(shared.clone(), supervisor::supervise(shared.clone()));
         Ok(ZerobusStream { shared })
     }
 
@@ -339,14 +267,7 @@ impl ZerobusStream {
             );
             return Err((e, payloads));
         }
-        st.inflight_records += n;
-        st.inflight_bytes += bytes;
-        for payload in payloads {
-            let offset = st.next_offset;
-            st.next_offset += 1;
-            st.landing.push_back(Entry { offset, payload });
-        }
-        let offset = st.next_offset - 1;
+        let offset = st.push(payloads, n, bytes);
         let waker = if st.ready { st.sender_waker.take() } else { None };
         drop(st);
         if let Some(w) = waker {
@@ -392,8 +313,18 @@ impl ZerobusStream {
                     r.len()
                 )));
             }
-            if is_json && std::str::from_utf8(r).is_err() {
-                return Err(ZerobusError::invalid("JSON record is not valid UTF-8"));
+            if is_json {
+                let which = if records.len() > 1 { format!(" {i} of the batch") } else { String::new() };
+                let Ok(text) = std::str::from_utf8(r) else {
+                    return Err(ZerobusError::invalid(format!("JSON record{which} is not valid UTF-8")));
+                };
+                if !is_json_object_text(text) {
+                    let shown: String = text.chars().take(40).collect();
+                    return Err(ZerobusError::invalid(format!(
+                        "JSON record{which} must be one JSON object ({{...}}), got {shown:?}{}",
+                        if text.chars().count() > 40 { "..." } else { "" }
+                    )));
+                }
             }
         }
         Ok(())
@@ -451,14 +382,25 @@ impl ZerobusStream {
         Ok(crate::arrow::split_ipc_stream(ipc, stream)?.into_iter().map(Payload::Arrow).collect())
     }
 
+    /// Queues payloads, waiting for capacity up to `submit_timeout_ms`.
     async fn push_many(&self, mut payloads: Vec<Payload>) -> Result<i64> {
         let mut rx = self.shared.progress.subscribe();
+        let limit = Duration::from_millis(self.shared.opts.submit_timeout_ms);
+        let deadline = tokio::time::Instant::now() + limit;
         loop {
             match self.try_push_many(payloads) {
                 Ok(o) => return Ok(o),
                 Err((e, p)) if e.code == ErrorCode::Backpressure => {
                     payloads = p;
-                    rx.changed().await.map_err(|_| ZerobusError::new(ErrorCode::Internal, "stream task ended"))?;
+                    match tokio::time::timeout_at(deadline, rx.changed()).await {
+                        Ok(r) => r.map_err(|_| ZerobusError::new(ErrorCode::Internal, "stream task ended"))?,
+                        Err(_) => {
+                            return Err(ZerobusError::new(
+                                ErrorCode::Timeout,
+                                format!("no capacity within {limit:?} (submit_timeout_ms): {}", e.message),
+                            ))
+                        }
+                    }
                 }
                 Err((e, _)) => return Err(e),
             }
@@ -467,6 +409,12 @@ impl ZerobusStream {
 
     /// Waits until `offset` is acknowledged as durable. Fails if the stream fails first.
     pub async fn wait_for_offset(&self, offset: i64) -> Result<()> {
+        let last = self.last_offset();
+        if offset > last {
+            return Err(ZerobusError::invalid(format!(
+                "offset {offset} was never handed out (the last offset is {last})"
+            )));
+        }
         let mut rx = self.shared.progress.subscribe();
         let p = rx
             .wait_for(|p| p.acked >= offset || matches!(p.state, StreamState::Failed | StreamState::Closed))
@@ -503,7 +451,7 @@ impl ZerobusStream {
         self.shared.lock().closing = true;
         let shared = self.shared.clone();
         let this = self.clone();
-        tokio::spawn(async move {
+        supervisor::spawn_guarded(self.shared.clone(), async move {
             if let Err(e) = this.flush().await {
                 // What is not durable by now will not be: fail the stream with the reason.
                 shared.fail(ZerobusError::new(e.code, format!("close: {}", e.message)));
@@ -528,7 +476,7 @@ impl ZerobusStream {
         }
     }
 
-    /// Requests not acknowledged (after a failure: what did not make it), in order.
+    /// Requests not acknowledged yet, in order (empty once the stream failed: a failure releases them).
     pub fn unacked(&self) -> Vec<(i64, Payload)> {
         self.shared.lock().landing.iter().map(|e| (e.offset, e.payload.clone())).collect()
     }
@@ -536,12 +484,7 @@ impl ZerobusStream {
     /// Stops the stream without waiting for acks; unacknowledged records are dropped (and their
     /// release callbacks run). Used when a handle is freed without close.
     pub fn abort(&self) {
-        let landing = {
-            let mut st = self.shared.lock();
-            st.closing = true;
-            std::mem::take(&mut st.landing)
-        };
-        drop(landing);
+        self.shared.lock().closing = true;
         self.shared.fail(ZerobusError::new(ErrorCode::StreamClosed, "stream aborted"));
     }
 }
@@ -562,379 +505,29 @@ fn validate(table: &TableProperties, wire: &Wire, opts: &StreamOptions) -> Resul
         RecordType::Unspecified => return Err(ZerobusError::invalid("record_type must be PROTO or JSON")),
         _ => {}
     }
-    if opts.max_inflight_records == 0 || opts.max_inflight_bytes == 0 {
-        return Err(ZerobusError::invalid("max_inflight_records and max_inflight_bytes must be at least 1"));
-    }
-    Ok(())
+    opts.validate()
 }
 
-/// The request side of one physical stream.
-struct OutStream {
-    shared: Arc<Shared>,
-    generation: u64,
-    create: Option<OutRequest>,
-    buf: VecDeque<OutRequest>,
+
+/// Cheap shape check of a JSON record: after white space it starts with `{` and ends with `}`.
+/// (Full syntax is the server's to check; this catches empty text, arrays, strings and numbers,
+/// which would otherwise fail the whole stream.)
+fn is_json_object_text(text: &str) -> bool {
+    let t = text.trim_matches(|c: char| c == ' ' || c == '\t' || c == '\n' || c == '\r');
+    t.len() >= 2 && t.starts_with('{') && t.ends_with('}')
 }
 
-impl Stream for OutStream {
-    type Item = OutRequest;
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<OutRequest>> {
-        let r = self.get_mut().next_request(cx);
-        #[cfg(feature = "alloc-probe")]
-        crate::codec::probe::set(matches!(r, Poll::Ready(Some(_))));
-        r
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::is_json_object_text;
 
-impl OutStream {
-    fn next_request(&mut self, cx: &mut Context<'_>) -> Poll<Option<OutRequest>> {
-        let this = self;
-        if let Some(c) = this.create.take() {
-            return Poll::Ready(Some(c));
+    #[test]
+    fn json_records_must_look_like_objects() {
+        for ok in ["{}", " {\"a\":1}\n", "{\"a\":[1,2]}"] {
+            assert!(is_json_object_text(ok), "{ok:?}");
         }
-        if let Some(r) = this.buf.pop_front() {
-            return Poll::Ready(Some(r));
-        }
-        let mut st = this.shared.lock();
-        if st.generation != this.generation {
-            // An abandoned physical stream: the supervisor resets it (RST_STREAM) rather than
-            // half-closing it, so the server discards what it did not acknowledge.
-            return Poll::Pending;
-        }
-        if st.draining {
-            // CloseStreamSignal: send nothing more here; half-close so the server can finish.
-            return Poll::Ready(None);
-        }
-        if st.ready && st.sent < st.landing.len() {
-            let end = st.landing.len().min(st.sent + SEND_CHUNK);
-            let base = st.base;
-            for e in st.landing.range(st.sent..end) {
-                let offset = e.offset - base;
-                match &e.payload {
-                    Payload::Arrow(a) => push_flight(&mut this.buf, a, offset),
-                    p => this.buf.push_back(OutRequest::Records { offset, payload: p.clone() }),
-                }
-            }
-            st.sent = end;
-            drop(st);
-            return Poll::Ready(this.buf.pop_front());
-        }
-        if st.finished && st.ready {
-            // Closing and everything is sent (and acknowledged): half-close.
-            return Poll::Ready(None);
-        }
-        match &st.sender_waker {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => st.sender_waker = Some(cx.waker().clone()),
-        }
-        Poll::Pending
-    }
-}
-
-/// An Arrow request as FlightData messages: its dictionaries, then the batch with its offset.
-fn push_flight(buf: &mut VecDeque<OutRequest>, a: &ArrowPayload, offset: i64) {
-    let last = a.messages.len() - 1;
-    for (i, m) in a.messages.iter().enumerate() {
-        buf.push_back(OutRequest::FlightData {
-            header: m.header.clone(),
-            body: m.body.clone(),
-            offset: (i == last).then_some(offset),
-        });
-    }
-}
-
-enum Outcome {
-    /// Closed cleanly: everything acknowledged.
-    Finished,
-    /// CloseStreamSignal: move to a new stream now (not a failure).
-    Handover,
-    /// A retryable failure: reopen after a backoff, within `recovery_retries`.
-    Broken(ZerobusError),
-    /// A non-retryable failure.
-    Fail(ZerobusError),
-}
-
-fn gave_up(mut e: ZerobusError, attempts: u32) -> ZerobusError {
-    if attempts > 1 {
-        e.message = format!("{} (gave up after {attempts} attempts)", e.message);
-    }
-    e
-}
-
-async fn supervise(shared: Arc<Shared>) {
-    // Consecutive failures without an acknowledgement in between.
-    let mut failures = 0u32;
-    loop {
-        let broken = match open_physical(&shared).await {
-            Err(e) => e,
-            Ok(mut physical) => match read_acks(&shared, &mut physical.responses, &mut failures).await {
-                Outcome::Finished => {
-                    physical.cancel.0 = None; // ended cleanly: nothing to reset
-                    shared.update(|p| p.state = StreamState::Closed);
-                    return;
-                }
-                Outcome::Fail(e) => {
-                    shared.fail(e);
-                    return;
-                }
-                Outcome::Handover => {
-                    if !abandon(&shared) {
-                        return;
-                    }
-                    continue;
-                }
-                Outcome::Broken(e) => {
-                    if !abandon(&shared) {
-                        return;
-                    }
-                    e
-                }
-            },
-        };
-        failures += 1;
-        if !broken.retryable || !shared.opts.recovery || failures > shared.opts.recovery_retries {
-            let e = if broken.retryable { gave_up(broken, failures) } else { broken };
-            shared.fail(e);
-            return;
-        }
-        shared.update(|p| {
-            if p.state != StreamState::Opening {
-                p.state = StreamState::Recovering
-            }
-        });
-        tokio::time::sleep(Duration::from_millis(shared.opts.recovery_backoff_ms)).await;
-    }
-}
-
-/// Retires the current physical stream (its request side stops; dropping it resets the call).
-/// Returns false if the stream has failed meanwhile.
-fn abandon(shared: &Arc<Shared>) -> bool {
-    let mut st = shared.lock();
-    if st.failed.is_some() {
-        return false;
-    }
-    st.generation += 1;
-    st.ready = false;
-    true
-}
-
-type Responses = tonic::Streaming<Incoming>;
-
-async fn open_physical(shared: &Arc<Shared>) -> Result<Physical> {
-    let headers = shared.headers.headers(&shared.table.table_name).await?;
-    let generation = {
-        let mut st = shared.lock();
-        if let Some(e) = &st.failed {
-            return Err(e.clone().retryable(false));
-        }
-        st.generation += 1;
-        st.ready = false;
-        st.draining = false;
-        st.sent = 0;
-        st.generation
-    };
-    let (create, path, flight) = match &shared.wire {
-        Wire::Ephemeral => (
-            OutRequest::Create(EphemeralStreamRequest {
-                payload: Some(ephemeral_stream_request::Payload::CreateStream(CreateIngestStreamRequest {
-                    table_name: Some(shared.table.table_name.clone()),
-                    descriptor_proto: shared.table.descriptor_proto.clone(),
-                    record_type: Some(shared.table.record_type as i32),
-                })),
-            }),
-            "/databricks.zerobus.Zerobus/EphemeralStream",
-            false,
-        ),
-        Wire::Flight(stream) => (
-            OutRequest::FlightStart { schema: stream.message.clone() },
-            "/arrow.flight.protocol.FlightService/DoPut",
-            true,
-        ),
-    };
-    let out = OutStream { shared: shared.clone(), generation, create: Some(create), buf: VecDeque::new() };
-    let mut request = tonic::Request::new(out);
-    let cancel = CancelOnDrop(Some(request.cancellation_handle()));
-    let md = request.metadata_mut();
-    for (k, v) in headers.iter() {
-        let key = MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())
-            .map_err(|_| ZerobusError::invalid(format!("invalid header name {k:?}")))?;
-        let val = MetadataValue::try_from(v.as_str()).map_err(|_| ZerobusError::invalid(format!("invalid value for header {k:?}")))?;
-        md.insert(key, val);
-    }
-    let table = MetadataValue::try_from(shared.table.table_name.as_str())
-        .map_err(|_| ZerobusError::invalid("table name is not a valid header value"))?;
-    md.insert("x-databricks-zerobus-table-name", table);
-
-    let timeout = Duration::from_millis(shared.opts.recovery_timeout_ms);
-    let open = async {
-        let mut grpc = tonic::client::Grpc::new(shared.channel.clone());
-        grpc.ready()
-            .await
-            .map_err(|e| ZerobusError::new(ErrorCode::Transport, format!("cannot connect: {e}")))?;
-        let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
-        let mut responses = grpc
-            .streaming(request, path, ZerobusCodec { flight })
-            .await
-            .map_err(|s| ZerobusError::from_status(&s))?
-            .into_inner();
-        match responses.message().await {
-            Ok(Some(Incoming::Created(id))) => Ok((responses, id.unwrap_or_default())),
-            Ok(Some(other)) => Err(ZerobusError::new(
-                ErrorCode::Server,
-                format!("expected the stream to be confirmed first, got {other:?}"),
-            )),
-            Ok(None) => Err(ZerobusError::new(ErrorCode::Transport, "server closed the stream during creation")),
-            Err(s) => Err(ZerobusError::from_status(&s)),
-        }
-    };
-    let (responses, stream_id) = match tokio::time::timeout(timeout, open).await {
-        Ok(r) => r?,
-        Err(_) => {
-            return Err(ZerobusError::new(ErrorCode::Timeout, format!("stream creation timed out after {timeout:?}")))
-        }
-    };
-    let waker = {
-        let mut st = shared.lock();
-        if st.generation != generation {
-            return Err(ZerobusError::new(ErrorCode::StreamFailed, "stream was stopped while opening"));
-        }
-        st.base = st.landing.front().map(|e| e.offset).unwrap_or(st.next_offset);
-        st.sent = 0;
-        st.ready = true;
-        st.sender_waker.take()
-    };
-    if let Some(w) = waker {
-        w.wake();
-    }
-    shared.update(|p| {
-        p.state = if p.state == StreamState::Closing { StreamState::Closing } else { StreamState::Open };
-        p.stream_id = Some(stream_id);
-        p.streams_opened += 1;
-    });
-    Ok(Physical { responses, cancel })
-}
-
-/// Resets the gRPC call (HTTP/2 RST_STREAM) when dropped, unless it ended cleanly.
-struct CancelOnDrop(Option<tonic::CancellationHandle>);
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        if let Some(h) = self.0.take() {
-            h.cancel();
+        for bad in ["", "  ", "42", "[1]", "\"x\"", "null", "{", "}", "[]"] {
+            assert!(!is_json_object_text(bad), "{bad:?}");
         }
     }
-}
-
-/// One open physical stream: its responses, and the handle that resets it when abandoned.
-struct Physical {
-    responses: Responses,
-    cancel: CancelOnDrop,
-}
-
-async fn read_acks(shared: &Arc<Shared>, responses: &mut Responses, failures: &mut u32) -> Outcome {
-    let ack_timeout = Duration::from_millis(shared.opts.server_lack_of_ack_timeout_ms);
-    loop {
-        let msg = match tokio::time::timeout(ack_timeout, responses.message()).await {
-            Err(_) => {
-                if shared.lock().sent > 0 {
-                    return Outcome::Broken(ZerobusError::new(
-                        ErrorCode::Timeout,
-                        format!("no acknowledgement from the server for {ack_timeout:?}"),
-                    ));
-                }
-                continue;
-            }
-            Ok(m) => m,
-        };
-        // Everything but a close announcement is handled in place.
-        let close_after: Option<Duration> = match msg {
-            Ok(Some(Incoming::Ack { offset, close_after })) => {
-                if offset >= 0 && ack(shared, offset) {
-                    *failures = 0;
-                }
-                match close_after {
-                    Some(d) => Some(d),
-                    None => continue,
-                }
-            }
-            Ok(Some(Incoming::Close(d))) => d,
-            Ok(Some(Incoming::Created(_) | Incoming::Other)) => continue,
-            Ok(None) => {
-                let st = shared.lock();
-                if st.finished && st.landing.is_empty() {
-                    return Outcome::Finished;
-                }
-                return Outcome::Broken(ZerobusError::new(ErrorCode::Transport, "server ended the stream"));
-            }
-            Err(status) => {
-                let e = ZerobusError::from_status(&status);
-                return if e.retryable { Outcome::Broken(e) } else { Outcome::Fail(e) };
-            }
-        };
-        // The server will close this stream: hand over to a new one. Stop sending here, collect
-        // the acks of what this stream already got (until it ends or the announced close time),
-        // then reopen and replay the rest.
-        shared.change_and_wake_sender(|st| st.draining = true);
-        let grace = close_after.unwrap_or(ack_timeout).min(ack_timeout);
-        let _ = tokio::time::timeout(grace, drain_acks(shared, responses)).await;
-        return Outcome::Handover;
-    }
-}
-
-/// Applies acks until the (draining) stream ends.
-async fn drain_acks(shared: &Arc<Shared>, responses: &mut Responses) {
-    while let Ok(Some(resp)) = responses.message().await {
-        if let Incoming::Ack { offset, .. } = resp {
-            if offset >= 0 {
-                ack(shared, offset);
-            }
-        }
-    }
-}
-
-/// Applies a cumulative ack of physical offset `physical`. Returns true if anything was acknowledged.
-fn ack(shared: &Arc<Shared>, physical: i64) -> bool {
-    let mut popped: Vec<Payload> = Vec::new();
-    let mut acked = -1;
-    {
-        let mut st = shared.lock();
-        let upto = st.base + physical;
-        while st.sent > 0 && st.landing.front().is_some_and(|e| e.offset <= upto) {
-            let e = st.landing.pop_front().expect("front exists");
-            st.sent -= 1;
-            st.inflight_records -= e.payload.record_count();
-            st.inflight_bytes -= e.payload.byte_len();
-            acked = e.offset;
-            popped.push(e.payload);
-        }
-    }
-    if popped.is_empty() {
-        return false;
-    }
-    // Releasing record buffers (possibly caller callbacks) happens outside the lock.
-    drop(popped);
-    shared.update(|p| p.acked = p.acked.max(acked));
-    true
-}
-
-/// Builds the HTTP/2 channel for an endpoint (`https://` uses rustls with webpki roots).
-pub(crate) fn make_channel(endpoint: &str) -> Result<Channel> {
-    use tonic::transport::{ClientTlsConfig, Endpoint};
-    let url = if endpoint.contains("://") { endpoint.to_string() } else { format!("https://{endpoint}") };
-    let mut ep = Endpoint::from_shared(url.clone())
-        .map_err(|e| ZerobusError::invalid(format!("invalid endpoint {endpoint:?}: {e}")))?
-        .user_agent(crate::USER_AGENT)
-        .map_err(|e| ZerobusError::invalid(format!("user agent: {e}")))?
-        .tcp_nodelay(true)
-        .initial_stream_window_size(Some(16 * 1024 * 1024))
-        .initial_connection_window_size(Some(32 * 1024 * 1024))
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_while_idle(true)
-        .connect_timeout(Duration::from_secs(15));
-    if url.starts_with("https://") {
-        ep = ep
-            .tls_config(ClientTlsConfig::new().with_webpki_roots())
-            .map_err(|e| ZerobusError::invalid(format!("TLS config: {e}")))?;
-    }
-    Ok(ep.connect_lazy())
 }

@@ -1,0 +1,166 @@
+//! The landing zone: every request not yet acknowledged, in logical-offset order, with the
+//! counters that bound it and the bookkeeping of the current physical stream.
+
+use std::collections::VecDeque;
+use std::task::Waker;
+use std::time::Instant;
+
+use crate::codec::Payload;
+use crate::error::ZerobusError;
+
+pub(super) struct Entry {
+    pub offset: i64,
+    pub payload: Payload,
+}
+
+pub(super) struct State {
+    /// Unacknowledged requests in logical-offset order (contiguous offsets).
+    pub landing: VecDeque<Entry>,
+    pub next_offset: i64,
+    /// The first `sent` landing entries were handed to the current physical stream.
+    pub sent: usize,
+    pub inflight_records: usize,
+    pub inflight_bytes: usize,
+    /// Logical offset that has physical offset 0 on the current physical stream.
+    pub base: i64,
+    /// Physical stream generation; a sender of an older generation ends itself.
+    pub generation: u64,
+    /// The current physical stream got its create response; records may flow.
+    pub ready: bool,
+    /// No more ingests (close was called).
+    pub closing: bool,
+    /// Everything is acknowledged and the request stream should end.
+    pub finished: bool,
+    /// The server sent CloseStreamSignal: stop sending on this physical stream.
+    pub draining: bool,
+    pub failed: Option<ZerobusError>,
+    pub sender_waker: Option<Waker>,
+    /// When requests were handed to the current physical stream, in order: (last logical offset
+    /// handed over at once, when). The front is the oldest unacknowledged send: the ack timeout
+    /// counts from it.
+    send_marks: VecDeque<(i64, Instant)>,
+}
+
+impl State {
+    pub fn new() -> State {
+        State {
+            landing: VecDeque::new(),
+            next_offset: 0,
+            sent: 0,
+            inflight_records: 0,
+            inflight_bytes: 0,
+            base: 0,
+            generation: 0,
+            ready: false,
+            closing: false,
+            finished: false,
+            draining: false,
+            failed: None,
+            sender_waker: None,
+            send_marks: VecDeque::new(),
+        }
+    }
+
+    /// Appends requests with consecutive offsets; returns the last offset.
+    pub fn push(&mut self, payloads: impl IntoIterator<Item = Payload>, records: usize, bytes: usize) -> i64 {
+        self.inflight_records += records;
+        self.inflight_bytes += bytes;
+        for payload in payloads {
+            let offset = self.next_offset;
+            self.next_offset += 1;
+            self.landing.push_back(Entry { offset, payload });
+        }
+        self.next_offset - 1
+    }
+
+    /// A new physical stream starts: nothing is sent on it yet.
+    pub fn restart_sending(&mut self) {
+        self.sent = 0;
+        self.send_marks.clear();
+    }
+
+    /// Records that the landing entries up to index `end` were handed to the physical stream now.
+    /// Returns true if nothing was waiting for an ack before (the ack timer has to start).
+    pub fn mark_sent(&mut self, end: usize) -> bool {
+        let was_idle = self.send_marks.is_empty();
+        self.sent = end;
+        if let Some(last) = self.landing.get(end.wrapping_sub(1)) {
+            self.send_marks.push_back((last.offset, Instant::now()));
+        }
+        was_idle
+    }
+
+    /// When the oldest request that is sent and not yet acknowledged was sent.
+    pub fn oldest_unacked_send(&self) -> Option<Instant> {
+        self.send_marks.front().map(|(_, t)| *t)
+    }
+
+    /// Takes the sent entries up to logical offset `upto` off the landing zone into `out`;
+    /// returns the highest offset taken.
+    pub fn pop_acked(&mut self, upto: i64, out: &mut Vec<Payload>) -> Option<i64> {
+        let mut acked = None;
+        while self.sent > 0 && self.landing.front().is_some_and(|e| e.offset <= upto) {
+            let e = self.landing.pop_front().expect("front exists");
+            self.sent -= 1;
+            self.inflight_records -= e.payload.record_count();
+            self.inflight_bytes -= e.payload.byte_len();
+            acked = Some(e.offset);
+            out.push(e.payload);
+        }
+        while self.send_marks.front().is_some_and(|(o, _)| *o <= upto) {
+            self.send_marks.pop_front();
+        }
+        acked
+    }
+
+    /// Empties the landing zone (the stream failed or was aborted); the caller drops the entries
+    /// outside the lock, which releases the records' memory.
+    pub fn take_all(&mut self) -> VecDeque<Entry> {
+        self.sent = 0;
+        self.send_marks.clear();
+        self.inflight_records = 0;
+        self.inflight_bytes = 0;
+        std::mem::take(&mut self.landing)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn json(n: usize) -> Vec<Payload> {
+        (0..n).map(|_| Payload::Json(Bytes::from_static(b"{}"))).collect()
+    }
+
+    #[test]
+    fn ack_timer_starts_at_the_oldest_unacknowledged_send() {
+        let mut st = State::new();
+        assert_eq!(st.push(json(3), 3, 6), 2);
+        assert!(st.oldest_unacked_send().is_none(), "nothing sent yet");
+        assert!(st.mark_sent(2), "first send starts the timer");
+        let first = st.oldest_unacked_send().unwrap();
+        assert!(!st.mark_sent(3));
+        let mut out = Vec::new();
+        assert_eq!(st.pop_acked(0, &mut out), Some(0));
+        assert_eq!(st.oldest_unacked_send(), Some(first), "offset 1 was sent with offset 0");
+        assert_eq!(st.pop_acked(1, &mut out), Some(1));
+        assert!(st.oldest_unacked_send().unwrap() >= first, "now the second send is the oldest");
+        assert_eq!(st.pop_acked(2, &mut out), Some(2));
+        assert!(st.oldest_unacked_send().is_none());
+        assert_eq!((st.inflight_records, st.inflight_bytes, out.len()), (0, 0, 3));
+    }
+
+    #[test]
+    fn unsent_entries_are_never_acknowledged() {
+        let mut st = State::new();
+        st.push(json(2), 2, 4);
+        let mut out = Vec::new();
+        assert_eq!(st.pop_acked(5, &mut out), None);
+        st.mark_sent(1);
+        assert_eq!(st.pop_acked(5, &mut out), Some(0));
+        assert_eq!(st.landing.len(), 1);
+        let rest = st.take_all();
+        assert_eq!((rest.len(), st.inflight_records, st.sent), (1, 0, 0));
+    }
+}
