@@ -12,10 +12,15 @@
 // Worker have their own, so no realm ever frees another's buffers), and `drainReleased` forgets
 // them in bulk — no JS callback per record.
 import { ptr, type Pointer } from "bun:ffi";
+import { isMainThread } from "node:worker_threads";
 import { lib } from "./native";
 
-/** Byte arrays up to this size are copied by Rust during the ingest call instead of pinned. */
-export const COPY_MAX = 1024;
+/**
+ * Byte arrays up to this size are copied by Rust during the ingest call instead of pinned. In a
+ * Worker every array is copied: a Worker can be terminated at any moment, and its heap goes with
+ * it while the native side may still have to replay a record.
+ */
+export const COPY_MAX = isMainThread ? 1024 : Infinity;
 
 /** This realm's release sink, given to every stream opened here. */
 export const sink = lib.zerobus_sink_new() as Pointer;
@@ -34,7 +39,7 @@ let sinceDrain = 0;
 const stragglers = new Map<number, unknown>();
 const drainBuf = new BigUint64Array(4096);
 /** Holds between drains when nothing else drains (a tight `submit` loop never yields). */
-const DRAIN_EVERY = 4096;
+const DRAIN_EVERY = 1024;
 
 /** Holds `value` until the native side releases the returned token. */
 export function hold(value: unknown): number {

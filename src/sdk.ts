@@ -152,8 +152,10 @@ export class ZerobusSdk implements Disposable {
     const timeoutMs = options.timeoutMs ?? 30_000;
     if (!Number.isFinite(timeoutMs) || timeoutMs < 0) throw invalid("flushOnExit: timeoutMs must be a finite number >= 0");
     const signals = options.signals === false ? [] : (options.signals ?? ["SIGINT", "SIGTERM"]);
+    // One budget for the whole exit: a signal's close and the exit handler after it share it.
+    let until: number | undefined;
     const onExit = () => {
-      const until = performance.now() + timeoutMs;
+      until ??= performance.now() + timeoutMs;
       let left = 0;
       for (const s of this.#live()) left += s.flushSync(until - performance.now());
       if (left > 0) console.error(`zerobus-bun: exiting with ${left} records not acknowledged`);
@@ -162,6 +164,7 @@ export class ZerobusSdk implements Disposable {
     const onSignal = (signal: NodeJS.Signals) => {
       if (exiting) return;
       exiting = true;
+      until = performance.now() + timeoutMs;
       const code = 128 + (SIGNAL_NUMBERS[signal] ?? 0);
       const closed = Promise.allSettled(this.#live().map((s) => s.close()));
       const timer = setTimeout(() => process.exit(code), timeoutMs);

@@ -16,6 +16,9 @@ const STATES: StreamState[] = ["opening", "open", "recovering", "closing", "clos
 export type JsonRecord = Record<string, unknown> | string | Uint8Array;
 
 const BACKPRESSURE = -4;
+/** Progress states (`ZerobusProgress.state`) that end a stream. */
+const CLOSED = 4;
+const FAILED = 5;
 /** Strings up to this size are encoded into a scratch buffer and copied by Rust; larger ones are pinned. */
 const COPY_LIMIT = 16 * 1024;
 const encoder = new TextEncoder();
@@ -158,7 +161,8 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
    * Queues one record without creating a promise and returns its logical offset (the fast path:
    * pair it with `waitForOffset` or `flush`). When the in-flight limit is reached it blocks the
    * thread until acknowledgements free capacity, for at most `submitTimeoutMs` (then it throws
-   * a `TIMEOUT` error and the record is not queued).
+   * a `TIMEOUT` error and the record is not queued). A Uint8Array larger than 1 KiB is used in
+   * place: don't reuse or modify it until its offset is acknowledged (`waitForOffset`, `flush`).
    */
   submit(record: T | JsonRecord | Uint8Array): number {
     return this.#submit(false, record);
@@ -228,14 +232,24 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
    * For exit handlers, where nothing asynchronous runs any more (see `ZerobusSdk.flushOnExit`).
    */
   flushSync(timeoutMs: number): number {
+    const deadline = performance.now() + Math.max(0, timeoutMs);
     this.#poll();
-    if (!this.#h || this.#last <= this.#acked) return Math.max(0, this.#last - this.#acked);
-    lib.zerobus_stream_wait_for_offset(this.#h, this.#last, Math.max(0, Math.floor(timeoutMs)));
-    this.#poll();
-    return Math.max(0, this.#last - this.#acked);
+    try {
+      this.#drainQueueBlocking(deadline); // ingests still waiting for capacity go first
+    } catch {
+      // failed or out of time: counted below
+    }
+    if (this.#h && this.#last > this.#acked) {
+      lib.zerobus_stream_wait_for_offset(this.#h, this.#last, Math.max(0, Math.floor(deadline - performance.now())));
+      this.#poll();
+    }
+    return Math.max(0, this.#last - this.#acked) + this.#queued.length;
   }
 
-  /** Flushes, then closes the stream. Rejects if any record could not be made durable. */
+  /**
+   * Flushes, then closes the stream. Rejects if any record could not be made durable within
+   * `flushTimeoutMs` (the stream then fails with the reason).
+   */
   async close(): Promise<void> {
     if (!this.#h) {
       if (this.#error) throw this.#error;
@@ -246,7 +260,15 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
       this.#free();
       throw this.#error;
     }
-    await this.flush().catch(() => {});
+    // Ingests still waiting for capacity are queued first; the native close then waits for every
+    // acknowledgement (flushTimeoutMs) and ends the stream, or fails it.
+    if (this.#queued.length > 0) {
+      const deadline = performance.now() + this.#flushTimeoutMs;
+      while (this.#queued.length > 0 && this.#h && performance.now() < deadline) {
+        const ack = this.waitForOffset(this.#acked + 1).catch(() => Bun.sleep(1));
+        await Promise.race([ack, Bun.sleep(Math.max(1, deadline - performance.now()))]);
+      }
+    }
     if (this.#h) lib.zerobus_stream_close(this.#h);
     try {
       await this.#waitState(["closed"]);
@@ -451,11 +473,13 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
         drainReleased();
         return;
       }
-      if (codeName(rc) !== "TIMEOUT") {
+      const now = this.#nativeAcked();
+      if (this.#i32[6] === FAILED || this.#i32[6] === CLOSED || codeName(rc) !== "TIMEOUT") {
+        // The stream's own failure (which may also be a TIMEOUT), not the end of this wait.
         this.#poll();
         throw this.#error ?? lastError();
       }
-      if (this.#nativeAcked() > acked) return;
+      if (now > acked) return;
     }
   }
 
@@ -544,8 +568,12 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     const want = this.#h !== null && this.#pending();
     if (want === this.#active) return;
     this.#active = want;
-    if (want) activate(this.#pollable);
-    else deactivate(this.#pollable);
+    if (want) {
+      // Reading progress re-arms the native notification, which fires once per read: a change
+      // while the stream was idle would otherwise leave it waiting for the fallback timer.
+      lib.zerobus_stream_progress(this.#h!, this.#progress);
+      activate(this.#pollable);
+    } else deactivate(this.#pollable);
   }
 
   #waitState(states: StreamState[]): Promise<void> {

@@ -8,6 +8,7 @@
 // right after `submit()` still waits for its acknowledgements — and polls as a fallback.
 import type { Pointer } from "bun:ffi";
 import { lib } from "./native";
+import { drainReleased, heldCount } from "./memory";
 
 export interface Pollable {
   poll(): void;
@@ -18,6 +19,8 @@ let timer: ReturnType<typeof setTimeout> | undefined;
 /** undefined: not set up yet; null: unavailable (the timer polls often instead). */
 let waker: Pointer | null | undefined;
 let connected = false;
+/** Forgets buffers released after their streams went idle (an unref'd timer: it never keeps the process alive). */
+let drainTimer: ReturnType<typeof setTimeout> | undefined;
 const notifyFn = lib.zerobus_waker_notify_fn() as Pointer;
 
 /** The `notify` and `userdata` a stream opened in this realm should use. */
@@ -77,7 +80,17 @@ function setUp(): void {
 
 function pollAll(): void {
   if (waker) lib.zerobus_waker_arm(waker);
+  drainReleased();
   for (const s of active) s.poll();
+  if (active.size === 0 && heldCount() > 0 && !drainTimer) {
+    // Records of a failed, aborted or freed stream come back a little later (from the runtime
+    // threads that still held them): keep forgetting them while the realm is otherwise idle.
+    drainTimer = setTimeout(() => {
+      drainTimer = undefined;
+      pollAll();
+    }, 100);
+    drainTimer.unref();
+  }
 }
 
 /** Keeps `s` polled (and the process alive) until `deactivate`. */
@@ -88,9 +101,10 @@ export function activate(s: Pollable): void {
 
 export function deactivate(s: Pollable): void {
   active.delete(s);
-  if (active.size === 0 && timer) {
-    clearTimeout(timer);
+  if (active.size === 0) {
+    if (timer) clearTimeout(timer);
     timer = undefined;
+    pollAll();
   }
 }
 

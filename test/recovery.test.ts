@@ -43,6 +43,25 @@ describe("recovery: replay without loss or duplicates", () => {
     expectExactlyOnce(rows as any, 10_000);
   });
 
+  test("byte-array records (small and large, alone and in batches) are replayed intact after a drop", async () => {
+    const table = "main.default.r_bytes_replay";
+    await f.server.addTable(table);
+    await f.server.addFault({ table, dropAfterRecords: 1500, ackDelayMs: 200 });
+    const s = await f.sdk.createStream({ table, recordType: "json", ...FAST });
+    const enc = new TextEncoder();
+    const rec = (i: number) => enc.encode(JSON.stringify({ i, pad: i % 10 === 0 ? "L".repeat(1500) : "s" }));
+    const acks: Promise<number>[] = [];
+    for (let i = 0; i < 2000; i += 4) {
+      acks.push(s.ingest(rec(i)), s.ingest(rec(i + 1)), s.ingestBatch([rec(i + 2), rec(i + 3)]));
+    }
+    await Promise.all(acks);
+    expect(s.streamsOpened).toBe(2);
+    await s.close();
+    const rows = f.server.records<{ i: number; pad: string }>(table);
+    expect(rows.map((r) => r.i)).toEqual(Array.from({ length: 2000 }, (_, i) => i));
+    expect(rows.every((r) => r.pad === (r.i % 10 === 0 ? "L".repeat(1500) : "s"))).toBe(true);
+  });
+
   test("stream dropped twice, with batches", async () => {
     await f.server.addFault({ table: "main.default.r_drop2", dropAfterRecords: 2500, times: 2 });
     const { rows, opened } = await run("main.default.r_drop2", 10_000, {}, 100);

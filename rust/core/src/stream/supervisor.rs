@@ -51,13 +51,47 @@ async fn failed(shared: &Shared) {
     let _ = rx.wait_for(|p| p.state == StreamState::Failed).await;
 }
 
-/// What one physical stream achieved.
-#[derive(Default)]
+/// An idle stream (nothing to replay when it opened) must stay up this long for its end not to
+/// count against the retry budget: a server that accepts streams and breaks them at once must not
+/// cause an endless reconnect loop, even with nothing to send.
+const IDLE_UPTIME: Duration = Duration::from_secs(10);
+
+/// What one physical stream achieved, measured against the requests waiting when it opened
+/// (its replay set, logical offsets `first..=last`).
 struct Progress {
-    /// It acknowledged something.
-    acked_any: bool,
-    /// It acknowledged everything that was waiting when it opened (or nothing was waiting).
-    caught_up: bool,
+    replay: Option<(i64, i64)>,
+    opened: tokio::time::Instant,
+    /// Highest logical offset it acknowledged.
+    acked: Option<i64>,
+}
+
+impl Progress {
+    fn new(replay: Option<(i64, i64)>) -> Progress {
+        Progress { replay, opened: tokio::time::Instant::now(), acked: None }
+    }
+    /// Nothing opened: no progress at all.
+    fn none() -> Progress {
+        Progress { replay: Some((0, 0)), opened: tokio::time::Instant::now(), acked: None }
+    }
+    fn ack(&mut self, acked: i64) {
+        self.acked = Some(self.acked.map_or(acked, |a| a.max(acked)));
+    }
+    /// It acknowledged everything that was waiting when it opened.
+    fn caught_up(&self) -> bool {
+        match self.replay {
+            Some((_, last)) => self.acked.is_some_and(|a| a >= last),
+            None => true,
+        }
+    }
+    /// Enough progress to reset the retry budget: at least half of its replay set acknowledged
+    /// (so a stream working through a large backlog keeps going while storms that acknowledge
+    /// little run out of attempts); with nothing to replay, an ack or a minimum uptime.
+    fn progressed(&self) -> bool {
+        match self.replay {
+            Some((first, last)) => self.acked.is_some_and(|a| a >= first + (last - first) / 2),
+            None => self.acked.is_some() || self.opened.elapsed() >= IDLE_UPTIME,
+        }
+    }
 }
 
 fn gave_up(mut e: ZerobusError, attempts: u32) -> ZerobusError {
@@ -72,14 +106,18 @@ pub(super) async fn supervise(shared: Arc<Shared>) {
     let mut failures = 0u32;
     loop {
         let (broken, progress) = match open_physical(&shared).await {
-            Err(e) => (e, Progress::default()),
+            Err(e) => (e, Progress::none()),
             Ok(mut physical) => {
-                let mut progress = Progress::default();
+                let mut progress = Progress::new(physical.replay);
                 let outcome = read_acks(&shared, &mut physical, &mut progress).await;
                 let broken = match outcome {
                     Outcome::Finished => {
                         physical.cancel.0 = None; // ended cleanly: nothing to reset
-                        shared.update(|p| p.state = StreamState::Closed);
+                        shared.update(|p| {
+                            if p.state != StreamState::Failed {
+                                p.state = StreamState::Closed
+                            }
+                        });
                         return;
                     }
                     Outcome::Fail(e) => {
@@ -87,16 +125,18 @@ pub(super) async fn supervise(shared: Arc<Shared>) {
                         return;
                     }
                     Outcome::Stopped => return,
-                    Outcome::Handover if progress.caught_up => {
-                        // Not a failure: move to the next stream, at once if this one made
-                        // progress, else after the backoff (a server closing idle streams must
+                    Outcome::Handover if progress.caught_up() => {
+                        // Not a failure: move to the next stream, at once if this one acknowledged
+                        // something, else after the backoff (a server closing idle streams must
                         // not cause a reconnect loop).
                         if !abandon(&shared) {
                             return;
                         }
-                        failures = 0;
-                        if !progress.acked_any {
-                            tokio::time::sleep(Duration::from_millis(shared.opts.recovery_backoff_ms)).await;
+                        if progress.progressed() {
+                            failures = 0;
+                        }
+                        if progress.acked.is_none() && !backoff(&shared).await {
+                            return;
                         }
                         continue;
                     }
@@ -112,7 +152,7 @@ pub(super) async fn supervise(shared: Arc<Shared>) {
                 (broken, progress)
             }
         };
-        if progress.caught_up {
+        if progress.progressed() {
             failures = 0;
         }
         failures += 1;
@@ -122,14 +162,21 @@ pub(super) async fn supervise(shared: Arc<Shared>) {
             return;
         }
         shared.update(|p| {
-            if p.state != StreamState::Opening {
+            if !matches!(p.state, StreamState::Opening | StreamState::Failed) {
                 p.state = StreamState::Recovering
             }
         });
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(shared.opts.recovery_backoff_ms)) => {}
-            _ = failed(&shared) => return,
+        if !backoff(&shared).await {
+            return;
         }
+    }
+}
+
+/// Sleeps `recovery_backoff_ms`; false if the stream failed (or was aborted) meanwhile.
+async fn backoff(shared: &Shared) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_millis(shared.opts.recovery_backoff_ms)) => true,
+        _ = failed(shared) => false,
     }
 }
 
@@ -159,11 +206,11 @@ impl Drop for CancelOnDrop {
 }
 
 /// One open physical stream: its responses, the handle that resets it when abandoned, and the
-/// last logical offset that was waiting in the landing zone when it opened.
+/// logical offsets that were waiting in the landing zone when it opened (its replay set).
 struct Physical {
     responses: Responses,
     cancel: CancelOnDrop,
-    replay_end: Option<i64>,
+    replay: Option<(i64, i64)>,
 }
 
 const STAGES: [&str; 4] = ["getting the auth headers", "connecting", "waiting for the server to open the stream", ""];
@@ -243,7 +290,7 @@ async fn open_within(shared: &Arc<Shared>, stage: &AtomicU8) -> Result<Physical>
         Ok(None) => return Err(ZerobusError::new(ErrorCode::Transport, "server closed the stream during creation")),
         Err(s) => return Err(status_error(&s)),
     };
-    let (waker, replay_end) = {
+    let (waker, replay) = {
         let mut st = shared.lock();
         if st.generation != generation {
             return Err(ZerobusError::new(ErrorCode::StreamFailed, "stream was stopped while opening"));
@@ -251,27 +298,34 @@ async fn open_within(shared: &Arc<Shared>, stage: &AtomicU8) -> Result<Physical>
         st.base = st.landing.front().map(|e| e.offset).unwrap_or(st.next_offset);
         st.restart_sending();
         st.ready = true;
-        (st.sender_waker.take(), st.landing.back().map(|e| e.offset))
+        let replay = st.landing.front().zip(st.landing.back()).map(|(a, b)| (a.offset, b.offset));
+        (st.sender_waker.take(), replay)
     };
     if let Some(w) = waker {
         w.wake();
     }
     shared.update(|p| {
+        if p.state == StreamState::Failed {
+            return; // failed meanwhile: the supervisor stops at its next step
+        }
         p.state = if p.state == StreamState::Closing { StreamState::Closing } else { StreamState::Open };
         p.stream_id = Some(stream_id);
         p.streams_opened += 1;
     });
-    Ok(Physical { responses, cancel, replay_end })
+    Ok(Physical { responses, cancel, replay })
 }
 
 async fn read_acks(shared: &Arc<Shared>, physical: &mut Physical, progress: &mut Progress) -> Outcome {
     let ack_timeout = Duration::from_millis(shared.opts.server_lack_of_ack_timeout_ms);
-    progress.caught_up = physical.replay_end.is_none();
     let responses = &mut physical.responses;
     loop {
         // The ack timeout counts from the oldest request sent and not yet acknowledged; with
-        // nothing outstanding there is no deadline until the sender sends again.
-        let oldest = shared.lock().oldest_unacked_send();
+        // nothing outstanding there is no deadline until the sender sends again. Once closing
+        // is done (all acknowledged, half-closed), the server gets that long to end the call.
+        let (oldest, finished) = {
+            let st = shared.lock();
+            (st.oldest_unacked_send(), st.finished && st.landing.is_empty())
+        };
         let msg = match oldest {
             Some(sent) => tokio::select! {
                 m = responses.message() => m,
@@ -286,6 +340,11 @@ async fn read_acks(shared: &Arc<Shared>, physical: &mut Physical, progress: &mut
                     continue;
                 }
             },
+            None if finished => tokio::select! {
+                m = responses.message() => m,
+                _ = tokio::time::sleep(ack_timeout) => return Outcome::Finished,
+                _ = failed(shared) => return Outcome::Stopped,
+            },
             None => tokio::select! {
                 m = responses.message() => m,
                 _ = shared.sent.notified() => continue,
@@ -296,10 +355,7 @@ async fn read_acks(shared: &Arc<Shared>, physical: &mut Physical, progress: &mut
         let close_after: Option<Duration> = match msg {
             Ok(Some(Incoming::Ack { offset, close_after })) => {
                 if let Some(acked) = (offset >= 0).then(|| ack(shared, offset)).flatten() {
-                    progress.acked_any = true;
-                    if physical.replay_end.is_none_or(|end| acked >= end) {
-                        progress.caught_up = true;
-                    }
+                    progress.ack(acked);
                 }
                 match close_after {
                     Some(d) => Some(d),
@@ -325,20 +381,17 @@ async fn read_acks(shared: &Arc<Shared>, physical: &mut Physical, progress: &mut
         // then reopen and replay the rest.
         shared.change_and_wake_sender(|st| st.draining = true);
         let grace = close_after.unwrap_or(ack_timeout).min(ack_timeout);
-        let _ = tokio::time::timeout(grace, drain_acks(shared, responses, physical.replay_end, progress)).await;
+        let _ = tokio::time::timeout(grace, drain_acks(shared, responses, progress)).await;
         return Outcome::Handover;
     }
 }
 
 /// Applies acks until the (draining) stream ends.
-async fn drain_acks(shared: &Arc<Shared>, responses: &mut Responses, replay_end: Option<i64>, progress: &mut Progress) {
+async fn drain_acks(shared: &Arc<Shared>, responses: &mut Responses, progress: &mut Progress) {
     while let Ok(Some(resp)) = responses.message().await {
         if let Incoming::Ack { offset, .. } = resp {
             if let Some(acked) = (offset >= 0).then(|| ack(shared, offset)).flatten() {
-                progress.acked_any = true;
-                if replay_end.is_none_or(|end| acked >= end) {
-                    progress.caught_up = true;
-                }
+                progress.ack(acked);
             }
         }
     }
@@ -387,6 +440,23 @@ mod tests {
             channel: super::super::make_channel("http://127.0.0.1:1").unwrap(),
             headers: Arc::new(FnHeaders(|_: &str| Ok(vec![]))),
         })
+    }
+
+    #[test]
+    fn progress_resets_the_budget_after_half_the_replay_set_or_an_idle_uptime() {
+        let mut p = Progress::new(Some((100, 199)));
+        assert!(!p.progressed() && !p.caught_up());
+        p.ack(120);
+        assert!(!p.progressed(), "a fifth of the backlog is not enough");
+        p.ack(149);
+        assert!(p.progressed() && !p.caught_up());
+        p.ack(199);
+        assert!(p.caught_up());
+        assert!(!Progress::none().progressed() && !Progress::none().caught_up());
+        let mut idle = Progress::new(None);
+        assert!(idle.caught_up() && !idle.progressed(), "an idle stream that broke at once made no progress");
+        idle.ack(5);
+        assert!(idle.progressed());
     }
 
     #[tokio::test]
