@@ -145,12 +145,12 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    static RELEASED: AtomicUsize = AtomicUsize::new(0);
-    unsafe extern "C" fn count_release(_ctx: *mut c_void) {
-        RELEASED.fetch_add(1, Ordering::SeqCst);
+    /// Counts into the counter its context points at (one per test: tests run in parallel).
+    unsafe extern "C" fn count_release(ctx: *mut c_void) {
+        (*(ctx as *const AtomicUsize)).fetch_add(1, Ordering::SeqCst);
     }
-    fn rel() -> Option<Release> {
-        Release::of(Some(count_release), std::ptr::null_mut(), None).unwrap()
+    fn rel(counter: &'static AtomicUsize) -> Option<Release> {
+        Release::of(Some(count_release), counter as *const AtomicUsize as *mut c_void, None).unwrap()
     }
 
     /// A small deterministic generator (xorshift64*): no dependency, reproducible by seed.
@@ -173,7 +173,7 @@ mod tests {
         let iters = std::env::var("ZEROBUS_FUZZ_ITERS").ok().and_then(|s| s.parse().ok()).unwrap_or(20_000u64);
         let mut rng = Rng(seed | 1);
         let data: Vec<u8> = (0..4096u32).map(|i| (i * 31 % 251) as u8).collect();
-        RELEASED.store(0, Ordering::SeqCst);
+        static RELEASED: AtomicUsize = AtomicUsize::new(0);
         let mut calls = 0;
         for it in 0..iters {
             let count = rng.below(12) as usize;
@@ -194,7 +194,7 @@ mod tests {
                 lens.pop(); // count shorter than the lengths written
             }
             let lens_ptr = if rng.below(20) == 0 { std::ptr::null() } else { lens.as_ptr() };
-            let r = std::panic::catch_unwind(|| unsafe { bytes_packed(data.as_ptr(), len, lens_ptr, lens.len(), rel()) });
+            let r = std::panic::catch_unwind(|| unsafe { bytes_packed(data.as_ptr(), len, lens_ptr, lens.len(), rel(&RELEASED)) });
             calls += 1;
             let r = r.unwrap_or_else(|_| panic!("panic at iteration {it} (seed {seed})"));
             match r {
@@ -232,7 +232,8 @@ mod tests {
 
     #[test]
     fn batches_refuse_null_arrays_and_empty_counts_and_still_release() {
-        RELEASED.store(0, Ordering::SeqCst);
+        static RELEASED: AtomicUsize = AtomicUsize::new(0);
+        let rel = || rel(&RELEASED);
         unsafe {
             assert!(bytes_batch(std::ptr::null(), std::ptr::null(), 0, rel()).is_err());
             assert!(bytes_batch(std::ptr::null(), [1u32].as_ptr(), 1, rel()).is_err());
