@@ -20,7 +20,7 @@ import { lib } from "./native";
  * Worker every array is copied: a Worker can be terminated at any moment, and its heap goes with
  * it while the native side may still have to replay a record.
  */
-export const COPY_MAX = isMainThread ? 1024 : Infinity;
+export const COPY_MAX = isMainThread ? Number(process.env.ZB_COPY_MAX ?? 1024) : Infinity;
 
 /** This realm's release sink, given to every stream opened here. */
 export const sink = lib.zerobus_sink_new() as Pointer;
@@ -95,15 +95,4 @@ export function heldCount(): number {
  */
 export function stablePtr(bytes: Uint8Array): Pointer | null {
   return bytes.byteLength === 0 ? null : ptr(bytes.buffer, bytes.byteOffset);
-}
-
-/** A pointer valid during the current native call only (the callee copies the bytes). */
-export function callPtr(bytes: Uint8Array): Pointer | null {
-  return bytes.byteLength === 0 ? null : ptr(bytes);
-}
-
-/** Pointer, release and context for handing `bytes` to an ingest call: copied or pinned. */
-export function pass(bytes: Uint8Array): [Pointer | null, Pointer | null, Pointer | null] {
-  if (bytes.byteLength <= COPY_MAX) return [callPtr(bytes), null, null];
-  return [stablePtr(bytes), releaseFn, hold(bytes) as unknown as Pointer];
 }

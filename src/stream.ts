@@ -3,7 +3,7 @@ import { ptr, type Pointer } from "bun:ffi";
 import { create, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { lib } from "./native";
 import { codeName, errorClass, lastError, InvalidArgumentError, ZerobusError } from "./errors";
-import { COPY_MAX, callPtr, drainReleased, hold, releaseFn, sink, stablePtr } from "./memory";
+import { COPY_MAX, drainReleased, hold, releaseFn, sink, stablePtr } from "./memory";
 import { activate, deactivate, notifyTarget, type Pollable } from "./wake";
 import { jsonText } from "./json";
 
@@ -26,6 +26,8 @@ const scratch = new Uint8Array(new ArrayBuffer(COPY_LIMIT * 3));
 const scratchPtr = ptr(scratch);
 const msgBuf = new Uint8Array(4096);
 const decoder = new TextDecoder();
+/** A NULL pointer argument: bun:ffi converts a number faster than `null`. */
+const NULL = 0 as unknown as Pointer;
 /** How long one blocking native wait of `submit` lasts before JS looks again. */
 const BLOCK_SLICE_MS = 100;
 
@@ -299,8 +301,8 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
 
   #submit(batch: boolean, input: unknown): number {
     const prepared = batch ? this.#prepareBatch(input as readonly unknown[]) : this.#prepare(input);
-    const deadline = performance.now() + this.#submitTimeoutMs;
-    this.#drainQueueBlocking(deadline);
+    let deadline = 0; // set on the first wait: reading the clock per record costs
+    if (this.#queued.length > 0) this.#drainQueueBlocking((deadline = performance.now() + this.#submitTimeoutMs));
     for (;;) {
       const r = this.#submitPrepared(batch, prepared);
       if (r >= 0) {
@@ -309,7 +311,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
         return r;
       }
       if (r !== BACKPRESSURE) throw lastError();
-      this.#blockForCapacity(deadline);
+      this.#blockForCapacity((deadline ||= performance.now() + this.#submitTimeoutMs));
     }
   }
 
@@ -354,12 +356,12 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     if (typeof p === "string") {
       if (p.length <= COPY_LIMIT) {
         const { written } = encoder.encodeInto(p, scratch);
-        return fn(h, scratchPtr, written, null, null) as number;
+        return fn(h, scratchPtr, written, NULL, NULL) as number;
       }
       p = encoder.encode(p);
     }
     // Small arrays are copied during the call; larger ones are pinned until Rust releases them.
-    if (p.byteLength <= COPY_MAX) return fn(h, callPtr(p), p.byteLength, null, null) as number;
+    if (p.byteLength <= COPY_MAX) return fn(h, p.byteLength ? ptr(p) : NULL, p.byteLength, NULL, NULL) as number;
     return fn(h, stablePtr(p), p.byteLength, releaseFn, hold(p) as unknown as Pointer) as number;
   }
 
@@ -379,21 +381,24 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
         lens[i] = written;
         at += written;
       }
-      if (buf === scratch) return fn(h, scratchPtr, at, lens, records.length, null, null) as number;
+      if (buf === scratch) return fn(h, scratchPtr, at, lens, records.length, NULL, NULL) as number;
       return fn(h, at ? stablePtr(buf) : null, at, lens, records.length, releaseFn, hold(buf) as unknown as Pointer) as number;
     }
     const arrays = records.map((r) => (typeof r === "string" ? encoder.encode(r) : r));
+    // All small: Rust copies them during the call. Else all are pinned, through their buffers.
+    const pin = arrays.some((a) => a.byteLength > COPY_MAX);
     // `count` 8-byte pointers, written as pairs of 32-bit words (every target is 64-bit little-endian).
     const ptrs = new Uint32Array(arrays.length * 2);
     const lens = new Uint32Array(arrays.length);
     for (let i = 0; i < arrays.length; i++) {
       const a = arrays[i]!;
-      const p = (stablePtr(a) as unknown as number) ?? 0;
+      const p = a.byteLength === 0 ? 0 : ((pin ? stablePtr(a) : ptr(a)) as unknown as number);
       ptrs[2 * i] = p % 0x100000000;
       ptrs[2 * i + 1] = Math.floor(p / 0x100000000);
       lens[i] = a.byteLength;
     }
     const fn = this.#json ? lib.zerobus_ingest_json_bytes_batch : lib.zerobus_ingest_proto_bytes_batch;
+    if (!pin) return fn(h, ptrs, lens, arrays.length, NULL, NULL) as number;
     return fn(h, ptrs, lens, arrays.length, releaseFn, hold(arrays) as unknown as Pointer) as number;
   }
 

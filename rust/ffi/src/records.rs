@@ -16,7 +16,7 @@ pub type ZerobusReleaseFn = Option<unsafe extern "C" fn(ctx: *mut c_void)>;
 /// Who gets the memory back. Dropping it releases: exactly once, whatever happens to the call.
 pub(crate) enum Release {
     Callback { f: unsafe extern "C" fn(*mut c_void), ctx: *mut c_void },
-    Token { sink: Arc<SinkQueue>, token: u64 },
+    Token { sink: &'static SinkQueue, token: u64 },
 }
 // SAFETY: the C contract says `release` may be called from any thread.
 unsafe impl Send for Release {}
@@ -33,11 +33,11 @@ impl Drop for Release {
 impl Release {
     /// The release of an ingest call: none (copy the bytes), the stream's sink (for
     /// `zerobus_sink_release_fn()`, `ctx` being the token), or the caller's callback.
-    pub(crate) fn of(release: ZerobusReleaseFn, ctx: *mut c_void, sink: Option<&Arc<SinkQueue>>) -> Result<Option<Release>, ZerobusError> {
+    pub(crate) fn of(release: ZerobusReleaseFn, ctx: *mut c_void, sink: Option<&'static SinkQueue>) -> Result<Option<Release>, ZerobusError> {
         match release {
             None => Ok(None),
             Some(f) if is_sink_release(f) => match sink {
-                Some(sink) => Ok(Some(Release::Token { sink: sink.clone(), token: ctx as u64 })),
+                Some(sink) => Ok(Some(Release::Token { sink, token: ctx as u64 })),
                 None => Err(ZerobusError::invalid("zerobus_sink_release_fn() needs a stream opened with a sink")),
             },
             Some(f) => Ok(Some(Release::Callback { f, ctx })),
@@ -69,13 +69,42 @@ fn non_empty(count: usize) -> Result<(), ZerobusError> {
     }
 }
 
+/// Copies of small records are cut from per-thread chunks of this size: no allocation per
+/// record (each copy shares its chunk's reference count), and a chunk is freed once every
+/// record cut from it is released, which acknowledgements do in order.
+const CHUNK: usize = 64 * 1024;
+/// Larger copies get an allocation of their own.
+const CHUNKED_MAX: usize = 4096;
+
+thread_local! {
+    static CHUNKS: std::cell::RefCell<bytes::BytesMut> = std::cell::RefCell::new(bytes::BytesMut::new());
+}
+
+/// A copy of caller memory (the caller keeps its own).
+pub(crate) fn copied(src: &[u8]) -> Bytes {
+    if src.is_empty() {
+        return Bytes::new();
+    }
+    if src.len() > CHUNKED_MAX {
+        return Bytes::copy_from_slice(src);
+    }
+    CHUNKS.with(|c| {
+        let mut chunk = c.borrow_mut();
+        if chunk.capacity() < src.len() {
+            *chunk = bytes::BytesMut::with_capacity(CHUNK);
+        }
+        chunk.extend_from_slice(src);
+        chunk.split().freeze()
+    })
+}
+
 /// One record. With no release the bytes are copied now.
 pub(crate) unsafe fn bytes_single(ptr: *const u8, len: usize, release: Option<Release>) -> Result<Bytes, ZerobusError> {
     if ptr.is_null() && len > 0 {
         return Err(null_data("data", len));
     }
     Ok(match release {
-        None => Bytes::copy_from_slice(slice(ptr, len)),
+        None => copied(slice(ptr, len)),
         Some(r) => Bytes::from_owner(Borrowed { ptr, len, _release: r }),
     })
 }
@@ -98,7 +127,7 @@ pub(crate) unsafe fn bytes_batch(
         return Err(null_data(&format!("record {i} of the batch"), lens[i] as usize));
     }
     Ok(match release {
-        None => ptrs.iter().zip(lens).map(|(p, l)| Bytes::copy_from_slice(slice(*p, *l as usize))).collect(),
+        None => ptrs.iter().zip(lens).map(|(p, l)| copied(slice(*p, *l as usize))).collect(),
         Some(r) => {
             let rel = Arc::new(r);
             ptrs.iter()
@@ -216,9 +245,9 @@ mod tests {
 
     #[test]
     fn the_sink_marker_routes_tokens_into_the_sink() {
-        let q = Arc::new(SinkQueue::new());
+        let q: &'static SinkQueue = Box::leak(Box::new(SinkQueue::new()));
         let marker: unsafe extern "C" fn(*mut c_void) = unsafe { std::mem::transmute(crate::sink::zerobus_sink_release_fn()) };
-        let r = Release::of(Some(marker), 7 as *mut c_void, Some(&q)).unwrap();
+        let r = Release::of(Some(marker), 7 as *mut c_void, Some(q)).unwrap();
         assert!(matches!(r, Some(Release::Token { token: 7, .. })));
         let data = [1u8; 10];
         let b = unsafe { bytes_single(data.as_ptr(), 10, r).unwrap() };
@@ -228,6 +257,25 @@ mod tests {
         drop(c);
         assert_eq!(q.pop(), Some(7));
         assert!(Release::of(Some(marker), 8 as *mut c_void, None).is_err(), "no sink: refused");
+    }
+
+    #[test]
+    fn copies_stay_exact_across_chunks() {
+        let mut kept = Vec::new();
+        for round in 0..200 {
+            for n in [0usize, 1, 63, 64, 65, 255, 256, 257, 1000, 1024, 1025, 4096, 4097, 5000] {
+                let src: Vec<u8> = (0..n).map(|i| ((i + round) % 251) as u8).collect();
+                let b = copied(&src);
+                assert_eq!(&b[..], &src[..], "{n}");
+                let c = b.clone();
+                drop(b);
+                assert_eq!(&c[..], &src[..]);
+                kept.push((src, c)); // copies stay intact while later ones fill new chunks
+            }
+        }
+        for (src, c) in &kept {
+            assert_eq!(&c[..], &src[..]);
+        }
     }
 
     #[test]

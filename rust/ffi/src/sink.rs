@@ -6,15 +6,16 @@
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use crate::guard;
 
 pub(crate) type SinkQueue = crossbeam_queue::SegQueue<u64>;
 
-/// Opaque release sink.
+/// Opaque release sink. Its queue is never freed: records may be released into it long after
+/// its streams and its handle are gone (an encoder still holding a copy), and a `'static` queue
+/// needs no reference count per record (one per realm: a few hundred bytes).
 pub struct ZerobusSink {
-    pub(crate) queue: Arc<SinkQueue>,
+    pub(crate) queue: &'static SinkQueue,
 }
 
 // The marker `release`. It is never called through a stream (which routes its tokens into the
@@ -45,7 +46,7 @@ pub extern "C" fn zerobus_sink_release_fn() -> *const c_void {
 /// Creates a release sink. Free it with `zerobus_sink_free`.
 #[no_mangle]
 pub extern "C" fn zerobus_sink_new() -> *mut ZerobusSink {
-    Box::into_raw(Box::new(ZerobusSink { queue: Arc::new(SinkQueue::new()) }))
+    Box::into_raw(Box::new(ZerobusSink { queue: Box::leak(Box::new(SinkQueue::new())) }))
 }
 
 /// Moves up to `cap` released tokens into `out`; returns how many were written (0 when `sink`
@@ -78,8 +79,8 @@ pub unsafe extern "C" fn zerobus_sink_push(sink: *const ZerobusSink, token: u64)
     }
 }
 
-/// Frees the sink handle. Streams opened with it keep its queue alive until they are freed;
-/// tokens released after this are dropped.
+/// Frees the sink handle. Its queue stays allocated (records of its streams may still be
+/// released into it); tokens released after this are never drained.
 #[no_mangle]
 pub unsafe extern "C" fn zerobus_sink_free(sink: *mut ZerobusSink) {
     if !sink.is_null() {

@@ -69,7 +69,7 @@ pub struct ZerobusStreamHandle {
     stream: ZerobusStream,
     notifier: Arc<Notifier>,
     /// Where records released with `zerobus_sink_release_fn()` queue their tokens.
-    sink: Option<Arc<SinkQueue>>,
+    sink: Option<&'static SinkQueue>,
 }
 
 /// Coalesced progress notifications: `notify` runs at most once per re-arm, and never after the
@@ -206,7 +206,7 @@ unsafe fn open_stream(
             let (notifier, hook) = notifier(notify, userdata);
             let _enter = runtime().enter();
             let stream = start(&sdk.sdk, cfg, hook)?;
-            let sink = sink.as_ref().map(|s| s.queue.clone());
+            let sink = sink.as_ref().map(|s| s.queue);
             Ok(Box::into_raw(Box::new(ZerobusStreamHandle { stream, notifier, sink })))
         })();
         result.unwrap_or_else(|e| {
@@ -267,7 +267,7 @@ pub unsafe extern "C" fn zerobus_ingest_ipc_batch(
         let Some(s) = s.as_ref() else {
             return err_code(ZerobusError::invalid("stream handle is NULL"));
         };
-        let bytes = Release::of(release, ctx, s.sink.as_ref()).and_then(|r| bytes_single(data, len, r));
+        let bytes = Release::of(release, ctx, s.sink).and_then(|r| bytes_single(data, len, r));
         match bytes.and_then(|b| s.stream.try_ingest_ipc_batch(b)) {
             Ok(o) => o,
             Err(e) => err_code(e),
@@ -362,7 +362,7 @@ unsafe fn push(
         let _ = Release::of(release, ctx, None);
         return err_code(ZerobusError::invalid("stream handle is NULL"));
     };
-    let payload = Release::of(release, ctx, s.sink.as_ref()).and_then(make);
+    let payload = Release::of(release, ctx, s.sink).and_then(make);
     match payload.and_then(|p| s.stream.try_push(p).map_err(|(e, _)| e)) {
         Ok(o) => o,
         Err(e) => err_code(e),

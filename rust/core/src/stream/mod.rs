@@ -77,6 +77,8 @@ struct Shared {
     progress: watch::Sender<Progress>,
     /// The sender handed requests to an idle physical stream: the ack timer starts.
     sent: Notify,
+    /// The stream failed (or was aborted): a permit for the supervisor to stop.
+    stop: Notify,
     hook: Option<ProgressHook>,
     opts: StreamOptions,
     table: TableProperties,
@@ -123,6 +125,7 @@ impl Shared {
             dropped = Some(st.take_all());
         });
         drop(dropped);
+        self.stop.notify_one();
         self.update(|p| {
             if p.state != StreamState::Failed {
                 p.state = StreamState::Failed;
@@ -161,6 +164,7 @@ impl ZerobusStream {
             state: Mutex::new(State::new()),
             progress,
             sent: Notify::new(),
+            stop: Notify::new(),
             hook,
             opts,
             table,
@@ -314,14 +318,15 @@ impl ZerobusStream {
                 )));
             }
             if is_json {
-                let which = if records.len() > 1 { format!(" {i} of the batch") } else { String::new() };
+                let which = || if records.len() > 1 { format!(" {i} of the batch") } else { String::new() };
                 let Ok(text) = std::str::from_utf8(r) else {
-                    return Err(ZerobusError::invalid(format!("JSON record{which} is not valid UTF-8")));
+                    return Err(ZerobusError::invalid(format!("JSON record{} is not valid UTF-8", which())));
                 };
                 if !is_json_object_text(text) {
                     let shown: String = text.chars().take(40).collect();
                     return Err(ZerobusError::invalid(format!(
-                        "JSON record{which} must be one JSON object ({{...}}), got {shown:?}{}",
+                        "JSON record{} must be one JSON object ({{...}}), got {shown:?}{}",
+                        which(),
                         if text.chars().count() > 40 { "..." } else { "" }
                     )));
                 }

@@ -32,6 +32,15 @@ pub(super) fn spawn_guarded(shared: Arc<Shared>, task: impl Future<Output = ()> 
     });
 }
 
+/// What the ack reader's timer is set for.
+#[derive(Clone, Copy)]
+enum Deadline {
+    /// The oldest unacknowledged request's ack timeout.
+    Ack(std::time::Instant),
+    /// The server's time to end a finished call.
+    Finish(std::time::Instant),
+}
+
 enum Outcome {
     /// Closed cleanly: everything acknowledged.
     Finished,
@@ -45,10 +54,10 @@ enum Outcome {
     Stopped,
 }
 
-/// Resolves once the stream has failed (or was aborted, which fails it).
+/// Resolves once the stream has failed (or was aborted, which fails it). `fail` leaves a permit
+/// on `stop` for the supervisor, its only waiter, whatever it is doing at that moment.
 async fn failed(shared: &Shared) {
-    let mut rx = shared.progress.subscribe();
-    let _ = rx.wait_for(|p| p.state == StreamState::Failed).await;
+    shared.stop.notified().await;
 }
 
 /// An idle stream (nothing to replay when it opened) must stay up this long for its end not to
@@ -318,38 +327,54 @@ async fn open_within(shared: &Arc<Shared>, stage: &AtomicU8) -> Result<Physical>
 async fn read_acks(shared: &Arc<Shared>, physical: &mut Physical, progress: &mut Progress) -> Outcome {
     let ack_timeout = Duration::from_millis(shared.opts.server_lack_of_ack_timeout_ms);
     let responses = &mut physical.responses;
+    // Built once and polled again on every turn: acks arrive by the thousand, and a timer or
+    // waiter registered per message would cost more than the ack itself.
+    let stop = failed(shared);
+    tokio::pin!(stop);
+    let timer = tokio::time::sleep(ack_timeout);
+    tokio::pin!(timer);
+    // What the timer is set for. The ack timeout counts from the oldest request sent and not
+    // yet acknowledged; the timer is set to that deadline and, when it fires, checked against
+    // the oldest request then (acks may have moved it on) and set again. With nothing
+    // outstanding there is no deadline until the sender sends again. Once closing is done (all
+    // acknowledged, half-closed), the server gets that long to end the call.
+    let mut armed: Option<Deadline> = None;
     loop {
-        // The ack timeout counts from the oldest request sent and not yet acknowledged; with
-        // nothing outstanding there is no deadline until the sender sends again. Once closing
-        // is done (all acknowledged, half-closed), the server gets that long to end the call.
-        let (oldest, finished) = {
-            let st = shared.lock();
-            (st.oldest_unacked_send(), st.finished && st.landing.is_empty())
-        };
-        let msg = match oldest {
-            Some(sent) => tokio::select! {
-                m = responses.message() => m,
-                _ = failed(shared) => return Outcome::Stopped,
-                _ = tokio::time::sleep_until((sent + ack_timeout).into()) => {
-                    if shared.lock().oldest_unacked_send().is_some_and(|t| t.elapsed() >= ack_timeout) {
-                        return Outcome::Broken(ZerobusError::new(
-                            ErrorCode::Timeout,
-                            format!("no acknowledgement from the server within {ack_timeout:?} of sending"),
-                        ));
-                    }
-                    continue;
+        if armed.is_none() {
+            let (oldest, finished) = {
+                let st = shared.lock();
+                (st.oldest_unacked_send(), st.finished && st.landing.is_empty())
+            };
+            armed = match oldest {
+                Some(sent) => Some(Deadline::Ack(sent + ack_timeout)),
+                None if finished => Some(Deadline::Finish(std::time::Instant::now() + ack_timeout)),
+                None => None,
+            };
+            if let Some(Deadline::Ack(at) | Deadline::Finish(at)) = armed {
+                timer.as_mut().reset(at.into());
+            }
+        }
+        let msg = tokio::select! {
+            m = responses.message() => m,
+            _ = &mut stop => return Outcome::Stopped,
+            _ = &mut timer, if armed.is_some() => {
+                let kind = armed.take();
+                let (oldest, finished) = {
+                    let st = shared.lock();
+                    (st.oldest_unacked_send(), st.finished && st.landing.is_empty())
+                };
+                if oldest.is_some_and(|t| t.elapsed() >= ack_timeout) {
+                    return Outcome::Broken(ZerobusError::new(
+                        ErrorCode::Timeout,
+                        format!("no acknowledgement from the server within {ack_timeout:?} of sending"),
+                    ));
                 }
-            },
-            None if finished => tokio::select! {
-                m = responses.message() => m,
-                _ = tokio::time::sleep(ack_timeout) => return Outcome::Finished,
-                _ = failed(shared) => return Outcome::Stopped,
-            },
-            None => tokio::select! {
-                m = responses.message() => m,
-                _ = shared.sent.notified() => continue,
-                _ = failed(shared) => return Outcome::Stopped,
-            },
+                if matches!(kind, Some(Deadline::Finish(_))) && oldest.is_none() && finished {
+                    return Outcome::Finished;
+                }
+                continue;
+            }
+            _ = shared.sent.notified(), if armed.is_none() => continue,
         };
         // Everything but a close announcement is handled in place.
         let close_after: Option<Duration> = match msg {
@@ -433,6 +458,7 @@ mod tests {
             state: Mutex::new(State::new()),
             progress,
             sent: Notify::new(),
+            stop: Notify::new(),
             hook: None,
             opts: StreamOptions::default(),
             table: TableProperties { table_name: "a.b.c".into(), record_type: RecordType::Json, descriptor_proto: None },
