@@ -4,7 +4,7 @@ import { toBinary, type DescMessage } from "@bufbuild/protobuf";
 import { DescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { lib } from "./native";
 import { lastError, InvalidArgumentError } from "./errors";
-import { ZerobusStream, arrowToIPC, foreignArrow, loadArrow, type RecordType } from "./stream";
+import { ZerobusStream, arrowToIPC, foreignArrow, loadArrow, ownInstance, type RecordType } from "./stream";
 import { ZerobusArrowStream, type ArrowBatch } from "./arrow";
 
 export interface ZerobusSdkOptions {
@@ -233,7 +233,7 @@ export class ZerobusSdk implements Disposable {
       // apache-arrow is optional: without it, streams take IPC bytes only.
     }
     if (schema instanceof Uint8Array) schemaIpc = schema;
-    else if (arrow && schema instanceof arrow.Schema) schemaIpc = arrowToIPC(new arrow.Table(schema));
+    else if (arrow && ownInstance(arrow.Schema, schema)) schemaIpc = arrowToIPC(new arrow.Table(schema as import("apache-arrow").Schema));
     else if (schema && typeof schema === "object" && Array.isArray((schema as { fields?: unknown }).fields)) {
       throw arrow ? foreignArrow("this Schema") : invalid("an apache-arrow Schema needs apache-arrow installed; pass Arrow IPC bytes instead");
     } else {

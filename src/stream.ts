@@ -616,6 +616,14 @@ export async function loadArrow(): Promise<ArrowModule> {
   return arrowModule;
 }
 
+/**
+ * `value` was made by this copy of apache-arrow. Its classes answer `instanceof` for objects of any
+ * copy (they check a marker), but only its own objects can be written as IPC by it.
+ */
+export function ownInstance(cls: Function, value: unknown): boolean {
+  return Function.prototype[Symbol.hasInstance].call(cls, value);
+}
+
 /** An error for an apache-arrow object made by a different copy of apache-arrow. */
 export function foreignArrow(what: string): InvalidArgumentError {
   return new InvalidArgumentError(
@@ -633,8 +641,8 @@ export function arrowToIPC(value: unknown): Uint8Array {
   if (v && typeof v === "object" && v.schema && (Array.isArray(v.batches) || (typeof v.numRows === "number" && v.data))) {
     const arrow = arrowModule;
     if (!arrow) throw new InvalidArgumentError("apache-arrow is not loaded (create the stream with createArrowStream)", "INVALID_ARGUMENT", false);
-    if (v instanceof arrow.Table) return arrow.tableToIPC(v, "stream");
-    if (v instanceof arrow.RecordBatch) return arrow.tableToIPC(new arrow.Table(v), "stream");
+    if (ownInstance(arrow.Table, v)) return arrow.tableToIPC(v as import("apache-arrow").Table, "stream");
+    if (ownInstance(arrow.RecordBatch, v)) return arrow.tableToIPC(new arrow.Table(v as import("apache-arrow").RecordBatch), "stream");
     throw foreignArrow(Array.isArray(v.batches) ? "this Table" : "this RecordBatch");
   }
   throw new InvalidArgumentError(

@@ -125,3 +125,32 @@ describe("Arrow streams", () => {
     expect(err.code).toBe("NOT_FOUND");
   });
 });
+
+describe("Arrow objects from another copy of apache-arrow", () => {
+  test("a Schema or Table from a second copy is refused with a clear error (not a bad IPC message)", async () => {
+    // A second copy of the package, as a project with two apache-arrow versions would have.
+    const { cpSync, mkdtempSync, rmSync } = await import("node:fs");
+    const { join } = await import("node:path");
+    const dir = mkdtempSync(join(import.meta.dir, "..", "node_modules", ".arrow-copy-"));
+    try {
+      cpSync(join(import.meta.dir, "..", "node_modules", "apache-arrow"), join(dir, "apache-arrow"), { recursive: true });
+      const other = await import(join(dir, "apache-arrow", "Arrow.node.mjs"));
+      const foreign = other.tableFromArrays({ id: Int32Array.from([1, 2]) });
+      expect(foreign.schema instanceof Schema).toBe(true); // apache-arrow's cross-copy instanceof, yet its writer cannot write it
+      await f.server.addTable("main.default.arrow_foreign");
+      const err = await f.sdk.createArrowStream({ table: "main.default.arrow_foreign", schema: foreign.schema, ...FAST }).catch((e) => e);
+      expect(err).toBeInstanceOf(InvalidArgumentError);
+      expect(err.message).toContain("different copy of apache-arrow");
+      const s = await stream("main.default.arrow_foreign", tableFromArrays({ id: Int32Array.from([1]) }).schema);
+      const e2 = await s.ingestBatch(foreign).catch((e) => e);
+      expect(e2).toBeInstanceOf(InvalidArgumentError);
+      expect(e2.message).toContain("different copy of apache-arrow");
+      // IPC bytes written by the other copy are fine: they are just bytes.
+      expect(await s.ingestBatch(other.tableToIPC(foreign, "stream"))).toBe(0);
+      await s.close();
+      expect(f.server.records("main.default.arrow_foreign")).toEqual([{ id: 1 }, { id: 2 }]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
