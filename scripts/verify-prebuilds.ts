@@ -15,7 +15,7 @@
 //     imported (PE: only Windows system DLLs), the dylibs linked, minimum macOS and the ad-hoc code
 //     signature's page hashes (Mach-O; macOS on Apple Silicon refuses unsigned arm64 code).
 //   runtime, where this machine can run it:
-//     linux-x64-gnu    bun test test/basic.test.ts test/recovery.test.ts test/arrow.test.ts with ZEROBUS_BUN_LIB=<lib>
+//     linux-x64-gnu    bun test (basic, recovery, arrow, integrity, workers) with ZEROBUS_BUN_LIB=<lib>
 //     linux-arm64-gnu  the same under qemu-aarch64 with Bun for linux-aarch64 (npm @oven/bun-linux-aarch64)
 //     win32-x64        scripts/win-harness/harness.c (mingw gcc or zig cc) under wine: local server,
 //                      JSON stream, 1000 records, the table file checked
@@ -342,7 +342,7 @@ function spawn(cmd: string[], opts: { cwd?: string; env?: Record<string, string>
   return { code: r.exitCode, out: r.stdout.toString() + r.stderr.toString(), ms: Date.now() - t };
 }
 
-const TESTS = ["test/basic.test.ts", "test/recovery.test.ts", "test/arrow.test.ts"];
+const TESTS = ["test/basic.test.ts", "test/recovery.test.ts", "test/arrow.test.ts", "test/integrity.test.ts", "test/workers.test.ts"];
 
 function summarizeBunTest(out: string): string {
   const lines = out.split("\n").map((l) => l.trim());
