@@ -1,8 +1,9 @@
 #!/usr/bin/env bun
 // Builds a single-file executable of an app that uses zerobus-bun, with the native library embedded.
 // usage: bun scripts/compile.ts <entry.ts> --outfile <file> [--target bun-<os>-<arch>] [more bun build flags]
-// It finds the library for the target (ZEROBUS_BUN_LIB, prebuilds/<platform>/, the installed
-// zerobus-bun-<platform> package, or the local cargo build) and passes it to `bun build --compile`.
+// It finds the library for the target (ZEROBUS_BUN_LIB, the local cargo build for the host,
+// prebuilds/<platform>/, or the installed zerobus-bun-<platform> package) and passes it to
+// `bun build --compile`.
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
@@ -17,8 +18,12 @@ const tag = `${os}-${m[2]}${os === "linux" ? "-gnu" : ""}`;
 const file = os === "win32" ? "zerobus_bun.dll" : os === "darwin" ? "libzerobus_bun.dylib" : "libzerobus_bun.so";
 const root = join(import.meta.dir, "..");
 
+// As at run time (src/native.ts): in a source checkout a local cargo build for the host wins over
+// prebuilds/, which may be older than the TypeScript beside it.
+const hostTag = `${process.platform}-${process.arch}${process.platform === "linux" ? "-gnu" : ""}`;
 const candidates = [
   process.env.ZEROBUS_BUN_LIB,
+  tag === hostTag ? join(root, "rust", "target", "release", file) : undefined,
   join(root, "prebuilds", tag, file),
   (() => {
     try {
@@ -27,7 +32,6 @@ const candidates = [
       return undefined;
     }
   })(),
-  tag === `${process.platform}-${process.arch}${process.platform === "linux" ? "-gnu" : ""}` ? join(root, "rust", "target", "release", file) : undefined,
 ].filter((p): p is string => !!p);
 const lib = candidates.find((p) => existsSync(p));
 if (!lib) {
