@@ -27,6 +27,10 @@ export class ZerobusArrowStream implements AsyncDisposable {
   get error() {
     return this.inner.error;
   }
+  /** Running totals (records are rows); see `ZerobusStream.stats()`. */
+  stats() {
+    return this.inner.stats();
+  }
 
   /**
    * Queues the record batches of `batch` and resolves with the offset of the last one once all

@@ -28,6 +28,8 @@ export interface LocalServerOptions {
   /** When set, the token endpoint checks these and gRPC requires the issued token. */
   clientId?: string;
   clientSecret?: string;
+  /** Lifetime of issued tokens (`expires_in`), seconds. Default 3600; expired tokens are refused. */
+  tokenTtlSecs?: number;
 }
 
 export interface StatusSpec {
@@ -95,6 +97,14 @@ export class LocalServer implements AsyncDisposable {
   }
   addFault(fault: Fault): Promise<void> {
     return this.#control("POST", "/control/faults", fault);
+  }
+  /** The next token requests answer with these HTTP statuses, in order (e.g. `[503, 429]`). */
+  addTokenFaults(statuses: number[]): Promise<void> {
+    return this.#control("POST", "/control/token-faults", { statuses });
+  }
+  /** Forgets every issued token: streams opened with one are refused with UNAUTHENTICATED. */
+  revokeTokens(): Promise<void> {
+    return this.#control("DELETE", "/control/tokens");
   }
   clearFaults(): Promise<void> {
     return this.#control("DELETE", "/control/faults");

@@ -4,7 +4,7 @@ import { toBinary, type DescMessage } from "@bufbuild/protobuf";
 import { DescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { lib } from "./native";
 import { lastError, InvalidArgumentError } from "./errors";
-import { ZerobusStream, arrowToIPC, foreignArrow, loadArrow, ownInstance, type RecordType } from "./stream";
+import { ZerobusStream, arrowToIPC, foreignArrow, loadArrow, ownInstance, type HeadersFunction, type RecordType } from "./stream";
 import { ZerobusArrowStream, type ArrowBatch } from "./arrow";
 
 export interface ZerobusSdkOptions {
@@ -12,6 +12,19 @@ export interface ZerobusSdkOptions {
   endpoint: string;
   /** Workspace URL (`https://<workspace>.cloud.databricks.com`), used for OAuth tokens. */
   unityCatalogUrl?: string;
+  /**
+   * CA certificates (PEM text or bytes, one or more) trusted in addition to the built-in Mozilla
+   * roots and the operating system's store, for the endpoint and the token endpoint.
+   */
+  caCertificates?: string | Uint8Array;
+  /**
+   * HTTP CONNECT proxy for the endpoint and the token endpoint: `http://[user:password@]host:port`,
+   * or `false` for none. Absent: `grpc_proxy`, `https_proxy` (`http_proxy` for `http://`
+   * endpoints) and `no_proxy` from the environment.
+   */
+  proxy?: string | false;
+  /** Appended to the user agent sent with every request (`zerobus-bun/<version> <applicationName>`). */
+  applicationName?: string;
 }
 
 export interface StreamOptions {
@@ -35,6 +48,12 @@ export interface StreamOptions {
   submitTimeoutMs?: number;
   /** Largest record accepted. Default 10 MiB. */
   maxRecordBytes?: number;
+  /**
+   * After the server announces it will close a stream (CloseStreamSignal), how long to keep
+   * collecting acknowledgements on it before moving to a new stream. Default: the duration the
+   * server announced; 0 moves at once (replaying everything unacknowledged).
+   */
+  streamPausedMaxWaitTimeMs?: number;
 }
 
 export interface CreateStreamOptions<S extends DescMessage = DescMessage> extends StreamOptions {
@@ -49,8 +68,12 @@ export interface CreateStreamOptions<S extends DescMessage = DescMessage> extend
   /** OAuth client credentials (service principal). */
   clientId?: string;
   clientSecret?: string;
-  /** Instead of OAuth: headers sent when each physical stream opens (e.g. `{ authorization: "Bearer ..." }`). */
-  headers?: Record<string, string>;
+  /**
+   * Instead of OAuth: headers sent when each physical stream opens (e.g. `{ authorization: "Bearer ..." }`),
+   * or a function (sync or async) returning them, called with the table name at every open, so
+   * tokens can rotate during a long stream.
+   */
+  headers?: Record<string, string> | HeadersFunction;
 }
 
 export interface CreateArrowStreamOptions extends StreamOptions {
@@ -60,7 +83,8 @@ export interface CreateArrowStreamOptions extends StreamOptions {
   schema: import("apache-arrow").Schema | Uint8Array;
   clientId?: string;
   clientSecret?: string;
-  headers?: Record<string, string>;
+  /** As for `createStream`: static headers or a function returning them. */
+  headers?: Record<string, string> | HeadersFunction;
 }
 
 export interface FlushOnExitOptions {
@@ -70,10 +94,10 @@ export interface FlushOnExitOptions {
   timeoutMs?: number;
 }
 
-const SDK_OPTIONS = ["endpoint", "unityCatalogUrl"];
+const SDK_OPTIONS = ["endpoint", "unityCatalogUrl", "caCertificates", "proxy", "applicationName"];
 const NUMERIC_OPTIONS = [
   "maxInflightRecords", "maxInflightBytes", "recoveryRetries", "recoveryBackoffMs", "recoveryTimeoutMs",
-  "serverLackOfAckTimeoutMs", "flushTimeoutMs", "submitTimeoutMs", "maxRecordBytes",
+  "serverLackOfAckTimeoutMs", "flushTimeoutMs", "submitTimeoutMs", "maxRecordBytes", "streamPausedMaxWaitTimeMs",
 ];
 const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGTERM: 15 };
 
@@ -99,6 +123,18 @@ function checkNumbers(options: Record<string, unknown>): void {
   if (options.recovery !== undefined && typeof options.recovery !== "boolean") throw invalid("recovery must be true or false");
 }
 
+/** The auth part of the native stream options, and the headers function if `headers` is one. */
+function authOptions(clientId: unknown, clientSecret: unknown, headers: unknown): { json: object; fn?: HeadersFunction } {
+  if (typeof headers === "function") {
+    if (clientId !== undefined || clientSecret !== undefined) throw invalid("give either clientId/clientSecret or headers, not both");
+    return { json: { headersProvider: true }, fn: headers as HeadersFunction };
+  }
+  if (headers !== undefined && (headers === null || typeof headers !== "object" || Array.isArray(headers))) {
+    throw invalid("headers must be an object of strings or a function returning one");
+  }
+  return { json: { clientId, clientSecret, headers } };
+}
+
 const sdks = new FinalizationRegistry<Pointer>((h) => lib.zerobus_sdk_free(h));
 
 export class ZerobusSdk implements Disposable {
@@ -114,8 +150,22 @@ export class ZerobusSdk implements Disposable {
     if (options.unityCatalogUrl !== undefined && typeof options.unityCatalogUrl !== "string") {
       throw invalid("unityCatalogUrl must be a string (the workspace URL)");
     }
+    const { caCertificates, proxy, applicationName } = options;
+    if (caCertificates !== undefined && typeof caCertificates !== "string" && !(caCertificates instanceof Uint8Array)) {
+      throw invalid("caCertificates must be PEM text (a string) or bytes (Uint8Array)");
+    }
+    if (proxy !== undefined && proxy !== false && typeof proxy !== "string") throw invalid("proxy must be a URL string or false");
+    if (applicationName !== undefined && typeof applicationName !== "string") throw invalid("applicationName must be a string");
     this.endpoint = options.endpoint;
-    const cfg = Buffer.from(JSON.stringify({ endpoint: options.endpoint, unityCatalogUrl: options.unityCatalogUrl }));
+    const cfg = Buffer.from(
+      JSON.stringify({
+        endpoint: options.endpoint,
+        unityCatalogUrl: options.unityCatalogUrl,
+        caCertificates: caCertificates instanceof Uint8Array ? new TextDecoder().decode(caCertificates) : caCertificates,
+        proxy,
+        applicationName,
+      }),
+    );
     this.#h = lib.zerobus_sdk_new(cfg, cfg.byteLength) as Pointer | null;
     if (!this.#h) throw lastError("cannot create SDK");
     sdks.register(this, this.#h, this);
@@ -210,8 +260,9 @@ export class ZerobusSdk implements Disposable {
     if (type !== "json" && type !== "proto") {
       throw new InvalidArgumentError(`recordType must be "json" or "proto", got ${String(type)}`, "INVALID_ARGUMENT", false);
     }
-    const json = JSON.stringify({ table, recordType: type, clientId, clientSecret, headers, ...rest });
-    return this.#track(new ZerobusStream(this.#h, table, type, json, type === "proto" ? desc : undefined, schema, rest));
+    const auth = authOptions(clientId, clientSecret, headers);
+    const json = JSON.stringify({ table, recordType: type, ...auth.json, ...rest });
+    return this.#track(new ZerobusStream(this.#h, table, type, json, type === "proto" ? desc : undefined, schema, rest, auth.fn));
   }
 
   /**
@@ -239,8 +290,9 @@ export class ZerobusSdk implements Disposable {
     } else {
       throw new InvalidArgumentError("createArrowStream needs a schema (apache-arrow Schema or IPC bytes)", "INVALID_ARGUMENT", false);
     }
-    const json = JSON.stringify({ table, clientId, clientSecret, headers, ...rest });
-    const stream = this.#track(new ZerobusStream<ArrowBatch>(this.#h, table, "arrow", json, schemaIpc, undefined, rest));
+    const auth = authOptions(clientId, clientSecret, headers);
+    const json = JSON.stringify({ table, ...auth.json, ...rest });
+    const stream = this.#track(new ZerobusStream<ArrowBatch>(this.#h, table, "arrow", json, schemaIpc, undefined, rest, auth.fn));
     try {
       await stream.opened();
     } catch (e) {

@@ -2,9 +2,9 @@
 import { ptr, type Pointer } from "bun:ffi";
 import { create, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { lib } from "./native";
-import { codeName, errorClass, lastError, InvalidArgumentError, ZerobusError } from "./errors";
+import { codeName, errorClass, lastError, InvalidArgumentError, ZerobusError, type ErrorCode } from "./errors";
 import { COPY_MAX, drainReleased, hold, releaseFn, sink, stablePtr } from "./memory";
-import { activate, deactivate, notifyTarget, type Pollable } from "./wake";
+import { activate, deactivate, notifyTarget, watch, type Pollable } from "./wake";
 import { jsonText } from "./json";
 
 export type RecordType = "json" | "proto";
@@ -26,6 +26,49 @@ const scratch = new Uint8Array(new ArrayBuffer(COPY_LIMIT * 3));
 const scratchPtr = ptr(scratch);
 const msgBuf = new Uint8Array(4096);
 const decoder = new TextDecoder();
+
+/** A stream's running totals (`stream.stats()`). Arrow streams count rows as records. */
+export interface StreamStats {
+  recordsIngested: number;
+  bytesIngested: number;
+  /** Handed to a physical stream, replays included. */
+  recordsSent: number;
+  bytesSent: number;
+  recordsAcked: number;
+  bytesAcked: number;
+  /** Queued or sent, not yet acknowledged. */
+  recordsInflight: number;
+  bytesInflight: number;
+  /** Physical streams opened (1 + recoveries). */
+  streamsOpened: number;
+  /** Physical streams that replaced a broken or server-closed one. */
+  recoveries: number;
+  /** OAuth tokens fetched for this stream (cache hits not counted). */
+  tokensFetched: number;
+  /** The error that ended the last physical stream (even if recovered), or the stream's error once failed. */
+  lastError?: ZerobusError;
+}
+
+/** The `headers` option as a function: called with the table name each time a physical stream opens. */
+export type HeadersFunction = (table: string) => Record<string, string> | Promise<Record<string, string>>;
+
+/** Why `value` is not a headers object (an object of string values), or undefined if it is. */
+function headersProblem(value: unknown): string | undefined {
+  if (!value || typeof value !== "object" || Array.isArray(value)) {
+    return `headers function must return an object of strings, got ${Array.isArray(value) ? "an array" : typeof value}`;
+  }
+  for (const [k, v] of Object.entries(value)) {
+    if (typeof v !== "string") return `headers function returned a ${typeof v} for header ${JSON.stringify(k)} (values must be strings)`;
+  }
+  return undefined;
+}
+
+function emptyStats(): StreamStats {
+  return {
+    recordsIngested: 0, bytesIngested: 0, recordsSent: 0, bytesSent: 0, recordsAcked: 0, bytesAcked: 0,
+    recordsInflight: 0, bytesInflight: 0, streamsOpened: 0, recoveries: 0, tokensFetched: 0,
+  };
+}
 /** A NULL pointer argument: bun:ffi converts a number faster than `null`. */
 const NULL = 0 as unknown as Pointer;
 /** How long one blocking native wait of `submit` lasts before JS looks again. */
@@ -57,6 +100,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   #acked = -1;
   #last = -1;
   #streamsOpened = 0;
+  #finalStats: StreamStats | undefined;
   #state: StreamState = "opening";
   #error: ZerobusError | undefined;
   #json: boolean;
@@ -77,6 +121,11 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   readonly table: string;
   #flushTimeoutMs: number;
   #submitTimeoutMs: number;
+  /** Supplies headers when a physical stream opens (the `headers` option as a function). */
+  #headersFn: HeadersFunction | undefined;
+  /** The headers request being answered (an async function may take a while). */
+  #headersBusy = 0;
+  #unwatch: (() => void) | undefined;
 
   /**
    * @internal use ZerobusSdk.createStream / createArrowStream. For `"arrow"`, `descriptor` is
@@ -90,8 +139,10 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     descriptor?: Uint8Array,
     schema?: DescMessage,
     timeouts: { flushTimeoutMs?: number; submitTimeoutMs?: number } = {},
+    headersFn?: HeadersFunction,
   ) {
     this.table = table;
+    this.#headersFn = headersFn;
     this.#flushTimeoutMs = timeouts.flushTimeoutMs ?? 300_000;
     this.#submitTimeoutMs = timeouts.submitTimeoutMs ?? 60_000;
     this.#json = recordType === "json";
@@ -104,6 +155,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     this.#h = open(sdk, opts, opts.byteLength, d, d ? d.byteLength : 0, sink, notify, userdata) as Pointer | null;
     if (!this.#h) throw lastError("cannot create stream");
     dropped.register(this, this.#h, this);
+    if (headersFn) this.#unwatch = watch(this.#pollable);
     this.#arm();
   }
 
@@ -135,6 +187,27 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   get error(): ZerobusError | undefined {
     return this.#error;
   }
+  /**
+   * Running totals: records and bytes ingested, sent (replays included), acknowledged and in
+   * flight; physical streams opened and recoveries; OAuth tokens fetched; the last error (that
+   * ended a physical stream, even if the stream recovered; the stream's own error once failed).
+   * Still available after `close()`.
+   */
+  stats(): StreamStats {
+    if (!this.#h) return this.#finalStats ?? emptyStats();
+    let n = Number(lib.zerobus_stream_stats(this.#h, msgBuf, msgBuf.length));
+    let bytes = msgBuf.subarray(0, n);
+    if (n > msgBuf.length) {
+      const big = new Uint8Array(n);
+      n = Number(lib.zerobus_stream_stats(this.#h, big, big.length));
+      bytes = big.subarray(0, n);
+    }
+    const raw = JSON.parse(decoder.decode(bytes));
+    const e = raw.lastError as { code: ErrorCode; message: string; retryable: boolean } | null;
+    raw.lastError = e ? new (errorClass(e.code))(e.message, e.code, e.retryable) : undefined;
+    return raw as StreamStats;
+  }
+
   /** The server's id of the current physical stream. */
   get streamId(): string | undefined {
     if (!this.#h) return undefined;
@@ -463,6 +536,9 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     const acked = this.#nativeAcked();
     for (;;) {
       drainReleased();
+      // A reconnect may be waiting for headers: a sync headers function is answered from here
+      // (an async one cannot run while this thread blocks).
+      if (this.#headersFn && this.#i32[9] !== 0 && this.#i32[9] !== this.#headersBusy) this.#serveHeaders(this.#i32[9]!);
       const last = Number(this.#progress[1]);
       if (last <= acked) return; // everything acknowledged meanwhile
       const left = deadline - performance.now();
@@ -488,6 +564,33 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     }
   }
 
+  /** Calls the headers function for request `id` and answers it (at once, or when its promise settles). */
+  #serveHeaders(id: number): void {
+    this.#headersBusy = id;
+    const answer = (value: unknown, failed: boolean) => {
+      if (this.#headersBusy === id) this.#headersBusy = 0;
+      if (!this.#h) return;
+      let text: string;
+      let isError = failed ? 1 : 0;
+      if (failed) text = value instanceof Error ? value.message : String(value);
+      else {
+        const bad = headersProblem(value);
+        text = bad ?? JSON.stringify(value);
+        if (bad) isError = 2;
+      }
+      const bytes = encoder.encode(text);
+      lib.zerobus_stream_headers_reply(this.#h, id, bytes, bytes.byteLength, isError);
+    };
+    try {
+      const r = this.#headersFn!(this.table);
+      if (r && typeof (r as Promise<unknown>).then === "function") {
+        (r as Promise<unknown>).then((v) => answer(v, false), (e) => answer(e, true));
+      } else answer(r, false);
+    } catch (e) {
+      answer(e, true);
+    }
+  }
+
   #nativeAcked(): number {
     if (!this.#h) return this.#acked;
     lib.zerobus_stream_progress(this.#h, this.#progress);
@@ -504,6 +607,8 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     if (last > this.#last) this.#last = last;
     this.#streamsOpened = Number(this.#progress[2]);
     this.#state = STATES[this.#i32[6]!] ?? "failed";
+    const wanted = this.#i32[9]!;
+    if (wanted !== 0 && wanted !== this.#headersBusy) this.#serveHeaders(wanted);
     if (this.#state === "failed" && !this.#error) {
       const code = codeName(this.#i32[7]!);
       const n = Number(lib.zerobus_stream_error_message(this.#h, msgBuf, msgBuf.length));
@@ -594,7 +699,9 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
 
   #free(): void {
     if (this.#h) {
+      this.#finalStats = this.stats();
       dropped.unregister(this);
+      this.#unwatch?.();
       lib.zerobus_stream_free(this.#h);
       this.#h = null;
     }

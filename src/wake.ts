@@ -15,6 +15,8 @@ export interface Pollable {
 }
 
 const active = new Set<Pollable>();
+/** Polled on every wake-up even while idle (streams whose native side may ask for headers); weakly held. */
+const watched = new Set<WeakRef<Pollable>>();
 let timer: ReturnType<typeof setTimeout> | undefined;
 /** undefined: not set up yet; null: unavailable (the timer polls often instead). */
 let waker: Pointer | null | undefined;
@@ -82,6 +84,11 @@ function pollAll(): void {
   if (waker) lib.zerobus_waker_arm(waker);
   drainReleased();
   for (const s of active) s.poll();
+  for (const r of watched) {
+    const s = r.deref();
+    if (!s) watched.delete(r);
+    else if (!active.has(s)) s.poll();
+  }
   if (active.size === 0 && heldCount() > 0 && !drainTimer) {
     // Records of a failed, aborted or freed stream come back a little later (from the runtime
     // threads that still held them): keep forgetting them while the realm is otherwise idle.
@@ -91,6 +98,16 @@ function pollAll(): void {
     }, 100);
     drainTimer.unref();
   }
+}
+
+/** Polls `s` on every wake-up, also while idle, without keeping the process alive; returns the undo. */
+export function watch(s: Pollable): () => void {
+  setUp();
+  const r = new WeakRef(s);
+  watched.add(r);
+  return () => {
+    watched.delete(r);
+  };
 }
 
 /** Keeps `s` polled (and the process alive) until `deactivate`. */

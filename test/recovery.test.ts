@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { fixture, FAST } from "./helpers";
+import { fixture, FAST, TABLE } from "./helpers";
 import { ZerobusError } from "../src/index";
 
 let f: ReturnType<typeof fixture>;
@@ -208,5 +208,54 @@ describe("failures that recovery must not hide", () => {
     expect(err).toBeInstanceOf(ZerobusError);
     expect(err.code).toBe("TRANSPORT");
     sdk.close();
+  });
+});
+
+describe("streamPausedMaxWaitTimeMs", () => {
+  // The first stream announces it will close in 20 s and acknowledges only after 5 s.
+  const fault = { ackDelayMs: 5000, closeSignalAfterRecords: { records: 1, durationMs: 20_000 } };
+  const opts = { recordType: "json" as const, ...FAST, serverLackOfAckTimeoutMs: 20_000, flushTimeoutMs: 3000 };
+
+  test("0 moves to a new stream at once after CloseStreamSignal and replays what was not acknowledged", async () => {
+    const f2 = fixture();
+    try {
+      await f2.server.addFault(fault);
+      const s = await f2.sdk.createStream({ table: TABLE, ...opts, streamPausedMaxWaitTimeMs: 0 });
+      for (let i = 0; i < 10; i++) s.submit({ i });
+      await s.flush();
+      expect(s.streamsOpened).toBe(2);
+      await s.close();
+      expect(new Set(f2.server.records<{ i: number }>(TABLE).map((r) => r.i)).size).toBe(10);
+    } finally {
+      f2.close();
+    }
+  });
+
+  test("by default the client keeps waiting on the closing stream for the announced duration", async () => {
+    const f2 = fixture();
+    try {
+      await f2.server.addFault(fault);
+      const s = await f2.sdk.createStream({ table: TABLE, ...opts });
+      for (let i = 0; i < 10; i++) s.submit({ i });
+      const err = await s.flush().catch((e) => e);
+      expect(err.code).toBe("TIMEOUT");
+      expect(s.streamsOpened).toBe(1);
+      await s.close().catch(() => {});
+    } finally {
+      f2.close();
+    }
+  }, 30_000);
+
+  test("out of range is refused", async () => {
+    const f2 = fixture();
+    try {
+      for (const bad of [-1, 1.5, 2 ** 31]) {
+        const err = await f2.sdk.createStream({ table: TABLE, ...opts, streamPausedMaxWaitTimeMs: bad }).catch((e) => e);
+        expect(err.code).toBe("INVALID_ARGUMENT");
+        expect(err.message).toContain("streamPausedMaxWaitTimeMs");
+      }
+    } finally {
+      f2.close();
+    }
   });
 });

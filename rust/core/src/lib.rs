@@ -7,6 +7,7 @@ pub mod arrow;
 pub mod auth;
 pub mod codec;
 pub mod error;
+pub mod net;
 pub mod sdk;
 pub mod stream;
 
@@ -21,8 +22,9 @@ pub use bytes::Bytes;
 pub use codec::Payload;
 pub use error::{ErrorCode, Result, ZerobusError};
 pub use proto::RecordType;
+pub use net::{NetOptions, ProxySetting};
 pub use sdk::{Auth, ZerobusSdk};
-pub use stream::{check_limit, Limit, Progress, ProgressHook, StreamOptions, StreamState, TableProperties, ZerobusStream, LIMITS};
+pub use stream::{check_limit, Limit, Progress, ProgressHook, Stats, StreamOptions, StreamState, TableProperties, ZerobusStream, LIMITS};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const USER_AGENT: &str = concat!("zerobus-bun/", env!("CARGO_PKG_VERSION"));

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use crate::auth::{workspace_id_from_endpoint, FnHeaders, Headers, OAuthHeaders, SharedHeadersProvider};
 use crate::error::{Result, ZerobusError};
-use crate::stream::{endpoint_url, make_channel, ProgressHook, StreamOptions, TableProperties, Wire, ZerobusStream};
+use crate::net::{NetOptions, Network};
+use crate::stream::{endpoint_url, ProgressHook, StreamOptions, TableProperties, Wire, ZerobusStream};
 use crate::RecordType;
 
 /// How streams authenticate.
@@ -26,12 +27,18 @@ impl Auth {
 pub struct ZerobusSdk {
     endpoint: String,
     unity_catalog_url: Option<String>,
+    net: Arc<Network>,
 }
 
 impl ZerobusSdk {
     /// `endpoint`: the Zerobus gRPC endpoint (`https://<workspace-id>.zerobus.<region>...`, or
     /// `http://host:port` for plaintext). `unity_catalog_url`: the workspace URL, needed for OAuth.
     pub fn new(endpoint: impl Into<String>, unity_catalog_url: Option<String>) -> Result<ZerobusSdk> {
+        Self::with_options(endpoint, unity_catalog_url, NetOptions::default())
+    }
+
+    /// As [`ZerobusSdk::new`], with connection options (CA certificates, proxy, application name).
+    pub fn with_options(endpoint: impl Into<String>, unity_catalog_url: Option<String>, net: NetOptions) -> Result<ZerobusSdk> {
         let endpoint = endpoint.into();
         endpoint_url(&endpoint)?;
         if let Some(u) = &unity_catalog_url {
@@ -40,11 +47,17 @@ impl ZerobusSdk {
                 return Err(ZerobusError::invalid(format!("unity_catalog_url must be an https:// (or http://) URL, got {u:?}")));
             }
         }
-        Ok(ZerobusSdk { endpoint, unity_catalog_url })
+        let net = Arc::new(Network::new(net)?);
+        Ok(ZerobusSdk { endpoint, unity_catalog_url, net })
     }
 
     pub fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// The connection settings (user agent, trusted roots, proxy).
+    pub fn network(&self) -> &Network {
+        &self.net
     }
 
     fn provider(&self, auth: Auth) -> Result<SharedHeadersProvider> {
@@ -57,12 +70,7 @@ impl ZerobusSdk {
                 if client_id.is_empty() || client_secret.is_empty() {
                     return Err(ZerobusError::invalid("OAuth needs client_id and client_secret"));
                 }
-                Arc::new(OAuthHeaders {
-                    unity_catalog_url: url,
-                    workspace_id: workspace_id_from_endpoint(&self.endpoint),
-                    client_id,
-                    client_secret,
-                })
+                Arc::new(OAuthHeaders::new(url, workspace_id_from_endpoint(&self.endpoint), client_id, client_secret, self.net.clone()))
             }
         })
     }
@@ -81,7 +89,7 @@ impl ZerobusSdk {
 
     fn start(&self, table: TableProperties, wire: Wire, auth: Auth, opts: StreamOptions, hook: Option<ProgressHook>) -> Result<ZerobusStream> {
         let provider = self.provider(auth)?;
-        let channel = make_channel(&self.endpoint)?;
+        let channel = self.net.channel(&self.endpoint)?;
         ZerobusStream::start(channel, table, wire, provider, opts, hook)
     }
 

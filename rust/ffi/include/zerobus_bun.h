@@ -40,7 +40,9 @@ typedef struct ZerobusLocal ZerobusLocal;
 typedef struct ZerobusSdk ZerobusSdk;
 
 /**
- * Opaque release sink.
+ * Opaque release sink. Its queue is never freed: records may be released into it long after
+ * its streams and its handle are gone (an encoder still holding a copy), and a `'static` queue
+ * needs no reference count per record (one per realm: a few hundred bytes).
  */
 typedef struct ZerobusSink ZerobusSink;
 
@@ -93,7 +95,11 @@ typedef struct {
    * 1 if the failure was retryable.
    */
   int32_t error_retryable;
-  int32_t _reserved;
+  /**
+   * Nonzero: the id of a pending headers request (headers-provider streams); answer it with
+   * `zerobus_stream_headers_reply`.
+   */
+  uint32_t headers_wanted;
 } ZerobusProgress;
 
 #ifdef __cplusplus
@@ -159,15 +165,18 @@ uintptr_t zerobus_sink_drain(const ZerobusSink *sink, uint64_t *out, uintptr_t c
 void zerobus_sink_push(const ZerobusSink *sink, uint64_t token);
 
 /**
- * Frees the sink handle. Streams opened with it keep its queue alive until they are freed;
- * tokens released after this are dropped.
+ * Frees the sink handle. Its queue stays allocated (records of its streams may still be
+ * released into it); tokens released after this are never drained.
  */
 void zerobus_sink_free(ZerobusSink *sink);
 
 /**
- * Creates an SDK from JSON `{"endpoint": "...", "unityCatalogUrl": "..."}`. NULL on error.
+ * Creates an SDK from JSON `{"endpoint": "...", "unityCatalogUrl": "...", "caCertificates": "<PEM>",
+ * "proxy": "http://host:port" | false, "applicationName": "..."}` (all but endpoint optional;
+ * proxy absent: from the environment). NULL on error.
  */
-ZerobusSdk *zerobus_sdk_new(const uint8_t *config_json, uintptr_t len);
+ZerobusSdk *zerobus_sdk_new(const uint8_t *config_json,
+                            uintptr_t len);
 
 void zerobus_sdk_free(ZerobusSdk *sdk);
 
@@ -229,9 +238,30 @@ void zerobus_ipc_passes(uint64_t *out);
 int32_t zerobus_stream_progress(const ZerobusStream *s, ZerobusProgress *out);
 
 /**
+ * Answers headers request `id` (from `ZerobusProgress.headers_wanted`): `json` is a JSON object
+ * of string values; with `is_error` 1 a UTF-8 message of the provider's failure (the open fails
+ * with a retryable `AUTH` error naming it, retried within the stream's budget); with 2 a message
+ * saying why its answer is unusable (the stream fails with `INVALID_ARGUMENT`). Returns 0, or a negative error code: `-INVALID_ARGUMENT` if `id` is not
+ * the pending request (it timed out or the stream reopened meanwhile) or the JSON is malformed.
+ */
+int32_t zerobus_stream_headers_reply(const ZerobusStream *s,
+                                     uint32_t id,
+                                     const uint8_t *json,
+                                     uintptr_t len,
+                                     int32_t is_error);
+
+/**
  * Copies the stream's failure message into `buf`; returns its full length (0 if none).
  */
 uintptr_t zerobus_stream_error_message(const ZerobusStream *s, uint8_t *buf, uintptr_t cap);
+
+/**
+ * Copies the stream's running totals as a JSON object into `buf`; returns its full length (0 if
+ * `s` is NULL): `{"recordsIngested", "bytesIngested", "recordsSent", "bytesSent", "recordsAcked",
+ * "bytesAcked", "recordsInflight", "bytesInflight", "streamsOpened", "recoveries", "tokensFetched",
+ * "lastError": null | {"code", "message", "retryable"}}`.
+ */
+uintptr_t zerobus_stream_stats(const ZerobusStream *s, uint8_t *buf, uintptr_t cap);
 
 /**
  * Copies the id the server gave the current physical stream; returns its full length.

@@ -23,6 +23,7 @@ use std::sync::OnceLock;
 
 use zerobus_core::{ErrorCode, ZerobusError};
 
+mod headers;
 mod local;
 mod records;
 pub mod sink;

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::Deserialize;
 use zerobus_core::{
-    check_limit, Auth, ErrorCode, Payload, ProgressHook, RecordType, StreamOptions, TableProperties, ZerobusError,
+    check_limit, Auth, ErrorCode, NetOptions, ProxySetting, Payload, ProgressHook, RecordType, StreamOptions, TableProperties, ZerobusError,
     ZerobusSdk, ZerobusStream,
 };
 
+use crate::headers::{parse_headers, JsHeaders};
 use crate::records::{bytes_batch, bytes_packed, bytes_single, Release, ZerobusReleaseFn};
 use crate::sink::{SinkQueue, ZerobusSink};
 use crate::{err_code, guard, runtime, set_error, slice, write_str};
@@ -30,13 +31,38 @@ struct SdkConfig {
     endpoint: String,
     #[serde(default)]
     unity_catalog_url: Option<String>,
+    /// PEM CA certificates trusted besides the built-in roots and the OS store.
+    #[serde(default)]
+    ca_certificates: Option<String>,
+    /// A proxy URL, `false` for none; absent: from the environment.
+    #[serde(default)]
+    proxy: Option<serde_json::Value>,
+    #[serde(default)]
+    application_name: Option<String>,
+}
+
+fn net_options(cfg: &SdkConfig) -> Result<NetOptions, ZerobusError> {
+    let proxy = match &cfg.proxy {
+        None | Some(serde_json::Value::Null) => ProxySetting::FromEnv,
+        Some(serde_json::Value::Bool(false)) => ProxySetting::Off,
+        Some(serde_json::Value::String(u)) if !u.trim().is_empty() => ProxySetting::Url(u.clone()),
+        Some(other) => return Err(ZerobusError::invalid(format!("proxy must be a URL string or false, got {other}"))),
+    };
+    Ok(NetOptions {
+        ca_certificates_pem: cfg.ca_certificates.as_ref().map(|p| p.as_bytes().to_vec()),
+        proxy,
+        application_name: cfg.application_name.clone(),
+        ..NetOptions::default()
+    })
 }
 
 pub(crate) fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<T, ZerobusError> {
     serde_json::from_slice(bytes).map_err(|e| ZerobusError::invalid(format!("invalid {what}: {e}")))
 }
 
-/// Creates an SDK from JSON `{"endpoint": "...", "unityCatalogUrl": "..."}`. NULL on error.
+/// Creates an SDK from JSON `{"endpoint": "...", "unityCatalogUrl": "...", "caCertificates": "<PEM>",
+/// "proxy": "http://host:port" | false, "applicationName": "..."}` (all but endpoint optional;
+/// proxy absent: from the environment). NULL on error.
 #[no_mangle]
 pub unsafe extern "C" fn zerobus_sdk_new(config_json: *const u8, len: usize) -> *mut ZerobusSdkHandle {
     guard(std::ptr::null_mut(), || {
@@ -47,7 +73,7 @@ pub unsafe extern "C" fn zerobus_sdk_new(config_json: *const u8, len: usize) -> 
                 return std::ptr::null_mut();
             }
         };
-        match ZerobusSdk::new(cfg.endpoint, cfg.unity_catalog_url) {
+        match net_options(&cfg).and_then(|net| ZerobusSdk::with_options(cfg.endpoint, cfg.unity_catalog_url, net)) {
             Ok(sdk) => Box::into_raw(Box::new(ZerobusSdkHandle { sdk })),
             Err(e) => {
                 set_error(e);
@@ -70,17 +96,19 @@ pub struct ZerobusStreamHandle {
     notifier: Arc<Notifier>,
     /// Where records released with `zerobus_sink_release_fn()` queue their tokens.
     sink: Option<&'static SinkQueue>,
+    /// Headers asked from the caller (`"headersProvider": true`).
+    js_headers: Option<Arc<JsHeaders>>,
 }
 
 /// Coalesced progress notifications: `notify` runs at most once per re-arm, and never after the
 /// handle is freed (the lock makes `zerobus_stream_free` wait for a call in progress).
-struct Notifier {
+pub(crate) struct Notifier {
     armed: AtomicBool,
     target: std::sync::Mutex<Option<(unsafe extern "C" fn(u64), u64)>>,
 }
 
 impl Notifier {
-    fn fire(&self) {
+    pub(crate) fn fire(&self) {
         if self.armed.swap(false, Ordering::AcqRel) {
             let target = self.target.lock().unwrap_or_else(|p| p.into_inner());
             if let Some((f, userdata)) = *target {
@@ -106,6 +134,9 @@ struct StreamConfig {
     client_secret: Option<String>,
     #[serde(default)]
     headers: Option<std::collections::BTreeMap<String, String>>,
+    /// The caller supplies headers at each physical stream open (`zerobus_stream_headers_reply`).
+    #[serde(default)]
+    headers_provider: bool,
     // Numbers are read as JSON numbers and checked here, so a fraction, a negative or an
     // out-of-range value gets a message that names the option and its range.
     max_inflight_records: Option<f64>,
@@ -118,6 +149,7 @@ struct StreamConfig {
     flush_timeout_ms: Option<f64>,
     submit_timeout_ms: Option<f64>,
     max_record_bytes: Option<f64>,
+    stream_paused_max_wait_time_ms: Option<f64>,
 }
 
 /// A numeric option: a whole number within the option's range, or the default when absent.
@@ -129,6 +161,7 @@ fn stream_setup(
     cfg: StreamConfig,
     descriptor: Option<Bytes>,
     arrow: bool,
+    js_headers: Option<Arc<JsHeaders>>,
 ) -> Result<(TableProperties, Auth, StreamOptions), ZerobusError> {
     let record_type = match cfg.record_type.as_deref().map(str::to_ascii_lowercase).as_deref() {
         Some("proto" | "protobuf") => RecordType::Proto,
@@ -138,10 +171,14 @@ fn stream_setup(
             return Err(ZerobusError::invalid(format!("recordType must be \"proto\" or \"json\", got {other:?}")))
         }
     };
-    let auth = match (cfg.client_id, cfg.client_secret, cfg.headers) {
-        (Some(id), Some(secret), _) => Auth::OAuth { client_id: id, client_secret: secret },
-        (None, None, Some(h)) => Auth::static_headers(h.into_iter().collect()),
-        (None, None, None) => {
+    let auth = match (cfg.client_id, cfg.client_secret, cfg.headers, js_headers) {
+        (Some(_), Some(_), _, Some(_)) | (None, None, Some(_), Some(_)) => {
+            return Err(ZerobusError::invalid("give one of clientId/clientSecret, headers or a headers provider"))
+        }
+        (Some(id), Some(secret), _, None) => Auth::OAuth { client_id: id, client_secret: secret },
+        (None, None, Some(h), None) => Auth::static_headers(h.into_iter().collect()),
+        (None, None, None, Some(js)) => Auth::Headers(js),
+        (None, None, None, None) => {
             return Err(ZerobusError::invalid("give clientId and clientSecret (OAuth) or headers"))
         }
         _ => return Err(ZerobusError::invalid("clientId and clientSecret go together")),
@@ -158,6 +195,10 @@ fn stream_setup(
         flush_timeout_ms: num(cfg.flush_timeout_ms, "flushTimeoutMs", d.flush_timeout_ms)?,
         submit_timeout_ms: num(cfg.submit_timeout_ms, "submitTimeoutMs", d.submit_timeout_ms)?,
         max_record_bytes: num(cfg.max_record_bytes, "maxRecordBytes", d.max_record_bytes as u64)? as usize,
+        stream_paused_max_wait_time_ms: cfg
+            .stream_paused_max_wait_time_ms
+            .map(|v| check_limit("streamPausedMaxWaitTimeMs", v, true))
+            .transpose()?,
     };
     let table = TableProperties { table_name: cfg.table, record_type, descriptor_proto: descriptor };
     Ok((table, auth, opts))
@@ -166,7 +207,8 @@ fn stream_setup(
 /// Opens a stream in the background and returns its handle at once (NULL on a config error).
 /// `options_json`: `{"table", "recordType": "proto"|"json", "clientId", "clientSecret" | "headers": {..},
 /// "maxInflightRecords", "maxInflightBytes", "recovery", "recoveryRetries", "recoveryBackoffMs", "recoveryTimeoutMs",
-/// "serverLackOfAckTimeoutMs", "flushTimeoutMs", "submitTimeoutMs", "maxRecordBytes"}` (numbers:
+/// "serverLackOfAckTimeoutMs", "flushTimeoutMs", "submitTimeoutMs", "maxRecordBytes",
+/// "streamPausedMaxWaitTimeMs", "headersProvider": bool}` (numbers:
 /// whole, within each option's range). `descriptor`: serialized DescriptorProto (PROTO streams;
 /// copied). `sink` (may be NULL): where records ingested with `zerobus_sink_release_fn()` are
 /// released. `notify(userdata)` is called when progress changes.
@@ -181,9 +223,9 @@ pub unsafe extern "C" fn zerobus_stream_open(
     notify: ZerobusNotifyFn,
     userdata: u64,
 ) -> *mut ZerobusStreamHandle {
-    open_stream(sdk, options_json, options_len, sink, notify, userdata, |sdk, cfg, hook| {
+    open_stream(sdk, options_json, options_len, sink, notify, userdata, |sdk, cfg, hook, js| {
         let desc = (descriptor_len > 0).then(|| Bytes::copy_from_slice(slice(descriptor, descriptor_len)));
-        let (table, auth, opts) = stream_setup(cfg, desc, false)?;
+        let (table, auth, opts) = stream_setup(cfg, desc, false, js)?;
         sdk.start_stream(table, auth, opts, hook)
     })
 }
@@ -197,17 +239,21 @@ unsafe fn open_stream(
     sink: *const ZerobusSink,
     notify: ZerobusNotifyFn,
     userdata: u64,
-    start: impl FnOnce(&ZerobusSdk, StreamConfig, Option<ProgressHook>) -> Result<ZerobusStream, ZerobusError>,
+    start: impl FnOnce(&ZerobusSdk, StreamConfig, Option<ProgressHook>, Option<Arc<JsHeaders>>) -> Result<ZerobusStream, ZerobusError>,
 ) -> *mut ZerobusStreamHandle {
     guard(std::ptr::null_mut(), || {
         let result = (|| {
             let sdk = sdk.as_ref().ok_or_else(|| ZerobusError::invalid("sdk handle is NULL"))?;
             let cfg: StreamConfig = parse_json(slice(options_json, options_len), "stream options")?;
             let (notifier, hook) = notifier(notify, userdata);
+            if cfg.headers_provider && hook.is_none() {
+                return Err(ZerobusError::invalid("a headers provider needs a notify callback (it is how headers are asked for)"));
+            }
+            let js_headers = cfg.headers_provider.then(|| Arc::new(JsHeaders::new(notifier.clone())));
             let _enter = runtime().enter();
-            let stream = start(&sdk.sdk, cfg, hook)?;
+            let stream = start(&sdk.sdk, cfg, hook, js_headers.clone())?;
             let sink = sink.as_ref().map(|s| s.queue);
-            Ok(Box::into_raw(Box::new(ZerobusStreamHandle { stream, notifier, sink })))
+            Ok(Box::into_raw(Box::new(ZerobusStreamHandle { stream, notifier, sink, js_headers })))
         })();
         result.unwrap_or_else(|e| {
             set_error(e);
@@ -244,9 +290,9 @@ pub unsafe extern "C" fn zerobus_arrow_stream_open(
     notify: ZerobusNotifyFn,
     userdata: u64,
 ) -> *mut ZerobusStreamHandle {
-    open_stream(sdk, options_json, options_len, sink, notify, userdata, |sdk, cfg, hook| {
+    open_stream(sdk, options_json, options_len, sink, notify, userdata, |sdk, cfg, hook, js| {
         let schema = zerobus_core::arrow::schema_from_ipc(slice(schema_ipc, schema_len))?;
-        let (table, auth, opts) = stream_setup(cfg, None, true)?;
+        let (table, auth, opts) = stream_setup(cfg, None, true, js)?;
         sdk.start_arrow_stream(table.table_name, Arc::new(schema), auth, opts, hook)
     })
 }
@@ -303,7 +349,9 @@ pub struct ZerobusProgress {
     pub error_code: i32,
     /// 1 if the failure was retryable.
     pub error_retryable: i32,
-    pub _reserved: i32,
+    /// Nonzero: the id of a pending headers request (headers-provider streams); answer it with
+    /// `zerobus_stream_headers_reply`.
+    pub headers_wanted: u32,
 }
 
 /// Writes the stream's progress into `out` and re-arms the notify callback. Returns 0.
@@ -327,7 +375,45 @@ pub unsafe extern "C" fn zerobus_stream_progress(s: *const ZerobusStreamHandle, 
         o.state = p.state as i32;
         o.error_code = p.error.as_ref().map(|e| e.code as i32).unwrap_or(0);
         o.error_retryable = p.error.as_ref().map(|e| e.retryable as i32).unwrap_or(0);
+        o.headers_wanted = s.js_headers.as_ref().map_or(0, |h| h.wanted());
         0
+    })
+}
+
+/// Answers headers request `id` (from `ZerobusProgress.headers_wanted`): `json` is a JSON object
+/// of string values; with `is_error` 1 a UTF-8 message of the provider's failure (the open fails
+/// with a retryable `AUTH` error naming it, retried within the stream's budget); with 2 a message
+/// saying why its answer is unusable (the stream fails with `INVALID_ARGUMENT`). Returns 0, or a negative error code: `-INVALID_ARGUMENT` if `id` is not
+/// the pending request (it timed out or the stream reopened meanwhile) or the JSON is malformed.
+#[no_mangle]
+pub unsafe extern "C" fn zerobus_stream_headers_reply(
+    s: *const ZerobusStreamHandle,
+    id: u32,
+    json: *const u8,
+    len: usize,
+    is_error: i32,
+) -> i32 {
+    guard(-(ErrorCode::Internal as i32), || {
+        let r = (|| {
+            let s = s.as_ref().ok_or_else(|| ZerobusError::invalid("stream handle is NULL"))?;
+            let js = s.js_headers.as_ref().ok_or_else(|| ZerobusError::invalid("this stream has no headers provider"))?;
+            let body = slice(json, len);
+            let reply = match is_error {
+                0 => parse_headers(body),
+                2 => Err(ZerobusError::invalid(String::from_utf8_lossy(body).into_owned())),
+                _ => Err(ZerobusError::new(ErrorCode::Auth, format!("headers function failed: {}", String::from_utf8_lossy(body)))
+                    .retryable(true)),
+            };
+            let bad = reply.as_ref().err().filter(|e| e.code == ErrorCode::InvalidArgument).cloned();
+            if !js.reply(id, reply) {
+                return Err(ZerobusError::invalid(format!("headers request {id} is not pending")));
+            }
+            bad.map_or(Ok(()), Err)
+        })();
+        match r {
+            Ok(()) => 0,
+            Err(e) => err_code(e) as i32,
+        }
     })
 }
 
@@ -336,6 +422,37 @@ pub unsafe extern "C" fn zerobus_stream_progress(s: *const ZerobusStreamHandle, 
 pub unsafe extern "C" fn zerobus_stream_error_message(s: *const ZerobusStreamHandle, buf: *mut u8, cap: usize) -> usize {
     guard(0, || match s.as_ref().and_then(|s| s.stream.progress().error) {
         Some(e) => write_str(&e.message, buf, cap),
+        None => 0,
+    })
+}
+
+/// Copies the stream's running totals as a JSON object into `buf`; returns its full length (0 if
+/// `s` is NULL): `{"recordsIngested", "bytesIngested", "recordsSent", "bytesSent", "recordsAcked",
+/// "bytesAcked", "recordsInflight", "bytesInflight", "streamsOpened", "recoveries", "tokensFetched",
+/// "lastError": null | {"code", "message", "retryable"}}`.
+#[no_mangle]
+pub unsafe extern "C" fn zerobus_stream_stats(s: *const ZerobusStreamHandle, buf: *mut u8, cap: usize) -> usize {
+    guard(0, || match s.as_ref() {
+        Some(s) => {
+            let t = s.stream.stats();
+            let json = serde_json::json!({
+                "recordsIngested": t.records_ingested,
+                "bytesIngested": t.bytes_ingested,
+                "recordsSent": t.records_sent,
+                "bytesSent": t.bytes_sent,
+                "recordsAcked": t.records_acked,
+                "bytesAcked": t.bytes_acked,
+                "recordsInflight": t.records_inflight,
+                "bytesInflight": t.bytes_inflight,
+                "streamsOpened": t.streams_opened,
+                "recoveries": t.recoveries,
+                "tokensFetched": t.tokens_fetched,
+                "lastError": t.last_error.map(|e| serde_json::json!({
+                    "code": e.code.name(), "message": e.message, "retryable": e.retryable,
+                })),
+            });
+            write_str(&json.to_string(), buf, cap)
+        }
         None => 0,
     })
 }

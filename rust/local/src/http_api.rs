@@ -57,6 +57,11 @@ pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Respons
             Ok(respond(StatusCode::OK, json!({ "faults": state.faults_json() })))
         }
         (&Method::POST, "/control/faults") => add_fault(&state, body).await,
+        (&Method::POST, "/control/token-faults") => add_token_faults(&state, body).await,
+        (&Method::DELETE, "/control/tokens") => {
+            state.revoke_tokens();
+            Ok(respond(StatusCode::OK, json!({ "ok": true })))
+        }
         (&Method::DELETE, "/control/faults") => {
             state.clear_faults();
             Ok(respond(StatusCode::OK, json!({ "ok": true })))
@@ -68,7 +73,7 @@ pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Respons
         (&Method::GET, "/healthz") | (&Method::GET, "") => {
             Ok(respond(StatusCode::OK, json!({ "ok": true, "service": "zerobus-local" })))
         }
-        (_, "/oidc/v1/token" | "/control/stats" | "/control/tables" | "/control/faults" | "/control/reset") => {
+        (_, "/oidc/v1/token" | "/control/stats" | "/control/tables" | "/control/faults" | "/control/token-faults" | "/control/tokens" | "/control/reset") => {
             Ok(error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"))
         }
         _ => Ok(error(StatusCode::NOT_FOUND, format!("no route for {} {}", parts.method, parts.uri.path()))),
@@ -90,6 +95,22 @@ async fn add_table(state: &State, body: Incoming) -> Result<Response<Body>, Resp
         )),
         Err(e) => Err(error(StatusCode::BAD_REQUEST, e)),
     }
+}
+
+/// `{"statuses": [503, 429, 401]}`: the next token requests answer with these HTTP statuses.
+async fn add_token_faults(state: &State, body: Incoming) -> Result<Response<Body>, Response<Body>> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct TokenFaults {
+        statuses: Vec<u16>,
+    }
+    let bytes = read_body(body).await?;
+    let req: TokenFaults = parse_json(&bytes)?;
+    if let Some(bad) = req.statuses.iter().find(|s| !(400..=599).contains(*s)) {
+        return Err(error(StatusCode::BAD_REQUEST, format!("token fault statuses must be 400..599, got {bad}")));
+    }
+    state.add_token_errors(&req.statuses);
+    Ok(respond(StatusCode::OK, json!({ "ok": true })))
 }
 
 async fn add_fault(state: &State, body: Incoming) -> Result<Response<Body>, Response<Body>> {
@@ -157,13 +178,18 @@ async fn token(
             Some(_) => {}
         }
     }
+    if let Some(status) = state.take_token_error() {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        state.count_token_request();
+        return Err(respond(status, json!({ "error": "injected", "error_description": format!("injected token fault {status}") })));
+    }
     let token = state.issue_token();
     Ok(respond(
         StatusCode::OK,
         json!({
             "access_token": token,
             "token_type": "Bearer",
-            "expires_in": 3600,
+            "expires_in": state.config.token_ttl_secs,
             "scope": field("scope").unwrap_or("all-apis"),
         }),
     ))

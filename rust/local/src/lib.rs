@@ -80,6 +80,9 @@ pub struct ServerConfig {
     /// require `authorization: Bearer <issued token>`.
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
+    /// Lifetime of issued tokens in seconds (`expires_in`; default 3600). Streams opened with an
+    /// expired token are refused with UNAUTHENTICATED.
+    pub token_ttl_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -97,6 +100,7 @@ impl Default for ServerConfig {
             tls_key_pem: None,
             client_id: None,
             client_secret: None,
+            token_ttl_secs: 3600,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Shared server state: tables (files), faults, stats, issued tokens.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -63,6 +63,10 @@ struct Stats {
     last_user_agent: Option<String>,
     last_authorization_details: Option<String>,
     tokens_issued: u64,
+    /// Token requests answered, issued or refused by an injected fault.
+    token_requests: u64,
+    /// Streams refused for an invalid or expired bearer token.
+    auth_refusals: u64,
 }
 
 pub(crate) struct State {
@@ -71,7 +75,10 @@ pub(crate) struct State {
     tables: RwLock<HashMap<String, Arc<Table>>>,
     faults: Mutex<Vec<FaultEntry>>,
     stats: Mutex<Stats>,
-    tokens: Mutex<HashSet<String>>,
+    /// Issued tokens and when they expire.
+    tokens: Mutex<HashMap<String, std::time::Instant>>,
+    /// Statuses the next token requests answer with (fault injection), in order.
+    token_errors: Mutex<std::collections::VecDeque<u16>>,
     pub streams_opened: AtomicU64,
     pub streams_active: AtomicI64,
     pub create_failures: AtomicU64,
@@ -110,7 +117,8 @@ impl State {
             tables: RwLock::new(HashMap::new()),
             faults: Mutex::new(Vec::new()),
             stats: Mutex::new(Stats::default()),
-            tokens: Mutex::new(HashSet::new()),
+            tokens: Mutex::new(HashMap::new()),
+            token_errors: Mutex::new(Default::default()),
             streams_opened: AtomicU64::new(0),
             streams_active: AtomicI64::new(0),
             create_failures: AtomicU64::new(0),
@@ -213,15 +221,47 @@ impl State {
         format!("local-{}", self.random_hex())
     }
 
+    /// Issues a token valid for `token_ttl_secs`.
     pub fn issue_token(&self) -> String {
         let token = format!("zbl_{}", self.random_hex());
-        self.tokens.lock().unwrap().insert(token.clone());
-        self.stats.lock().unwrap().tokens_issued += 1;
+        let expires = std::time::Instant::now() + std::time::Duration::from_secs(self.config.token_ttl_secs);
+        self.tokens.lock().unwrap().insert(token.clone(), expires);
+        let mut st = self.stats.lock().unwrap();
+        st.tokens_issued += 1;
+        st.token_requests += 1;
         token
     }
 
-    pub fn token_valid(&self, token: &str) -> bool {
-        self.tokens.lock().unwrap().contains(token)
+    /// Ok if `token` was issued here and has not expired; else why not.
+    pub fn check_token(&self, token: &str) -> Result<(), &'static str> {
+        let r = match self.tokens.lock().unwrap().get(token) {
+            None => Err("invalid bearer token"),
+            Some(exp) if std::time::Instant::now() >= *exp => Err("expired bearer token"),
+            Some(_) => Ok(()),
+        };
+        if r.is_err() {
+            self.stats.lock().unwrap().auth_refusals += 1;
+        }
+        r
+    }
+
+    /// Forgets every issued token: streams opened with them are refused with UNAUTHENTICATED.
+    pub fn revoke_tokens(&self) {
+        self.tokens.lock().unwrap().clear();
+    }
+
+    /// The next token requests answer with these HTTP statuses, in order (fault injection).
+    pub fn add_token_errors(&self, statuses: &[u16]) {
+        self.token_errors.lock().unwrap().extend(statuses);
+    }
+
+    pub fn count_token_request(&self) {
+        self.stats.lock().unwrap().token_requests += 1;
+    }
+
+    /// The status the current token request must answer with, if a token fault is queued.
+    pub fn take_token_error(&self) -> Option<u16> {
+        self.token_errors.lock().unwrap().pop_front()
     }
 
     pub fn auth_required(&self) -> bool {
@@ -246,6 +286,8 @@ impl State {
             "streamsFailed": self.streams_failed.load(Ordering::Relaxed),
             "createFailures": self.create_failures.load(Ordering::Relaxed),
             "tokensIssued": stats.tokens_issued,
+            "tokenRequests": stats.token_requests,
+            "authRefusals": stats.auth_refusals,
             "committedRecords": records,
             "committedBytes": bytes,
             "tableFiles": files,

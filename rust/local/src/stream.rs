@@ -103,10 +103,7 @@ pub(crate) fn check_auth(state: &State, authorization: Option<&str>) -> Result<(
         });
         match token {
             None => return Err(Status::unauthenticated("missing bearer token (authorization header)")),
-            Some(t) if !state.token_valid(t) => {
-                return Err(Status::unauthenticated("invalid bearer token"))
-            }
-            Some(_) => {}
+            Some(t) => state.check_token(t).map_err(Status::unauthenticated)?,
         }
     }
     Ok(())

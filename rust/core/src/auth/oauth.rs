@@ -1,36 +1,22 @@
-//! Request headers: OAuth client credentials (the default) or a caller-supplied provider.
+//! OAuth 2.0 client credentials against `{unity_catalog_url}/oidc/v1/token`, with a token cache.
+//!
+//! Tokens are cached per process, keyed by (token URL, workspace, table, client id, secret):
+//! reconnects and other streams of the same table reuse one token until it nears its expiry
+//! (`expires_in`, refreshed when a quarter of its lifetime or 5 minutes, whichever is less, is
+//! left). Concurrent opens of the same key wait for one fetch. When the server answers
+//! UNAUTHENTICATED the cached token is dropped and the next open fetches a new one.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
+use super::{HeadersFuture, HeadersProvider};
 use crate::error::{ErrorCode, Result, ZerobusError};
-
-pub type Headers = Vec<(String, String)>;
-pub type HeadersFuture = Pin<Box<dyn Future<Output = Result<Headers>> + Send>>;
-
-/// Supplies the headers of each new physical stream (auth and any extra ones).
-pub trait HeadersProvider: Send + Sync {
-    fn headers(&self, table: &str) -> HeadersFuture;
-}
-
-/// Fixed headers, or a closure computing them.
-pub struct FnHeaders<F>(pub F);
-
-impl<F> HeadersProvider for FnHeaders<F>
-where
-    F: Fn(&str) -> Result<Headers> + Send + Sync,
-{
-    fn headers(&self, table: &str) -> HeadersFuture {
-        let r = (self.0)(table);
-        Box::pin(async move { r })
-    }
-}
+use crate::net::Network;
 
 /// OAuth 2.0 client credentials against `{unity_catalog_url}/oidc/v1/token`.
 pub struct OAuthHeaders {
@@ -38,15 +24,95 @@ pub struct OAuthHeaders {
     pub workspace_id: String,
     pub client_id: String,
     pub client_secret: String,
+    pub net: Arc<Network>,
+    fetched: Arc<AtomicU64>,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Key {
+    url: String,
+    workspace_id: String,
+    table: String,
+    client_id: String,
+    client_secret: String,
+}
+
+struct Cached {
+    token: String,
+    refresh_at: Instant,
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<Cached>>>;
+
+fn cache() -> &'static Mutex<HashMap<Key, Slot>> {
+    static CACHE: OnceLock<Mutex<HashMap<Key, Slot>>> = OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+/// When to fetch again a token valid for `expires_in`: a quarter of its lifetime early, at most 5 minutes.
+fn refresh_after(expires_in: Duration) -> Duration {
+    expires_in - (expires_in / 4).min(Duration::from_secs(300))
+}
+
+impl OAuthHeaders {
+    pub fn new(unity_catalog_url: String, workspace_id: String, client_id: String, client_secret: String, net: Arc<Network>) -> OAuthHeaders {
+        OAuthHeaders { unity_catalog_url, workspace_id, client_id, client_secret, net, fetched: Arc::new(AtomicU64::new(0)) }
+    }
+
+    fn key(&self, table: &str) -> Key {
+        Key {
+            url: self.token_url(),
+            workspace_id: self.workspace_id.clone(),
+            table: table.to_string(),
+            client_id: self.client_id.clone(),
+            client_secret: self.client_secret.clone(),
+        }
+    }
+
+    fn slot(&self, table: &str) -> Slot {
+        let mut c = cache().lock().unwrap_or_else(|p| p.into_inner());
+        c.entry(self.key(table)).or_default().clone()
+    }
+
+    fn token_url(&self) -> String {
+        format!("{}/oidc/v1/token", self.unity_catalog_url.trim_end_matches('/'))
+    }
 }
 
 impl HeadersProvider for OAuthHeaders {
     fn headers(&self, table: &str) -> HeadersFuture {
         let req = self.token_request(table);
+        let slot = self.slot(table);
+        let net = self.net.clone();
+        let fetched = self.fetched.clone();
         Box::pin(async move {
-            let token = fetch_token(req?).await?;
+            let req = req?;
+            let mut cached = slot.lock().await;
+            let token = match &*cached {
+                Some(c) if Instant::now() < c.refresh_at => c.token.clone(),
+                _ => {
+                    let (token, expires_in) = fetch_token(&net, req).await?;
+                    fetched.fetch_add(1, Ordering::Relaxed);
+                    *cached = Some(Cached { token: token.clone(), refresh_at: Instant::now() + refresh_after(expires_in) });
+                    token
+                }
+            };
             Ok(vec![("authorization".to_string(), format!("Bearer {token}"))])
         })
+    }
+
+    fn invalidate(&self, table: &str) -> bool {
+        let slot = self.slot(table);
+        // Not awaited: a fetch in progress holds the lock and its token is new anyway.
+        let r = match slot.try_lock() {
+            Ok(mut c) => c.take().is_some(),
+            Err(_) => false,
+        };
+        r
+    }
+
+    fn tokens_fetched(&self) -> u64 {
+        self.fetched.load(Ordering::Relaxed)
     }
 }
 
@@ -105,31 +171,30 @@ impl OAuthHeaders {
             form_encode(&format!("api://databricks/workspaces/{}/zerobusDirectWriteApi", self.workspace_id)),
             form_encode(&details)
         );
-        Ok(TokenRequest { url: format!("{}/oidc/v1/token", self.unity_catalog_url.trim_end_matches('/')), basic, body })
+        Ok(TokenRequest { url: self.token_url(), basic, body })
     }
 }
 
-async fn fetch_token(req: TokenRequest) -> Result<String> {
+/// Fetches a token; returns it with its lifetime (`expires_in`, 1 hour when absent). 429 and 5xx
+/// answers and connection failures are retryable (the stream retries with backoff); other
+/// answers fail with `AUTH` and the endpoint's message.
+async fn fetch_token(net: &Network, req: TokenRequest) -> Result<(String, Duration)> {
     let auth_err = |m: String| ZerobusError::new(ErrorCode::Auth, m);
-    // Connecting may take at most 10 s; the whole fetch runs inside the stream's open timeout
-    // (`recovery_timeout_ms`), so an endpoint that accepts and never answers cannot hang it.
-    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(std::time::Duration::from_secs(10)));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    let client: Client<_, Full<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build(https);
+    // The connection (and proxy tunnel) has the network's connect timeout; the whole fetch runs
+    // inside the stream's open timeout (`recovery_timeout_ms`), so an endpoint that accepts and
+    // never answers cannot hang it.
+    let client = net.https_client()?;
     let request = hyper::Request::post(&req.url)
         .header("authorization", format!("Basic {}", req.basic))
         .header("content-type", "application/x-www-form-urlencoded")
-        .header("user-agent", crate::USER_AGENT)
+        .header("user-agent", net.user_agent())
         .body(Full::new(bytes::Bytes::from(req.body)))
         .map_err(|e| ZerobusError::invalid(format!("bad token URL {}: {e}", req.url)))?;
     let resp = client.request(request).await.map_err(|e| {
-        ZerobusError::new(ErrorCode::Transport, format!("token request to {} failed: {e}", req.url))
+        match crate::stream::tls_certificate_problem(&e) {
+            Some(m) => ZerobusError::new(ErrorCode::Transport, format!("token request to {}: {m}", req.url)).retryable(false),
+            None => ZerobusError::new(ErrorCode::Transport, format!("token request to {} failed: {}", req.url, crate::stream::chain(&e))),
+        }
     })?;
     let status = resp.status();
     let body = resp
@@ -144,17 +209,23 @@ async fn fetch_token(req: TokenRequest) -> Result<String> {
             req.url,
             String::from_utf8_lossy(&body).chars().take(300).collect::<String>()
         ));
-        return Err(err.retryable(status.is_server_error()));
+        return Err(err.retryable(status.is_server_error() || status.as_u16() == 429));
     }
     let v: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| auth_err(format!("token endpoint {} returned invalid JSON: {e}", req.url)))?;
-    v.get("access_token")
+    let token = v
+        .get("access_token")
         .and_then(|t| t.as_str())
+        .filter(|t| !t.is_empty())
         .map(str::to_string)
-        .ok_or_else(|| auth_err(format!("token endpoint {} returned no access_token", req.url)))
+        .ok_or_else(|| auth_err(format!("token endpoint {} returned no access_token", req.url)))?;
+    let expires_in = v.get("expires_in").and_then(|e| e.as_f64().or_else(|| e.as_str().and_then(|s| s.parse().ok())));
+    let lifetime = match expires_in {
+        Some(s) if s.is_finite() && s > 0.0 => Duration::from_secs_f64(s.min(86_400.0 * 365.0)),
+        _ => Duration::from_secs(3600),
+    };
+    Ok((token, lifetime))
 }
-
-pub type SharedHeadersProvider = Arc<dyn HeadersProvider>;
 
 #[cfg(test)]
 mod tests {
@@ -167,9 +238,16 @@ mod tests {
     }
     #[test]
     fn details_need_three_parts() {
-        let o = OAuthHeaders { unity_catalog_url: "u".into(), workspace_id: "w".into(), client_id: "c".into(), client_secret: "s".into() };
+        let net = Arc::new(Network::new(Default::default()).unwrap());
+        let o = OAuthHeaders::new("u".into(), "w".into(), "c".into(), "s".into(), net);
         assert!(o.authorization_details("a.b").is_err());
         let d = o.authorization_details("c.s.t").unwrap();
         assert!(d.contains("\"c.s.t\"") && d.contains("MODIFY") && d.contains("USE SCHEMA"));
+    }
+    #[test]
+    fn tokens_are_refreshed_before_they_expire() {
+        assert_eq!(refresh_after(Duration::from_secs(3600)), Duration::from_secs(3300));
+        assert_eq!(refresh_after(Duration::from_secs(4)), Duration::from_secs(3));
+        assert_eq!(refresh_after(Duration::from_secs(0)), Duration::ZERO);
     }
 }

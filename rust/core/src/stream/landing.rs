@@ -13,7 +13,21 @@ pub(super) struct Entry {
     pub payload: Payload,
 }
 
+/// Running totals of one stream (see [`super::Stats`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Counters {
+    pub ingested_records: u64,
+    pub ingested_bytes: u64,
+    pub sent_records: u64,
+    pub sent_bytes: u64,
+    pub acked_records: u64,
+    pub acked_bytes: u64,
+}
+
 pub(super) struct State {
+    pub counters: Counters,
+    /// The error that ended the last physical stream (also when it was recovered).
+    pub last_error: Option<ZerobusError>,
     /// Unacknowledged requests in logical-offset order (contiguous offsets).
     pub landing: VecDeque<Entry>,
     pub next_offset: i64,
@@ -44,6 +58,8 @@ pub(super) struct State {
 impl State {
     pub fn new() -> State {
         State {
+            counters: Counters::default(),
+            last_error: None,
             landing: VecDeque::new(),
             next_offset: 0,
             sent: 0,
@@ -65,6 +81,8 @@ impl State {
     pub fn push(&mut self, payloads: impl IntoIterator<Item = Payload>, records: usize, bytes: usize) -> i64 {
         self.inflight_records += records;
         self.inflight_bytes += bytes;
+        self.counters.ingested_records += records as u64;
+        self.counters.ingested_bytes += bytes as u64;
         for payload in payloads {
             let offset = self.next_offset;
             self.next_offset += 1;
@@ -83,6 +101,10 @@ impl State {
     /// Returns true if nothing was waiting for an ack before (the ack timer has to start).
     pub fn mark_sent(&mut self, end: usize) -> bool {
         let was_idle = self.send_marks.is_empty();
+        for e in self.landing.range(self.sent..end) {
+            self.counters.sent_records += e.payload.record_count() as u64;
+            self.counters.sent_bytes += e.payload.byte_len() as u64;
+        }
         self.sent = end;
         if let Some(last) = self.landing.get(end.wrapping_sub(1)) {
             self.send_marks.push_back((last.offset, Instant::now()));
@@ -102,8 +124,11 @@ impl State {
         while self.sent > 0 && self.landing.front().is_some_and(|e| e.offset <= upto) {
             let e = self.landing.pop_front().expect("front exists");
             self.sent -= 1;
-            self.inflight_records -= e.payload.record_count();
-            self.inflight_bytes -= e.payload.byte_len();
+            let (n, b) = (e.payload.record_count(), e.payload.byte_len());
+            self.inflight_records -= n;
+            self.inflight_bytes -= b;
+            self.counters.acked_records += n as u64;
+            self.counters.acked_bytes += b as u64;
             acked = Some(e.offset);
             out.push(e.payload);
         }

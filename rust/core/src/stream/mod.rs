@@ -27,7 +27,7 @@ use crate::error::{ErrorCode, Result, ZerobusError};
 use crate::proto::RecordType;
 use landing::State;
 pub use options::{check_limit, Limit, StreamOptions, LIMITS};
-pub(crate) use transport::{endpoint_url, make_channel};
+pub(crate) use transport::{chain, endpoint_url, tls_certificate_problem};
 
 /// What is ingested and where.
 #[derive(Clone, Debug)]
@@ -67,6 +67,31 @@ pub struct Progress {
     pub stream_id: Option<String>,
     /// Physical streams opened so far (1 + recoveries).
     pub streams_opened: u64,
+}
+
+/// What a stream did so far ([`ZerobusStream::stats`]). Records count rows of Arrow batches and
+/// each record of a JSON/proto batch; bytes are record bytes (Arrow: IPC body and header bytes).
+#[derive(Clone, Debug)]
+pub struct Stats {
+    /// Accepted by `ingest_*`.
+    pub records_ingested: u64,
+    pub bytes_ingested: u64,
+    /// Handed to a physical stream, replays included (so at least the acknowledged ones).
+    pub records_sent: u64,
+    pub bytes_sent: u64,
+    pub records_acked: u64,
+    pub bytes_acked: u64,
+    /// Queued or sent and not yet acknowledged.
+    pub records_inflight: u64,
+    pub bytes_inflight: u64,
+    /// Physical streams opened so far, and how many of them replaced a broken or closed one.
+    pub streams_opened: u64,
+    pub recoveries: u64,
+    /// OAuth tokens fetched from the token endpoint for this stream (cached tokens not counted).
+    pub tokens_fetched: u64,
+    /// The error that ended the last physical stream, even when the stream recovered from it;
+    /// the stream's own error once it failed.
+    pub last_error: Option<ZerobusError>,
 }
 
 /// Called (from a runtime thread) whenever [`Progress`] changes: acks, state, failure.
@@ -182,6 +207,30 @@ impl ZerobusStream {
 
     pub fn options(&self) -> &StreamOptions {
         &self.shared.opts
+    }
+
+    /// Running totals: records and bytes ingested, sent, acknowledged and in flight, physical
+    /// streams and recoveries, tokens fetched, the last error.
+    pub fn stats(&self) -> Stats {
+        let (c, inflight, last_error) = {
+            let st = self.shared.lock();
+            (st.counters, (st.inflight_records, st.inflight_bytes), st.failed.clone().or_else(|| st.last_error.clone()))
+        };
+        let opened = self.shared.progress.borrow().streams_opened;
+        Stats {
+            records_ingested: c.ingested_records,
+            bytes_ingested: c.ingested_bytes,
+            records_sent: c.sent_records,
+            bytes_sent: c.sent_bytes,
+            records_acked: c.acked_records,
+            bytes_acked: c.acked_bytes,
+            records_inflight: inflight.0 as u64,
+            bytes_inflight: inflight.1 as u64,
+            streams_opened: opened,
+            recoveries: opened.saturating_sub(1),
+            tokens_fetched: self.shared.headers.tokens_fetched(),
+            last_error,
+        }
     }
 
     /// Current progress (acked offset, state, error).

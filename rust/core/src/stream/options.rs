@@ -31,6 +31,11 @@ pub struct StreamOptions {
     pub submit_timeout_ms: u64,
     /// Largest record accepted by `ingest_*` (default 10 MiB).
     pub max_record_bytes: usize,
+    /// After a CloseStreamSignal, how long to keep collecting acks on the closing stream before
+    /// moving to a new one: `None` (default) waits the duration the server announced, `Some(0)`
+    /// moves at once (replaying everything unacknowledged), `Some(ms)` waits at most that. Never
+    /// longer than `server_lack_of_ack_timeout_ms`.
+    pub stream_paused_max_wait_time_ms: Option<u64>,
 }
 
 impl Default for StreamOptions {
@@ -46,6 +51,7 @@ impl Default for StreamOptions {
             flush_timeout_ms: 300_000,
             submit_timeout_ms: 60_000,
             max_record_bytes: 10 * 1024 * 1024,
+            stream_paused_max_wait_time_ms: None,
         }
     }
 }
@@ -61,7 +67,7 @@ const MAX_MS: u64 = i32::MAX as u64;
 
 /// Allowed ranges. Times are whole milliseconds up to 2^31-1 (what JavaScript timers take); the
 /// minimums keep a stream from turning a slow server into a reconnect storm.
-pub const LIMITS: [Limit; 9] = [
+pub const LIMITS: [Limit; 10] = [
     Limit { name: "max_inflight_records", camel: "maxInflightRecords", range: 1..=MAX_MS },
     Limit { name: "max_inflight_bytes", camel: "maxInflightBytes", range: 1..=(1 << 40) },
     Limit { name: "recovery_retries", camel: "recoveryRetries", range: 0..=1000 },
@@ -71,6 +77,7 @@ pub const LIMITS: [Limit; 9] = [
     Limit { name: "flush_timeout_ms", camel: "flushTimeoutMs", range: 100..=MAX_MS },
     Limit { name: "submit_timeout_ms", camel: "submitTimeoutMs", range: 100..=MAX_MS },
     Limit { name: "max_record_bytes", camel: "maxRecordBytes", range: 1..=MAX_MS },
+    Limit { name: "stream_paused_max_wait_time_ms", camel: "streamPausedMaxWaitTimeMs", range: 0..=MAX_MS },
 ];
 
 /// The limit of the option named `name` (Rust or camelCase spelling).
@@ -95,7 +102,7 @@ pub fn check_limit(name: &str, value: f64, camel: bool) -> Result<u64> {
 impl StreamOptions {
     /// Refuses values outside [`LIMITS`].
     pub fn validate(&self) -> Result<()> {
-        let values: [(&str, u64); 9] = [
+        let values: [(&str, u64); 10] = [
             ("max_inflight_records", self.max_inflight_records as u64),
             ("max_inflight_bytes", self.max_inflight_bytes as u64),
             ("recovery_retries", self.recovery_retries as u64),
@@ -105,6 +112,7 @@ impl StreamOptions {
             ("flush_timeout_ms", self.flush_timeout_ms),
             ("submit_timeout_ms", self.submit_timeout_ms),
             ("max_record_bytes", self.max_record_bytes as u64),
+            ("stream_paused_max_wait_time_ms", self.stream_paused_max_wait_time_ms.unwrap_or(0)),
         ];
         values.iter().try_for_each(|(name, v)| check_limit(name, *v as f64, false).map(|_| ()))
     }

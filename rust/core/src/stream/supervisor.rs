@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -161,6 +161,7 @@ pub(super) async fn supervise(shared: Arc<Shared>) {
                 (broken, progress)
             }
         };
+        shared.lock().last_error = Some(broken.clone());
         if progress.progressed() {
             failures = 0;
         }
@@ -224,11 +225,23 @@ struct Physical {
 
 const STAGES: [&str; 4] = ["getting the auth headers", "connecting", "waiting for the server to open the stream", ""];
 
-/// Opens a physical stream within `recovery_timeout_ms` (auth headers, connection, create response).
+/// Opens a physical stream within `recovery_timeout_ms` (auth headers, connection, create
+/// response). When the server refuses the credentials (UNAUTHENTICATED) and the headers came
+/// from a cache, the cached token is dropped and the open is tried once more with a fresh one.
 async fn open_physical(shared: &Arc<Shared>) -> Result<Physical> {
+    let unauthenticated = AtomicBool::new(false);
+    let r = open_timed(shared, &unauthenticated).await;
+    if r.is_err() && unauthenticated.load(Ordering::Relaxed) && shared.headers.invalidate(&shared.table.table_name) {
+        unauthenticated.store(false, Ordering::Relaxed);
+        return open_timed(shared, &unauthenticated).await;
+    }
+    r
+}
+
+async fn open_timed(shared: &Arc<Shared>, unauthenticated: &AtomicBool) -> Result<Physical> {
     let timeout = Duration::from_millis(shared.opts.recovery_timeout_ms);
     let stage = AtomicU8::new(0);
-    match tokio::time::timeout(timeout, open_within(shared, &stage)).await {
+    match tokio::time::timeout(timeout, open_within(shared, &stage, unauthenticated)).await {
         Ok(r) => r,
         Err(_) => Err(ZerobusError::new(
             ErrorCode::Timeout,
@@ -240,7 +253,7 @@ async fn open_physical(shared: &Arc<Shared>) -> Result<Physical> {
     }
 }
 
-async fn open_within(shared: &Arc<Shared>, stage: &AtomicU8) -> Result<Physical> {
+async fn open_within(shared: &Arc<Shared>, stage: &AtomicU8, unauthenticated: &AtomicBool) -> Result<Physical> {
     let headers = shared.headers.headers(&shared.table.table_name).await?;
     stage.store(1, Ordering::Relaxed);
     let generation = {
@@ -290,14 +303,20 @@ async fn open_within(shared: &Arc<Shared>, stage: &AtomicU8) -> Result<Physical>
     grpc.ready().await.map_err(|e| connect_error(&e))?;
     stage.store(2, Ordering::Relaxed);
     let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
-    let mut responses = grpc.streaming(request, path, ZerobusCodec { flight }).await.map_err(|s| status_error(&s))?.into_inner();
+    let refused = |s: &tonic::Status| {
+        if s.code() == tonic::Code::Unauthenticated {
+            unauthenticated.store(true, Ordering::Relaxed);
+        }
+        status_error(s)
+    };
+    let mut responses = grpc.streaming(request, path, ZerobusCodec { flight }).await.map_err(|s| refused(&s))?.into_inner();
     let stream_id = match responses.message().await {
         Ok(Some(Incoming::Created(id))) => id.unwrap_or_default(),
         Ok(Some(other)) => {
             return Err(ZerobusError::new(ErrorCode::Server, format!("expected the stream to be confirmed first, got {other:?}")))
         }
         Ok(None) => return Err(ZerobusError::new(ErrorCode::Transport, "server closed the stream during creation")),
-        Err(s) => return Err(status_error(&s)),
+        Err(s) => return Err(refused(&s)),
     };
     let (waker, replay) = {
         let mut st = shared.lock();
@@ -405,7 +424,10 @@ async fn read_acks(shared: &Arc<Shared>, physical: &mut Physical, progress: &mut
         // the acks of what this stream already got (until it ends or the announced close time),
         // then reopen and replay the rest.
         shared.change_and_wake_sender(|st| st.draining = true);
-        let grace = close_after.unwrap_or(ack_timeout).min(ack_timeout);
+        let mut grace = close_after.unwrap_or(ack_timeout).min(ack_timeout);
+        if let Some(max) = shared.opts.stream_paused_max_wait_time_ms {
+            grace = grace.min(Duration::from_millis(max));
+        }
         let _ = tokio::time::timeout(grace, drain_acks(shared, responses, progress)).await;
         return Outcome::Handover;
     }
@@ -463,7 +485,7 @@ mod tests {
             opts: StreamOptions::default(),
             table: TableProperties { table_name: "a.b.c".into(), record_type: RecordType::Json, descriptor_proto: None },
             wire: Wire::Ephemeral,
-            channel: super::super::make_channel("http://127.0.0.1:1").unwrap(),
+            channel: crate::net::Network::new(Default::default()).unwrap().channel("http://127.0.0.1:1").unwrap(),
             headers: Arc::new(FnHeaders(|_: &str| Ok(vec![]))),
         })
     }

@@ -1,33 +1,8 @@
-//! The HTTP/2 channel to the Zerobus endpoint, and what its errors mean for recovery.
+//! Endpoint URLs, and what connection errors mean for recovery.
 
 use std::error::Error as StdError;
-use std::time::Duration;
-
-use tonic::transport::Channel;
 
 use crate::error::{ErrorCode, Result, ZerobusError};
-
-/// Builds the HTTP/2 channel for an endpoint (`https://` uses rustls with webpki roots).
-pub(crate) fn make_channel(endpoint: &str) -> Result<Channel> {
-    use tonic::transport::{ClientTlsConfig, Endpoint};
-    let url = endpoint_url(endpoint)?;
-    let mut ep = Endpoint::from_shared(url.clone())
-        .map_err(|e| ZerobusError::invalid(format!("invalid endpoint {endpoint:?}: {e}")))?
-        .user_agent(crate::USER_AGENT)
-        .map_err(|e| ZerobusError::invalid(format!("user agent: {e}")))?
-        .tcp_nodelay(true)
-        .initial_stream_window_size(Some(16 * 1024 * 1024))
-        .initial_connection_window_size(Some(32 * 1024 * 1024))
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_while_idle(true)
-        .connect_timeout(Duration::from_secs(15));
-    if url.starts_with("https://") {
-        ep = ep
-            .tls_config(ClientTlsConfig::new().with_webpki_roots())
-            .map_err(|e| ZerobusError::invalid(format!("TLS config: {e}")))?;
-    }
-    Ok(ep.connect_lazy())
-}
 
 /// The endpoint as a URL: `http://` and `https://` are kept, a bare `host[:port]` means
 /// `https://`, any other scheme is refused.

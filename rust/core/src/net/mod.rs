@@ -1,0 +1,119 @@
+//! Connections to the Zerobus endpoint and to the token endpoint: which certificate authorities
+//! are trusted ([`tls`]), which proxy is used ([`proxy`]), and the user agent.
+
+mod proxy;
+mod tls;
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+
+use crate::error::{Result, ZerobusError};
+pub use proxy::{no_proxy_matches, Connector, Proxy, ProxySetting};
+pub use tls::{parse_pem, Trust};
+
+/// How an SDK's connections are made.
+#[derive(Clone, Debug)]
+pub struct NetOptions {
+    /// PEM CA certificates trusted in addition to the built-in roots and the OS store.
+    pub ca_certificates_pem: Option<Vec<u8>>,
+    pub proxy: ProxySetting,
+    /// Appended to the user agent (`zerobus-bun/<version> <application name>`).
+    pub application_name: Option<String>,
+    /// Time allowed for a TCP connection (and proxy tunnel) to be established.
+    pub connect_timeout: Duration,
+}
+
+impl Default for NetOptions {
+    fn default() -> Self {
+        NetOptions { ca_certificates_pem: None, proxy: ProxySetting::FromEnv, application_name: None, connect_timeout: Duration::from_secs(10) }
+    }
+}
+
+/// The connection settings of one SDK; the trusted roots are loaded on the first TLS connection.
+pub struct Network {
+    extra_pem: Option<Vec<u8>>,
+    trust: OnceLock<std::result::Result<Trust, ZerobusError>>,
+    proxy: Arc<ProxySetting>,
+    user_agent: Arc<str>,
+    connect_timeout: Duration,
+}
+
+pub type HttpsClient = Client<hyper_rustls::HttpsConnector<Connector>, Full<bytes::Bytes>>;
+
+impl Network {
+    /// Checks the options (CA PEM, proxy URL, application name) and keeps them.
+    pub fn new(opts: NetOptions) -> Result<Network> {
+        if let Some(pem) = &opts.ca_certificates_pem {
+            parse_pem(pem)?;
+        }
+        if let ProxySetting::Url(u) = &opts.proxy {
+            Proxy::parse(u)?;
+        }
+        let mut user_agent = crate::USER_AGENT.to_string();
+        if let Some(name) = &opts.application_name {
+            if name.is_empty() || name.len() > 200 || !name.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+                return Err(ZerobusError::invalid(format!(
+                    "applicationName must be 1 to 200 printable ASCII characters, got {name:?}"
+                )));
+            }
+            user_agent.push(' ');
+            user_agent.push_str(name);
+        }
+        Ok(Network {
+            extra_pem: opts.ca_certificates_pem,
+            trust: OnceLock::new(),
+            proxy: Arc::new(opts.proxy),
+            user_agent: user_agent.into(),
+            connect_timeout: opts.connect_timeout,
+        })
+    }
+
+    pub fn user_agent(&self) -> &str {
+        &self.user_agent
+    }
+
+    /// Built-in roots + OS store + the caller's CAs (loaded once).
+    pub fn trust(&self) -> Result<&Trust> {
+        self.trust.get_or_init(|| Trust::load(self.extra_pem.as_deref())).as_ref().map_err(Clone::clone)
+    }
+
+    /// TCP connections, through the proxy when one applies.
+    pub fn connector(&self) -> Connector {
+        Connector { proxy: self.proxy.clone(), connect_timeout: self.connect_timeout, user_agent: self.user_agent.clone() }
+    }
+
+    /// The HTTP/2 channel to a Zerobus endpoint (connects lazily).
+    pub fn channel(&self, endpoint: &str) -> Result<Channel> {
+        let url = crate::stream::endpoint_url(endpoint)?;
+        let mut ep = Endpoint::from_shared(url.clone())
+            .map_err(|e| ZerobusError::invalid(format!("invalid endpoint {endpoint:?}: {e}")))?
+            .user_agent(self.user_agent.as_ref())
+            .map_err(|e| ZerobusError::invalid(format!("user agent: {e}")))?
+            .initial_stream_window_size(Some(16 * 1024 * 1024))
+            .initial_connection_window_size(Some(32 * 1024 * 1024))
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_while_idle(true);
+        if url.starts_with("https://") {
+            let trust = self.trust()?;
+            let tls = ClientTlsConfig::new().trust_anchors(trust.roots.roots.iter().cloned());
+            ep = ep.tls_config(tls).map_err(|e| ZerobusError::invalid(format!("TLS config: {e}")))?;
+        }
+        Ok(ep.connect_with_connector_lazy(self.connector()))
+    }
+
+    /// An HTTP/1.1 client (https or http) for the token endpoint.
+    pub fn https_client(&self) -> Result<HttpsClient> {
+        let tls = self.trust()?.client_config(&[])?; // hyper-rustls sets ALPN itself
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(self.connector());
+        Ok(Client::builder(TokioExecutor::new()).build(https))
+    }
+}

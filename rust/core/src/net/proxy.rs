@@ -1,0 +1,305 @@
+//! HTTP CONNECT proxies: which proxy a connection goes through, and a connector that tunnels.
+//!
+//! The proxy for a target URL is, in order: the explicit `proxy` option (`None` turns proxies
+//! off), else the environment: `grpc_proxy`/`GRPC_PROXY`, then `https_proxy`/`HTTPS_PROXY` for
+//! `https://` targets or `http_proxy`/`HTTP_PROXY` for `http://` ones, unless `no_proxy`/`NO_PROXY`
+//! names the host (comma list: `*`, host names matching themselves and their subdomains, with or
+//! without a leading `.` or `*.`, IP addresses, CIDR ranges, optional `:port`).
+//! Only `http://` proxies (plain CONNECT) are supported; TLS to the endpoint runs inside the tunnel.
+
+use std::error::Error as StdError;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use base64::Engine;
+use hyper::Uri;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::error::{Result, ZerobusError};
+
+/// How connections pick a proxy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProxySetting {
+    /// From the environment variables (the default).
+    FromEnv,
+    /// Never use a proxy.
+    Off,
+    /// Always this proxy (`http://[user:password@]host[:port]`).
+    Url(String),
+}
+
+/// A parsed proxy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Proxy {
+    pub host: String,
+    pub port: u16,
+    /// `Proxy-Authorization` value, from the URL's user info.
+    pub authorization: Option<String>,
+}
+
+impl Proxy {
+    /// Parses `http://[user:password@]host[:port]` (or the same without a scheme); port 80 by default.
+    pub fn parse(url: &str) -> Result<Proxy> {
+        let bad = |why: &str| ZerobusError::invalid(format!("proxy {url:?}: {why}"));
+        let u = url.trim();
+        let rest = match u.split_once("://") {
+            None => u,
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
+            Some((scheme, _)) => {
+                return Err(bad(&format!(
+                    "{scheme}:// proxies are not supported; give an http:// proxy (HTTP CONNECT; TLS to the endpoint runs inside the tunnel)"
+                )))
+            }
+        };
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, authority),
+        };
+        let (host, port) = split_host_port(hostport).ok_or_else(|| bad("expected host[:port]"))?;
+        if host.is_empty() {
+            return Err(bad("no host"));
+        }
+        let authorization = userinfo.map(|ui| {
+            let (user, pass) = ui.split_once(':').unwrap_or((ui, ""));
+            let creds = format!("{}:{}", percent_decode(user), percent_decode(pass));
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(creds))
+        });
+        Ok(Proxy { host: host.to_string(), port: port.unwrap_or(80), authorization })
+    }
+}
+
+/// `host[:port]` or `[v6][:port]`; None if the port is not a number.
+fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
+    if let Some(rest) = s.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        return match after.strip_prefix(':') {
+            Some(p) => Some((host, Some(p.parse().ok()?))),
+            None if after.is_empty() => Some((host, None)),
+            None => None,
+        };
+    }
+    match s.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => Some((h, Some(p.parse().ok()?))),
+        Some(_) => Some((s, None)), // a bare IPv6 address
+        None => Some((s, None)),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push(h * 16 + l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn env(names: &[&str]) -> Option<String> {
+    names.iter().find_map(|n| std::env::var(n).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty()))
+}
+
+/// Whether a `no_proxy` list names `host` (lower case, no brackets) at `port`.
+pub fn no_proxy_matches(list: &str, host: &str, port: u16) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let ip: Option<IpAddr> = host.parse().ok();
+    list.split(',').map(str::trim).filter(|e| !e.is_empty()).any(|entry| {
+        if entry == "*" {
+            return true;
+        }
+        let entry = entry.to_ascii_lowercase();
+        // CIDR range
+        if let (Some(ip), Some((net, bits))) = (ip, entry.split_once('/')) {
+            return match (net.trim_matches(['[', ']']).parse::<IpAddr>(), bits.parse::<u8>()) {
+                (Ok(net), Ok(bits)) => in_cidr(ip, net, bits),
+                _ => false,
+            };
+        }
+        let (name, want_port) = match split_host_port(&entry) {
+            Some((h, p)) => (h.to_string(), p),
+            None => return false,
+        };
+        if want_port.is_some_and(|p| p != port) {
+            return false;
+        }
+        if let (Some(ip), Ok(e)) = (ip, name.parse::<IpAddr>()) {
+            return ip == e;
+        }
+        let name = name.trim_start_matches("*.").trim_start_matches('.').trim_end_matches('.');
+        !name.is_empty() && (host == name || host.ends_with(&format!(".{name}")))
+    })
+}
+
+fn in_cidr(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) if bits <= 32 => {
+            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) if bits <= 128 => {
+            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+impl ProxySetting {
+    /// The proxy for `scheme://host:port`, if any.
+    pub fn proxy_for(&self, https: bool, host: &str, port: u16) -> Result<Option<Proxy>> {
+        match self {
+            ProxySetting::Off => Ok(None),
+            ProxySetting::Url(u) => Proxy::parse(u).map(Some),
+            ProxySetting::FromEnv => {
+                let names: &[&str] = if https {
+                    &["grpc_proxy", "GRPC_PROXY", "https_proxy", "HTTPS_PROXY"]
+                } else {
+                    &["grpc_proxy", "GRPC_PROXY", "http_proxy", "HTTP_PROXY"]
+                };
+                let Some(url) = env(names) else { return Ok(None) };
+                if env(&["no_proxy", "NO_PROXY"]).is_some_and(|l| no_proxy_matches(&l, host, port)) {
+                    return Ok(None);
+                }
+                Proxy::parse(&url).map(Some)
+            }
+        }
+    }
+}
+
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// Opens TCP connections to a URI's host, directly or through an HTTP CONNECT tunnel; tonic
+/// and hyper-rustls add TLS on top for `https://`.
+#[derive(Clone)]
+pub struct Connector {
+    pub(crate) proxy: Arc<ProxySetting>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) user_agent: Arc<str>,
+}
+
+impl tower_service::Service<Uri> for Connector {
+    type Response = TokioIo<TcpStream>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = std::result::Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<std::result::Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let https = uri.scheme_str() == Some("https");
+            let host = uri.host().ok_or("URI without a host")?.trim_matches(['[', ']']).to_string();
+            let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+            let proxy = this.proxy.proxy_for(https, &host, port).map_err(|e| e.message)?;
+            let connect = async {
+                match &proxy {
+                    None => tcp(&host, port).await.map_err(|e| -> BoxError { format!("{host}:{port}: {e}").into() }),
+                    Some(p) => tunnel(p, &host, port, &this.user_agent).await,
+                }
+            };
+            let stream = tokio::time::timeout(this.connect_timeout, connect).await.map_err(|_| -> BoxError {
+                match &proxy {
+                    None => format!("connecting to {host}:{port} timed out").into(),
+                    Some(p) => format!("connecting to {host}:{port} through proxy {}:{} timed out", p.host, p.port).into(),
+                }
+            })??;
+            Ok(TokioIo::new(stream))
+        })
+    }
+}
+
+async fn tcp(host: &str, port: u16) -> std::io::Result<TcpStream> {
+    let s = TcpStream::connect((host, port)).await?;
+    s.set_nodelay(true)?;
+    Ok(s)
+}
+
+/// Opens `CONNECT host:port` through `proxy` and returns the tunnel once the proxy answered 2xx.
+async fn tunnel(proxy: &Proxy, host: &str, port: u16, user_agent: &str) -> std::result::Result<TcpStream, BoxError> {
+    let via = format!("proxy {}:{}", proxy.host, proxy.port);
+    let mut s = tcp(&proxy.host, proxy.port).await.map_err(|e| -> BoxError { format!("{via}: {e}").into() })?;
+    let target = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    let mut req = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nUser-Agent: {user_agent}\r\n");
+    if let Some(a) = &proxy.authorization {
+        req.push_str(&format!("Proxy-Authorization: {a}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.map_err(|e| -> BoxError { format!("{via}: {e}").into() })?;
+    // Read the response head byte by byte-chunk up to the blank line; a server speaks only after
+    // the client's first bytes (TLS ClientHello or the HTTP/2 preface), so nothing follows it yet.
+    let mut head = Vec::with_capacity(256);
+    let mut buf = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() > 16 * 1024 {
+            return Err(format!("{via}: response head over 16 KiB").into());
+        }
+        let n = s.read(&mut buf).await.map_err(|e| -> BoxError { format!("{via}: {e}").into() })?;
+        if n == 0 {
+            return Err(format!("{via} closed the connection before answering CONNECT {target}").into());
+        }
+        head.push(buf[0]);
+    }
+    let status_line = String::from_utf8_lossy(head.split(|&b| b == b'\r').next().unwrap_or(&[])).into_owned();
+    let code = status_line.split_whitespace().nth(1).and_then(|c| c.parse::<u16>().ok());
+    match code {
+        Some(200..=299) => Ok(s),
+        Some(407) => Err(format!("{via} requires authentication (407): give user:password in the proxy URL").into()),
+        _ => Err(format!("{via} refused CONNECT {target}: {status_line}").into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_urls() {
+        assert_eq!(Proxy::parse("http://proxy.corp:3128").unwrap(), Proxy { host: "proxy.corp".into(), port: 3128, authorization: None });
+        assert_eq!(Proxy::parse("proxy.corp:8080/").unwrap().port, 8080);
+        assert_eq!(Proxy::parse("http://p").unwrap().port, 80);
+        assert_eq!(Proxy::parse("http://[::1]:9").unwrap().host, "::1");
+        let p = Proxy::parse("http://us%40er:p%3Ass@p:1").unwrap();
+        let want = base64::engine::general_purpose::STANDARD.encode("us@er:p:ss");
+        assert_eq!(p.authorization.unwrap(), format!("Basic {want}"));
+        for bad in ["https://p:1", "socks5://p:1", "http://:1", "http://p:notaport"] {
+            assert!(Proxy::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn no_proxy_lists() {
+        let l = "localhost, .internal.corp,*.svc, 10.0.0.0/8, 192.168.1.5, example.com:8443, [::1]";
+        assert!(no_proxy_matches(l, "localhost", 443));
+        assert!(no_proxy_matches(l, "a.internal.corp", 443));
+        assert!(no_proxy_matches(l, "internal.corp", 443));
+        assert!(!no_proxy_matches(l, "xinternal.corp", 443));
+        assert!(no_proxy_matches(l, "x.svc", 443));
+        assert!(no_proxy_matches(l, "10.1.2.3", 443));
+        assert!(!no_proxy_matches(l, "11.1.2.3", 443));
+        assert!(no_proxy_matches(l, "192.168.1.5", 1));
+        assert!(no_proxy_matches(l, "example.com", 8443));
+        assert!(!no_proxy_matches(l, "example.com", 443));
+        assert!(no_proxy_matches(l, "::1", 443));
+        assert!(no_proxy_matches("*", "anything", 1));
+        assert!(!no_proxy_matches("", "anything", 1));
+        assert!(no_proxy_matches("EXAMPLE.com", "www.example.COM", 1));
+    }
+}

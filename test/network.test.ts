@@ -1,0 +1,183 @@
+// Corporate networks: private CAs (caCertificates, SSL_CERT_FILE), HTTP CONNECT proxies (option and
+// environment, no_proxy, proxy credentials), the user agent's application name.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startLocalServer, ZerobusError, ZerobusSdk, type LocalServer } from "../src/index";
+import { privateCa, startConnectProxy, type ConnectProxy } from "./net-helpers";
+import { FAST, TABLE } from "./helpers";
+
+let ca: ReturnType<typeof privateCa>;
+let tls: LocalServer;
+let plain: LocalServer;
+let proxy: ConnectProxy;
+const dirs: string[] = [];
+
+function server(opts: Parameters<typeof startLocalServer>[0] = {}): LocalServer {
+  const dataDir = mkdtempSync(join(tmpdir(), "zerobus-net-"));
+  dirs.push(dataDir);
+  return startLocalServer({ tables: [TABLE], fsync: false, autoCreateTables: true, ...opts, dataDir });
+}
+
+beforeAll(async () => {
+  ca = privateCa();
+  tls = server({ tlsCertPem: ca.certPem, tlsKeyPem: ca.keyPem, clientId: "sp", clientSecret: "secret" });
+  plain = server();
+  proxy = await startConnectProxy();
+});
+
+afterAll(() => {
+  proxy.close();
+  tls.stop();
+  plain.stop();
+  for (const d of [...dirs, ca.dir]) rmSync(d, { recursive: true, force: true });
+});
+
+/** Runs test/fixtures/env-client.ts with `env` added to a clean environment (async: the proxy runs in this event loop). */
+async function envClient(env: Record<string, string>, endpoint: string, table: string, n = 10, oauth = false) {
+  const base: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (v !== undefined && !/^(https?|grpc|no|all)_proxy$/i.test(k) && !/^SSL_CERT_(FILE|DIR)$/.test(k)) base[k] = v;
+  }
+  const args = ["run", join(import.meta.dir, "fixtures", "env-client.ts"), endpoint, table, String(n)];
+  if (oauth) args.push("sp", "secret");
+  const p = Bun.spawn([process.execPath, ...args], { env: { ...base, ...env }, stdout: "pipe", stderr: "pipe" });
+  const [stdout, stderr] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text()]);
+  await p.exited;
+  const out = stdout.trim().split("\n").pop() ?? "";
+  try {
+    return JSON.parse(out) as { ok: boolean; code?: string; message?: string };
+  } catch {
+    throw new Error(`env-client printed ${JSON.stringify(out)}; stderr: ${stderr}`);
+  }
+}
+
+describe("TLS trust", () => {
+  test("a private CA given as caCertificates is trusted for the endpoint and the token endpoint", async () => {
+    const sdk = new ZerobusSdk({ endpoint: tls.url, unityCatalogUrl: tls.url, caCertificates: readFileSync(ca.caPem, "utf8") });
+    const s = await sdk.createStream({ table: "main.default.ca_option", recordType: "json", clientId: "sp", clientSecret: "secret" });
+    await s.ingest({ over: "tls" });
+    await s.close();
+    expect(tls.records("main.default.ca_option")).toEqual([{ over: "tls" }]);
+    sdk.close();
+  });
+
+  test("caCertificates as bytes works too; text that holds no certificate is refused", () => {
+    expect(() => new ZerobusSdk({ endpoint: tls.url, caCertificates: readFileSync(ca.caPem) })).not.toThrow();
+    for (const bad of ["not a pem", "-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n"]) {
+      let err: unknown;
+      try {
+        new ZerobusSdk({ endpoint: tls.url, caCertificates: bad });
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(ZerobusError);
+      expect((err as ZerobusError).code).toBe("INVALID_ARGUMENT");
+      expect((err as ZerobusError).message).toContain("caCertificates");
+    }
+  });
+
+  test("the operating system's store: a CA named by SSL_CERT_FILE is trusted, without it the certificate is refused", async () => {
+    expect(await envClient({ SSL_CERT_FILE: ca.caPem }, tls.url, "main.default.ssl_cert_file", 10, true)).toEqual({ ok: true });
+    expect(tls.records("main.default.ssl_cert_file")).toHaveLength(10);
+    const refused = await envClient({}, tls.url, "main.default.untrusted", 1, true);
+    expect(refused.ok).toBe(false);
+    expect(refused.message).toContain("certificate");
+  }, 60_000);
+});
+
+describe("HTTP CONNECT proxies", () => {
+  test("the proxy option tunnels the gRPC stream", async () => {
+    const before = proxy.tunnels.length;
+    const sdk = new ZerobusSdk({ endpoint: plain.url, proxy: proxy.url });
+    const s = await sdk.createStream({ table: "main.default.via_option", recordType: "json", ...FAST });
+    await s.ingest({ via: "proxy" });
+    await s.close();
+    expect(plain.records("main.default.via_option")).toEqual([{ via: "proxy" }]);
+    expect(proxy.tunnels.slice(before)).toContain(new URL(plain.url).host);
+    sdk.close();
+  });
+
+  test("TLS inside the tunnel, and the token request through the proxy too", async () => {
+    const before = proxy.tunnels.length;
+    const sdk = new ZerobusSdk({ endpoint: tls.url, unityCatalogUrl: tls.url, proxy: proxy.url, caCertificates: readFileSync(ca.caPem, "utf8") });
+    const s = await sdk.createStream({ table: "main.default.tls_tunnel", recordType: "json", clientId: "sp", clientSecret: "secret" });
+    await s.ingest({ tls: "tunnel" });
+    await s.close();
+    expect(tls.records("main.default.tls_tunnel")).toEqual([{ tls: "tunnel" }]);
+    // one tunnel for the token request, one for the gRPC stream
+    const host = new URL(tls.url).host;
+    expect(proxy.tunnels.slice(before).filter((t) => t === host).length).toBeGreaterThanOrEqual(2);
+    sdk.close();
+  });
+
+  test("https_proxy / http_proxy / grpc_proxy from the environment; no_proxy bypasses", async () => {
+    let before = proxy.tunnels.length;
+    expect(await envClient({ http_proxy: proxy.url }, plain.url, "main.default.env_http", 5)).toEqual({ ok: true });
+    expect(proxy.tunnels.length).toBeGreaterThan(before);
+    before = proxy.tunnels.length;
+    expect(await envClient({ grpc_proxy: proxy.url }, plain.url, "main.default.env_grpc", 5)).toEqual({ ok: true });
+    expect(proxy.tunnels.length).toBeGreaterThan(before);
+    before = proxy.tunnels.length;
+    expect(await envClient({ HTTPS_PROXY: proxy.url, SSL_CERT_FILE: ca.caPem }, tls.url, "main.default.env_https", 5, true)).toEqual({ ok: true });
+    expect(proxy.tunnels.length).toBeGreaterThan(before);
+    before = proxy.tunnels.length;
+    for (const noProxy of ["127.0.0.1", "*", "localhost,127.0.0.0/8"]) {
+      expect(await envClient({ http_proxy: proxy.url, no_proxy: noProxy }, plain.url, "main.default.env_bypass", 1)).toEqual({ ok: true });
+    }
+    expect(proxy.tunnels.length).toBe(before);
+    // an unreachable proxy in the environment is used (and fails) unless bypassed
+    const dead = await envClient({ http_proxy: "http://127.0.0.1:1" }, plain.url, "main.default.env_dead", 1);
+    expect(dead.ok).toBe(false);
+    expect(dead.message).toContain("proxy 127.0.0.1:1");
+    expect(await envClient({ http_proxy: "http://127.0.0.1:1", NO_PROXY: "127.0.0.1" }, plain.url, "main.default.env_dead", 1)).toEqual({ ok: true });
+  }, 120_000);
+
+  test("proxy: false ignores the environment; a bad proxy URL is refused up front", async () => {
+    const env = { http_proxy: "http://127.0.0.1:1", ZEROBUS_TEST_PROXY_OFF: "1" };
+    expect(await envClient(env, plain.url, "main.default.proxy_off", 1)).toEqual({ ok: true });
+    for (const bad of ["https://proxy:1", "socks5://proxy:1080", "http://:1"]) {
+      let err: unknown;
+      try {
+        new ZerobusSdk({ endpoint: plain.url, proxy: bad });
+      } catch (e) {
+        err = e;
+      }
+      expect((err as ZerobusError).code).toBe("INVALID_ARGUMENT");
+    }
+    expect(() => new ZerobusSdk({ endpoint: plain.url, proxy: 3 as unknown as string })).toThrow("proxy");
+  }, 60_000);
+
+  test("a proxy that wants credentials: 407 named clearly; user:password in the URL works", async () => {
+    const locked = await startConnectProxy("alice:s3cr:et");
+    try {
+      const none = new ZerobusSdk({ endpoint: plain.url, proxy: locked.url });
+      const err = await none
+        .createStream({ table: TABLE, recordType: "json", ...FAST, recoveryRetries: 0 })
+        .catch((e) => e);
+      expect(err).toBeInstanceOf(ZerobusError);
+      expect(err.message).toContain("407");
+      none.close();
+      const ok = new ZerobusSdk({ endpoint: plain.url, proxy: `http://alice:s3cr%3Aet@127.0.0.1:${locked.port}` });
+      const s = await ok.createStream({ table: "main.default.proxy_auth", recordType: "json", ...FAST });
+      await s.ingest({ authed: true });
+      await s.close();
+      expect(plain.records("main.default.proxy_auth")).toEqual([{ authed: true }]);
+      ok.close();
+    } finally {
+      locked.close();
+    }
+  });
+});
+
+test("applicationName is appended to the user agent; a bad one is refused", async () => {
+  const sdk = new ZerobusSdk({ endpoint: plain.url, applicationName: "orders-pipeline/2.1" });
+  const s = await sdk.createStream({ table: "main.default.ua", recordType: "json", ...FAST });
+  await s.ingest({ a: 1 });
+  await s.close();
+  const stats = await plain.stats();
+  expect(stats.lastUserAgent).toMatch(/^zerobus-bun\/\S+ .*orders-pipeline\/2\.1/);
+  sdk.close();
+  expect(() => new ZerobusSdk({ endpoint: plain.url, applicationName: "bad\nname" })).toThrow("applicationName");
+});

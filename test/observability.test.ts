@@ -1,0 +1,62 @@
+// stream.stats(): running totals that survive recovery and close.
+import { afterEach, expect, test } from "bun:test";
+import { fixture, FAST, TABLE } from "./helpers";
+
+let f: ReturnType<typeof fixture> | undefined;
+afterEach(() => {
+  f?.close();
+  f = undefined;
+});
+
+test("stats count records and bytes through a recovery, name the error recovered from, and survive close", async () => {
+  f = fixture();
+  await f.server.addFault({ failAfterRecords: { records: 50, code: "UNAVAILABLE", message: "injected" } });
+  const s = await f.sdk.createStream({ table: TABLE, recordType: "json", ...FAST });
+  let bytes = 0;
+  for (let i = 0; i < 200; i++) {
+    const text = JSON.stringify({ i });
+    bytes += text.length;
+    s.submit(text);
+  }
+  await s.flush();
+  const st = s.stats();
+  expect(st.recordsIngested).toBe(200);
+  expect(st.bytesIngested).toBe(bytes);
+  expect(st.recordsAcked).toBe(200);
+  expect(st.bytesAcked).toBe(bytes);
+  expect(st.recordsInflight).toBe(0);
+  expect(st.bytesInflight).toBe(0);
+  expect(st.recordsSent).toBeGreaterThanOrEqual(200);
+  expect(st.streamsOpened).toBe(2);
+  expect(st.recoveries).toBe(1);
+  expect(st.tokensFetched).toBe(0);
+  expect(st.lastError?.code).toBe("TRANSPORT");
+  expect(st.lastError?.message).toContain("injected");
+  await s.close();
+  expect(s.stats()).toEqual(st);
+});
+
+test("stats of a batch stream and of records in flight", async () => {
+  f = fixture();
+  await f.server.addFault({ withholdAcks: true });
+  const s = await f.sdk.createStream({ table: TABLE, recordType: "json", ...FAST, flushTimeoutMs: 100 });
+  s.submitBatch([{ a: 1 }, { a: 2 }, { a: 3 }]);
+  for (let i = 0; i < 50 && s.stats().recordsSent < 3; i++) await Bun.sleep(10);
+  const st = s.stats();
+  expect(st.recordsIngested).toBe(3);
+  expect(st.recordsSent).toBe(3);
+  expect(st.recordsAcked).toBe(0);
+  expect(st.recordsInflight).toBe(3);
+  expect(st.lastError).toBeUndefined();
+  await s.close().catch(() => {});
+});
+
+test("tokensFetched counts token requests made for the stream, not cache hits", async () => {
+  f = fixture({ clientId: "id", clientSecret: "secret" });
+  const creds = { clientId: "id", clientSecret: "secret", recordType: "json" as const };
+  const a = await f.sdk.createStream({ table: TABLE, ...creds });
+  const b = await f.sdk.createStream({ table: TABLE, ...creds });
+  expect(a.stats().tokensFetched).toBe(1);
+  expect(b.stats().tokensFetched).toBe(0);
+  await Promise.all([a.close(), b.close()]);
+});

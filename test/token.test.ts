@@ -1,0 +1,106 @@
+// OAuth token cache and token endpoint failures against the local server's token endpoint
+// (which counts requests, can issue short-lived tokens, revoke them and inject failures).
+import { afterEach, describe, expect, test } from "bun:test";
+import { fixture, TABLE } from "./helpers";
+import { ZerobusError } from "../src/index";
+
+const CREDS = { clientId: "sp-id", clientSecret: "sp-secret" } as const;
+const QUICK = { recoveryBackoffMs: 20, recoveryTimeoutMs: 5000, recoveryRetries: 10 } as const;
+
+let f: ReturnType<typeof fixture> | undefined;
+afterEach(() => {
+  f?.close();
+  f = undefined;
+});
+
+const tokenRequests = async () => (await f!.server.stats()).tokenRequests as number;
+
+describe("token cache", () => {
+  test("six reconnects cost one token request; other streams of the table reuse it, another table gets its own", async () => {
+    f = fixture({ ...CREDS });
+    await f.server.addFault({ failAfterRecords: { records: 5, code: "UNAVAILABLE" }, times: 6 });
+    const s = await f.sdk.createStream({ table: TABLE, recordType: "json", ...CREDS, ...QUICK });
+    for (let i = 0; i < 100; i++) s.submit({ i });
+    await s.flush();
+    expect(s.streamsOpened).toBe(7);
+    expect(await tokenRequests()).toBe(1);
+    const again = await f.sdk.createStream({ table: TABLE, recordType: "json", ...CREDS, ...QUICK });
+    await again.ingest({ i: 100 });
+    expect(await tokenRequests()).toBe(1);
+    await f.server.addTable("main.default.other");
+    const other = await f.sdk.createStream({ table: "main.default.other", recordType: "json", ...CREDS, ...QUICK });
+    await other.ingest({ other: true });
+    expect(await tokenRequests()).toBe(2);
+    await Promise.all([s.close(), again.close(), other.close()]);
+    const ids = new Set(f.server.records<{ i: number }>(TABLE).map((r) => r.i));
+    expect(ids.size).toBe(101);
+  });
+
+  test("a token near its expiry is refreshed before the next stream opens, so the server never sees it expired", async () => {
+    f = fixture({ ...CREDS, tokenTtlSecs: 2 });
+    // the first physical stream breaks at its second record
+    await f.server.addFault({ failAfterRecords: { records: 2, code: "UNAVAILABLE" } });
+    const s = await f.sdk.createStream({ table: TABLE, recordType: "json", ...CREDS, ...QUICK });
+    await s.ingest({ n: 1 });
+    expect(await tokenRequests()).toBe(1);
+    await Bun.sleep(2200); // past the token's lifetime
+    await s.ingest({ n: 2 }); // the stream breaks; the next open needs a fresh token
+    await s.ingest({ n: 3 });
+    expect(s.streamsOpened).toBeGreaterThanOrEqual(2);
+    expect(s.state).toBe("open");
+    expect(await tokenRequests()).toBe(2);
+    expect((await f.server.stats()).authRefusals).toBe(0);
+    await s.close();
+  });
+
+  test("UNAUTHENTICATED drops the cached token and the open is retried once with a fresh one", async () => {
+    f = fixture({ ...CREDS });
+    await f.server.addFault({ failAfterRecords: { records: 2, code: "UNAVAILABLE" } });
+    const s = await f.sdk.createStream({ table: TABLE, recordType: "json", ...CREDS, ...QUICK });
+    await s.ingest({ n: 1 });
+    await f.server.revokeTokens(); // the cached token is still fresh on the client's side
+    await s.ingest({ n: 2 }); // the stream breaks; the reopen is refused once, then succeeds with a new token
+    await s.ingest({ n: 3 });
+    expect(s.state).toBe("open");
+    expect(await tokenRequests()).toBe(2);
+    expect((await f.server.stats()).authRefusals).toBe(1);
+    await s.close();
+    expect(f.server.records(TABLE).length).toBeGreaterThanOrEqual(3);
+  });
+});
+
+describe("token endpoint failures", () => {
+  test("503 and 429 are retried with backoff", async () => {
+    f = fixture({ ...CREDS });
+    await f.server.addTokenFaults([503, 429]);
+    const s = await f.sdk.createStream({ table: TABLE, recordType: "json", ...CREDS, ...QUICK });
+    await s.ingest({ ok: true });
+    await s.close();
+    expect(await tokenRequests()).toBe(3);
+  });
+
+  test("400, 401 and 403 fail at once with AUTH and the endpoint's message", async () => {
+    for (const status of [400, 401, 403]) {
+      f = fixture({ ...CREDS });
+      await f.server.addTokenFaults([status]);
+      const err = await f.sdk.createStream({ table: TABLE, recordType: "json", ...CREDS, ...QUICK }).catch((e) => e);
+      expect(err).toBeInstanceOf(ZerobusError);
+      expect(err.code).toBe("AUTH");
+      expect(err.retryable).toBe(false);
+      expect(err.message).toContain(String(status));
+      expect(err.message).toContain("injected token fault");
+      expect(await tokenRequests()).toBe(1);
+      f.close();
+      f = undefined;
+    }
+  });
+
+  test("retries of a failing token endpoint stay within recoveryRetries", async () => {
+    f = fixture({ ...CREDS });
+    await f.server.addTokenFaults(Array(20).fill(503));
+    const err = await f.sdk.createStream({ table: TABLE, recordType: "json", ...CREDS, ...QUICK, recoveryRetries: 2 }).catch((e) => e);
+    expect(err.code).toBe("AUTH");
+    expect(err.message).toContain("503");
+    expect(await tokenRequests()).toBe(3);
+  });
+});
