@@ -27,6 +27,15 @@ export class ZerobusArrowStream implements AsyncDisposable {
   get error() {
     return this.inner.error;
   }
+  /**
+   * The batches not acknowledged, in order, each as a self-contained Arrow IPC stream (schema,
+   * dictionaries, the batch) with its offset; after a failure, what the failure left behind (also
+   * after `close()`). Read one with apache-arrow's `tableFromIPC(ipc)`.
+   */
+  unackedBatches(): { offset: number; ipc: Uint8Array }[] {
+    return this.inner.unackedRecords().map((u) => ({ offset: u.offset, ipc: u.records[0]! }));
+  }
+
   /** Running totals (records are rows); see `ZerobusStream.stats()`. */
   stats() {
     return this.inner.stats();

@@ -30,6 +30,8 @@ export const symbols = {
   zerobus_stream_error_message: { args: [T.ptr, T.ptr, T.u64], returns: T.u64 },
   zerobus_stream_id: { args: [T.ptr, T.ptr, T.u64], returns: T.u64 },
   zerobus_stream_stats: { args: [T.ptr, T.ptr, T.u64], returns: T.u64 },
+  zerobus_stream_unacked: { args: [T.ptr, T.ptr, T.u64], returns: T.u64 },
+  zerobus_stream_log: { args: [T.ptr, T.ptr, T.u64], returns: T.u64 },
   zerobus_stream_headers_reply: { args: [T.ptr, T.u32, T.ptr, T.u64, T.i32], returns: T.i32 },
   zerobus_ingest_proto_bytes: { args: [T.ptr, T.ptr, T.u64, T.ptr, T.ptr], returns: T.i64_fast },
   zerobus_ingest_json_bytes: { args: [T.ptr, T.ptr, T.u64, T.ptr, T.ptr], returns: T.i64_fast },

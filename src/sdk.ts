@@ -4,7 +4,7 @@ import { toBinary, type DescMessage } from "@bufbuild/protobuf";
 import { DescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { lib } from "./native";
 import { lastError, InvalidArgumentError } from "./errors";
-import { ZerobusStream, arrowToIPC, foreignArrow, loadArrow, ownInstance, type HeadersFunction, type RecordType } from "./stream";
+import { ZerobusStream, arrowToIPC, foreignArrow, loadArrow, ownInstance, type HeadersFunction, type LogEvent, type LogLevel, type RecordType } from "./stream";
 import { ZerobusArrowStream, type ArrowBatch } from "./arrow";
 
 export interface ZerobusSdkOptions {
@@ -25,6 +25,16 @@ export interface ZerobusSdkOptions {
   proxy?: string | false;
   /** Appended to the user agent sent with every request (`zerobus-bun/<version> <applicationName>`). */
   applicationName?: string;
+  /**
+   * Receives the streams' events: physical stream opened (with its id), recovery attempts with
+   * their cause, close signals, token fetches, failures. Called on the JavaScript thread.
+   */
+  logger?: (event: LogEvent) => void;
+  /**
+   * Lowest level reported. Default: the `ZEROBUS_LOG` environment variable, else `"info"` when a
+   * logger is given, else nothing (silent). With a level but no logger, events go to stderr.
+   */
+  logLevel?: LogLevel;
 }
 
 export interface StreamOptions {
@@ -94,7 +104,10 @@ export interface FlushOnExitOptions {
   timeoutMs?: number;
 }
 
-const SDK_OPTIONS = ["endpoint", "unityCatalogUrl", "caCertificates", "proxy", "applicationName"];
+const SDK_OPTIONS = ["endpoint", "unityCatalogUrl", "caCertificates", "proxy", "applicationName", "logger", "logLevel"];
+const LOG_LEVELS: LogLevel[] = ["error", "warn", "info", "debug"];
+
+const stderrLogger = (e: LogEvent) => console.error(`zerobus-bun ${e.level} ${e.table}${e.streamId ? ` (${e.streamId})` : ""}: ${e.message}`);
 const NUMERIC_OPTIONS = [
   "maxInflightRecords", "maxInflightBytes", "recoveryRetries", "recoveryBackoffMs", "recoveryTimeoutMs",
   "serverLackOfAckTimeoutMs", "flushTimeoutMs", "submitTimeoutMs", "maxRecordBytes", "streamPausedMaxWaitTimeMs",
@@ -140,6 +153,8 @@ const sdks = new FinalizationRegistry<Pointer>((h) => lib.zerobus_sdk_free(h));
 export class ZerobusSdk implements Disposable {
   #h: Pointer | null;
   readonly endpoint: string;
+  /** The streams' logger and level (undefined: silent). */
+  #log: { logger: (e: LogEvent) => void; level: LogLevel } | undefined;
   /** Streams made by this SDK (weakly: dropping a stream lets it be collected). */
   #streams = new Set<WeakRef<ZerobusStream<any>>>();
 
@@ -150,7 +165,12 @@ export class ZerobusSdk implements Disposable {
     if (options.unityCatalogUrl !== undefined && typeof options.unityCatalogUrl !== "string") {
       throw invalid("unityCatalogUrl must be a string (the workspace URL)");
     }
-    const { caCertificates, proxy, applicationName } = options;
+    const { caCertificates, proxy, applicationName, logger, logLevel } = options;
+    if (logger !== undefined && typeof logger !== "function") throw invalid("logger must be a function (event) => void");
+    if (logLevel !== undefined && !LOG_LEVELS.includes(logLevel)) throw invalid(`logLevel must be one of ${LOG_LEVELS.join(", ")}, got ${String(logLevel)}`);
+    const envLevel = process.env.ZEROBUS_LOG?.toLowerCase() as LogLevel | undefined;
+    const level = logLevel ?? (envLevel && LOG_LEVELS.includes(envLevel) ? envLevel : logger ? "info" : undefined);
+    this.#log = level ? { logger: logger ?? stderrLogger, level } : undefined;
     if (caCertificates !== undefined && typeof caCertificates !== "string" && !(caCertificates instanceof Uint8Array)) {
       throw invalid("caCertificates must be PEM text (a string) or bytes (Uint8Array)");
     }
@@ -261,8 +281,8 @@ export class ZerobusSdk implements Disposable {
       throw new InvalidArgumentError(`recordType must be "json" or "proto", got ${String(type)}`, "INVALID_ARGUMENT", false);
     }
     const auth = authOptions(clientId, clientSecret, headers);
-    const json = JSON.stringify({ table, recordType: type, ...auth.json, ...rest });
-    return this.#track(new ZerobusStream(this.#h, table, type, json, type === "proto" ? desc : undefined, schema, rest, auth.fn));
+    const json = JSON.stringify({ table, recordType: type, ...auth.json, logLevel: this.#log?.level, ...rest });
+    return this.#track(new ZerobusStream(this.#h, table, type, json, type === "proto" ? desc : undefined, schema, rest, auth.fn, this.#log?.logger));
   }
 
   /**
@@ -291,8 +311,8 @@ export class ZerobusSdk implements Disposable {
       throw new InvalidArgumentError("createArrowStream needs a schema (apache-arrow Schema or IPC bytes)", "INVALID_ARGUMENT", false);
     }
     const auth = authOptions(clientId, clientSecret, headers);
-    const json = JSON.stringify({ table, ...auth.json, ...rest });
-    const stream = this.#track(new ZerobusStream<ArrowBatch>(this.#h, table, "arrow", json, schemaIpc, undefined, rest, auth.fn));
+    const json = JSON.stringify({ table, ...auth.json, logLevel: this.#log?.level, ...rest });
+    const stream = this.#track(new ZerobusStream<ArrowBatch>(this.#h, table, "arrow", json, schemaIpc, undefined, rest, auth.fn, this.#log?.logger));
     try {
       await stream.opened();
     } catch (e) {
@@ -300,6 +320,27 @@ export class ZerobusSdk implements Disposable {
       throw e;
     }
     return new ZerobusArrowStream(stream);
+  }
+
+  /**
+   * Opens a new stream that continues a failed one: same table, record type or Arrow schema,
+   * options and auth, with the requests the failed stream had not acknowledged queued first, in
+   * their order (`failed.unackedRecords()`), and resolves once the server accepted it. Works
+   * before or after `close()` of the failed stream. Refused unless `failed` has failed.
+   * Delivery stays at-least-once: a request whose ack was lost may be written again.
+   */
+  async recreateStream<S extends ZerobusStream<any> | ZerobusArrowStream>(failed: S): Promise<S> {
+    if (!this.#h) throw new InvalidArgumentError("SDK is closed", "INVALID_ARGUMENT", false);
+    const inner = failed instanceof ZerobusArrowStream ? failed.inner : failed;
+    if (!(inner instanceof ZerobusStream)) throw invalid("recreateStream takes a stream made by createStream or createArrowStream");
+    const next = this.#track(inner._recreate(this.#h));
+    try {
+      await next.opened();
+    } catch (e) {
+      await next.close().catch(() => {});
+      throw e;
+    }
+    return (failed instanceof ZerobusArrowStream ? new ZerobusArrowStream(next as ZerobusStream<ArrowBatch>) : next) as S;
   }
 
   close(): void {

@@ -49,6 +49,29 @@ export interface StreamStats {
   lastError?: ZerobusError;
 }
 
+/** How much the SDK reports to its logger. */
+export type LogLevel = "error" | "warn" | "info" | "debug";
+
+/** One event for the SDK's `logger`. */
+export interface LogEvent {
+  level: LogLevel;
+  message: string;
+  /** The stream's table. */
+  table: string;
+  /** The server's id of the current physical stream, once one is open. */
+  streamId?: string;
+}
+
+/** A request not acknowledged (`stream.unackedRecords()`). */
+export interface UnackedRecord {
+  /** Its logical offset on the stream it came from. */
+  offset: number;
+  /** Whether it was one batch request (`ingestBatch`), else a single record. */
+  batch: boolean;
+  /** Its records' bytes: JSON as UTF-8 text, protobuf encoded; an Arrow batch as one IPC stream (schema, dictionaries, batch). */
+  records: Uint8Array[];
+}
+
 /** The `headers` option as a function: called with the table name each time a physical stream opens. */
 export type HeadersFunction = (table: string) => Record<string, string> | Promise<Record<string, string>>;
 
@@ -95,7 +118,7 @@ const closedError = () => new ZerobusError("stream is closed", "STREAM_CLOSED", 
 
 export class ZerobusStream<T = unknown> implements AsyncDisposable {
   #h: Pointer | null;
-  #progress = new BigInt64Array(5);
+  #progress = new BigInt64Array(6);
   #i32 = new Int32Array(this.#progress.buffer);
   #acked = -1;
   #last = -1;
@@ -126,6 +149,12 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   /** The headers request being answered (an async function may take a while). */
   #headersBusy = 0;
   #unwatch: (() => void) | undefined;
+  /** Receives the native side's events (the SDK's `logger`). */
+  #logger: ((e: LogEvent) => void) | undefined;
+  /** What recreating this stream needs: the native SDK, options JSON, descriptor / Arrow schema, record type. */
+  #blueprint: { recordType: RecordType | "arrow"; optionsJson: string; descriptor?: Uint8Array; timeouts: { flushTimeoutMs?: number; submitTimeoutMs?: number } };
+  /** Unacknowledged requests of a failed stream, read before its native handle was freed. */
+  #finalUnacked: UnackedRecord[] | undefined;
 
   /**
    * @internal use ZerobusSdk.createStream / createArrowStream. For `"arrow"`, `descriptor` is
@@ -140,9 +169,12 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     schema?: DescMessage,
     timeouts: { flushTimeoutMs?: number; submitTimeoutMs?: number } = {},
     headersFn?: HeadersFunction,
+    logger?: (e: LogEvent) => void,
   ) {
     this.table = table;
     this.#headersFn = headersFn;
+    this.#logger = logger;
+    this.#blueprint = { recordType, optionsJson, descriptor: descriptor?.slice(), timeouts };
     this.#flushTimeoutMs = timeouts.flushTimeoutMs ?? 300_000;
     this.#submitTimeoutMs = timeouts.submitTimeoutMs ?? 60_000;
     this.#json = recordType === "json";
@@ -206,6 +238,53 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     const e = raw.lastError as { code: ErrorCode; message: string; retryable: boolean } | null;
     raw.lastError = e ? new (errorClass(e.code))(e.message, e.code, e.retryable) : undefined;
     return raw as StreamStats;
+  }
+
+  /**
+   * The requests not acknowledged, in order, each with its logical offset and its records as
+   * bytes (JSON records as UTF-8 text; an Arrow batch as one IPC stream with its schema). On a
+   * live stream: what is in flight now. After a failure: what the failure left unacknowledged,
+   * also after `close()`. Copies; the stream keeps its own.
+   */
+  unackedRecords(): UnackedRecord[] {
+    if (!this.#h) return (this.#finalUnacked ?? []).map((u) => ({ offset: u.offset, batch: u.batch, records: u.records.slice() }));
+    let n = Number(lib.zerobus_stream_unacked(this.#h, null, 0));
+    if (n === 0) return [];
+    let buf = new Uint8Array(n);
+    // The set may change between the two calls on a live stream: retry until it fits.
+    while ((n = Number(lib.zerobus_stream_unacked(this.#h, buf, buf.length))) > buf.length) buf = new Uint8Array(n);
+    const view = new DataView(buf.buffer, 0, n);
+    const out: UnackedRecord[] = [];
+    for (let at = 0; at < n; ) {
+      const offset = Number(view.getBigInt64(at, true));
+      const kind = view.getUint32(at + 8, true);
+      const count = view.getUint32(at + 12, true);
+      at += 16;
+      const records: Uint8Array[] = [];
+      for (let i = 0; i < count; i++) {
+        const len = view.getUint32(at, true);
+        records.push(buf.slice(at + 4, at + 4 + len));
+        at += 4 + len;
+      }
+      out.push({ offset, batch: kind === 1, records });
+    }
+    return out;
+  }
+
+  /** @internal ZerobusSdk.recreateStream: a new stream like this one, with its unacknowledged requests queued first. */
+  _recreate(sdk: Pointer): ZerobusStream<T> {
+    if (this.#state !== "failed") {
+      throw new InvalidArgumentError(`recreateStream takes a failed stream; this one is ${this.#state}`, "INVALID_ARGUMENT", false);
+    }
+    const b = this.#blueprint;
+    const unacked = this.unackedRecords();
+    const next = new ZerobusStream<T>(sdk, this.table, b.recordType, b.optionsJson, b.descriptor, this.#schema, b.timeouts, this.#headersFn, this.#logger);
+    // Their bytes are the copies just read: queued in order, each request as it was (a batch stays one batch).
+    for (const u of unacked) {
+      if (u.batch) next.submitBatch(u.records as unknown as T[]);
+      else next.submit(u.records[0] as unknown as T);
+    }
+    return next;
   }
 
   /** The server's id of the current physical stream. */
@@ -564,6 +643,26 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     }
   }
 
+  /** Hands the native side's queued events to the logger. */
+  #drainLog(): void {
+    if (!this.#h || !this.#logger) return;
+    let buf = msgBuf;
+    let n: number;
+    while ((n = Number(lib.zerobus_stream_log(this.#h, buf, buf.length))) > buf.length) buf = new Uint8Array(n);
+    if (n === 0) return;
+    const { dropped, events } = JSON.parse(decoder.decode(buf.subarray(0, n))) as { dropped: number; events: { level: LogLevel; message: string }[] };
+    const streamId = this.streamId;
+    const emit = (level: LogLevel, message: string) => {
+      try {
+        this.#logger!({ level, message, table: this.table, streamId });
+      } catch {
+        // a throwing logger must not break the stream
+      }
+    };
+    if (dropped > 0) emit("warn", `${dropped} older log events were dropped (the logger fell behind)`);
+    for (const e of events) emit(e.level, e.message);
+  }
+
   /** Calls the headers function for request `id` and answers it (at once, or when its promise settles). */
   #serveHeaders(id: number): void {
     this.#headersBusy = id;
@@ -609,6 +708,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     this.#state = STATES[this.#i32[6]!] ?? "failed";
     const wanted = this.#i32[9]!;
     if (wanted !== 0 && wanted !== this.#headersBusy) this.#serveHeaders(wanted);
+    if (this.#i32[10] !== 0 && this.#logger) this.#drainLog();
     if (this.#state === "failed" && !this.#error) {
       const code = codeName(this.#i32[7]!);
       const n = Number(lib.zerobus_stream_error_message(this.#h, msgBuf, msgBuf.length));
@@ -699,7 +799,9 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
 
   #free(): void {
     if (this.#h) {
+      this.#drainLog();
       this.#finalStats = this.stats();
+      if (this.#state === "failed") this.#finalUnacked = this.unackedRecords();
       dropped.unregister(this);
       this.#unwatch?.();
       lib.zerobus_stream_free(this.#h);

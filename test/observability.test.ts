@@ -60,3 +60,45 @@ test("tokensFetched counts token requests made for the stream, not cache hits", 
   expect(b.stats().tokensFetched).toBe(0);
   await Promise.all([a.close(), b.close()]);
 });
+
+test("logger: stream opened, recovery with its cause, close signal, token fetch and failure reach it", async () => {
+  const { ZerobusSdk } = await import("../src/index");
+  f = fixture({ clientId: "id", clientSecret: "secret" });
+  const events: { level: string; message: string; table: string }[] = [];
+  const sdk = new ZerobusSdk({ endpoint: f.server.url, unityCatalogUrl: f.server.url, logger: (e) => events.push(e), logLevel: "debug" });
+  await f.server.addFault({ failAfterRecords: { records: 5, code: "UNAVAILABLE", message: "injected outage" } });
+  const s = await sdk.createStream({ table: TABLE, recordType: "json", clientId: "id", clientSecret: "secret", recoveryBackoffMs: 20 });
+  for (let i = 0; i < 20; i++) s.submit({ i });
+  await s.flush();
+  await s.close();
+  await f.server.addFault({ closeSignalAfterRecords: { records: 3, durationMs: 0 } });
+  const t = await sdk.createStream({ table: TABLE, recordType: "json", clientId: "id", clientSecret: "secret", recoveryBackoffMs: 20 });
+  for (let i = 0; i < 20; i++) t.submit({ i });
+  await t.flush();
+  await t.close();
+  const text = events.map((e) => `${e.level}: ${e.message}`).join("\n");
+  expect(text).toContain("info: fetched an OAuth token");
+  expect(text).toMatch(/info: physical stream opened \(id local-/);
+  expect(text).toMatch(/warn: physical stream ended: .*injected outage.*attempt 1 of 4/);
+  expect(text).toContain("CloseStreamSignal");
+  expect(events.every((e) => e.table === TABLE)).toBe(true);
+
+  // a failure, at error level; a logger that throws does not break anything
+  sdk.close();
+  f.close();
+  f = fixture(); // no auth
+  await f.server.addFault({ failCreate: { code: "NOT_FOUND", message: "no such table" } });
+  const failing: string[] = [];
+  const quiet = new ZerobusSdk({ endpoint: f.server.url, logger: (e) => { failing.push(`${e.level}: ${e.message}`); throw new Error("logger bug"); }, logLevel: "error" });
+  const err = await quiet.createStream({ table: TABLE, recordType: "json", headers: { authorization: "Bearer x" } }).catch((e) => e);
+  expect(err.code).toBe("NOT_FOUND");
+  expect(failing).toEqual([expect.stringMatching(/^error: stream failed: .*no such table/)]);
+  quiet.close();
+});
+
+test("silent by default; a bad logLevel or logger is refused", async () => {
+  const { ZerobusSdk } = await import("../src/index");
+  f = fixture();
+  expect(() => new ZerobusSdk({ endpoint: f!.server.url, logLevel: "verbose" as "info" })).toThrow("logLevel");
+  expect(() => new ZerobusSdk({ endpoint: f!.server.url, logger: "console" as unknown as () => void })).toThrow("logger");
+});

@@ -53,6 +53,27 @@ impl ArrowPayload {
     }
 }
 
+/// One Arrow request as a self-contained IPC stream (schema, dictionaries, the batch, end marker),
+/// e.g. to hand unacknowledged batches back to the caller.
+pub fn ipc_stream_bytes(schema: &StreamSchema, payload: &ArrowPayload) -> Vec<u8> {
+    fn message(out: &mut Vec<u8>, header: &[u8], body: &[u8]) {
+        // continuation marker, metadata length (header padded so the body starts 8-aligned)
+        let pad = (8 - (8 + header.len()) % 8) % 8;
+        out.extend_from_slice(&0xFFFF_FFFFu32.to_le_bytes());
+        out.extend_from_slice(&((header.len() + pad) as i32).to_le_bytes());
+        out.extend_from_slice(header);
+        out.resize(out.len() + pad, 0);
+        out.extend_from_slice(body);
+    }
+    let mut out = Vec::with_capacity(schema.message.len() + payload.byte_len() + 64);
+    message(&mut out, &schema.message, &[]);
+    for m in payload.messages.iter() {
+        message(&mut out, &m.header, &m.body);
+    }
+    out.extend_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0]);
+    out
+}
+
 /// An Arrow stream's schema, its IPC schema message (sent first on each DoPut stream), and the
 /// dictionary ids that message gives to dictionary-encoded fields (depth-first field order).
 #[derive(Debug)]

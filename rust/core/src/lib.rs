@@ -24,7 +24,7 @@ pub use error::{ErrorCode, Result, ZerobusError};
 pub use proto::RecordType;
 pub use net::{NetOptions, ProxySetting};
 pub use sdk::{Auth, ZerobusSdk};
-pub use stream::{check_limit, Limit, Progress, ProgressHook, Stats, StreamOptions, StreamState, TableProperties, ZerobusStream, LIMITS};
+pub use stream::{check_limit, Limit, LogEvent, LogLevel, Progress, ProgressHook, Stats, StreamOptions, StreamState, TableProperties, ZerobusStream, LIMITS};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const USER_AGENT: &str = concat!("zerobus-bun/", env!("CARGO_PKG_VERSION"));

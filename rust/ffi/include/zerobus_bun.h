@@ -100,6 +100,11 @@ typedef struct {
    * `zerobus_stream_headers_reply`.
    */
   uint32_t headers_wanted;
+  /**
+   * 1 if logger events are waiting for `zerobus_stream_log`.
+   */
+  uint32_t log_pending;
+  uint32_t _reserved;
 } ZerobusProgress;
 
 #ifdef __cplusplus
@@ -184,7 +189,8 @@ void zerobus_sdk_free(ZerobusSdk *sdk);
  * Opens a stream in the background and returns its handle at once (NULL on a config error).
  * `options_json`: `{"table", "recordType": "proto"|"json", "clientId", "clientSecret" | "headers": {..},
  * "maxInflightRecords", "maxInflightBytes", "recovery", "recoveryRetries", "recoveryBackoffMs", "recoveryTimeoutMs",
- * "serverLackOfAckTimeoutMs", "flushTimeoutMs", "submitTimeoutMs", "maxRecordBytes"}` (numbers:
+ * "serverLackOfAckTimeoutMs", "flushTimeoutMs", "submitTimeoutMs", "maxRecordBytes",
+ * "streamPausedMaxWaitTimeMs", "headersProvider": bool, "logLevel"}` (numbers:
  * whole, within each option's range). `descriptor`: serialized DescriptorProto (PROTO streams;
  * copied). `sink` (may be NULL): where records ingested with `zerobus_sink_release_fn()` are
  * released. `notify(userdata)` is called when progress changes.
@@ -262,6 +268,22 @@ uintptr_t zerobus_stream_error_message(const ZerobusStream *s, uint8_t *buf, uin
  * "lastError": null | {"code", "message", "retryable"}}`.
  */
 uintptr_t zerobus_stream_stats(const ZerobusStream *s, uint8_t *buf, uintptr_t cap);
+
+/**
+ * Copies the requests not acknowledged (those of a live stream, or what a failed stream kept)
+ * into `buf` if it holds them all; returns the bytes needed (0 if none or `s` is NULL). Packed,
+ * little-endian, per request: `i64 offset, u32 kind (0 one record, 1 batch, 2 Arrow IPC stream),
+ * u32 count`, then `count` items of `u32 length` + bytes (JSON records as UTF-8 text; an Arrow
+ * request as one self-contained IPC stream: schema, dictionaries, the batch).
+ */
+uintptr_t zerobus_stream_unacked(const ZerobusStream *s, uint8_t *buf, uintptr_t cap);
+
+/**
+ * Takes the stream's queued logger events as JSON `{"dropped": N, "events": [{"level":
+ * "error"|"warn"|"info"|"debug", "message": "..."}]}` into `buf`; returns its length. If `buf`
+ * is too small nothing is taken and the length needed is returned (call again).
+ */
+uintptr_t zerobus_stream_log(const ZerobusStream *s, uint8_t *buf, uintptr_t cap);
 
 /**
  * Copies the id the server gave the current physical stream; returns its full length.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::Deserialize;
 use zerobus_core::{
-    check_limit, Auth, ErrorCode, NetOptions, ProxySetting, Payload, ProgressHook, RecordType, StreamOptions, TableProperties, ZerobusError,
+    check_limit, Auth, ErrorCode, LogLevel, NetOptions, Payload, ProxySetting, ProgressHook, RecordType, StreamOptions, TableProperties, ZerobusError,
     ZerobusSdk, ZerobusStream,
 };
 
@@ -150,6 +150,9 @@ struct StreamConfig {
     submit_timeout_ms: Option<f64>,
     max_record_bytes: Option<f64>,
     stream_paused_max_wait_time_ms: Option<f64>,
+    /// "error" | "warn" | "info" | "debug": events at or above it are queued for
+    /// `zerobus_stream_log` (absent: none).
+    log_level: Option<String>,
 }
 
 /// A numeric option: a whole number within the option's range, or the default when absent.
@@ -199,6 +202,12 @@ fn stream_setup(
             .stream_paused_max_wait_time_ms
             .map(|v| check_limit("streamPausedMaxWaitTimeMs", v, true))
             .transpose()?,
+        log_level: match cfg.log_level.as_deref() {
+            None => None,
+            Some(l) => Some(LogLevel::parse(l).ok_or_else(|| {
+                ZerobusError::invalid(format!("logLevel must be \"error\", \"warn\", \"info\" or \"debug\", got {l:?}"))
+            })?),
+        },
     };
     let table = TableProperties { table_name: cfg.table, record_type, descriptor_proto: descriptor };
     Ok((table, auth, opts))
@@ -208,7 +217,7 @@ fn stream_setup(
 /// `options_json`: `{"table", "recordType": "proto"|"json", "clientId", "clientSecret" | "headers": {..},
 /// "maxInflightRecords", "maxInflightBytes", "recovery", "recoveryRetries", "recoveryBackoffMs", "recoveryTimeoutMs",
 /// "serverLackOfAckTimeoutMs", "flushTimeoutMs", "submitTimeoutMs", "maxRecordBytes",
-/// "streamPausedMaxWaitTimeMs", "headersProvider": bool}` (numbers:
+/// "streamPausedMaxWaitTimeMs", "headersProvider": bool, "logLevel"}` (numbers:
 /// whole, within each option's range). `descriptor`: serialized DescriptorProto (PROTO streams;
 /// copied). `sink` (may be NULL): where records ingested with `zerobus_sink_release_fn()` are
 /// released. `notify(userdata)` is called when progress changes.
@@ -352,6 +361,9 @@ pub struct ZerobusProgress {
     /// Nonzero: the id of a pending headers request (headers-provider streams); answer it with
     /// `zerobus_stream_headers_reply`.
     pub headers_wanted: u32,
+    /// 1 if logger events are waiting for `zerobus_stream_log`.
+    pub log_pending: u32,
+    pub _reserved: u32,
 }
 
 /// Writes the stream's progress into `out` and re-arms the notify callback. Returns 0.
@@ -376,6 +388,7 @@ pub unsafe extern "C" fn zerobus_stream_progress(s: *const ZerobusStreamHandle, 
         o.error_code = p.error.as_ref().map(|e| e.code as i32).unwrap_or(0);
         o.error_retryable = p.error.as_ref().map(|e| e.retryable as i32).unwrap_or(0);
         o.headers_wanted = s.js_headers.as_ref().map_or(0, |h| h.wanted());
+        o.log_pending = s.stream.has_log() as u32;
         0
     })
 }
@@ -454,6 +467,68 @@ pub unsafe extern "C" fn zerobus_stream_stats(s: *const ZerobusStreamHandle, buf
             write_str(&json.to_string(), buf, cap)
         }
         None => 0,
+    })
+}
+
+/// Copies the requests not acknowledged (those of a live stream, or what a failed stream kept)
+/// into `buf` if it holds them all; returns the bytes needed (0 if none or `s` is NULL). Packed,
+/// little-endian, per request: `i64 offset, u32 kind (0 one record, 1 batch, 2 Arrow IPC stream),
+/// u32 count`, then `count` items of `u32 length` + bytes (JSON records as UTF-8 text; an Arrow
+/// request as one self-contained IPC stream: schema, dictionaries, the batch).
+#[no_mangle]
+pub unsafe extern "C" fn zerobus_stream_unacked(s: *const ZerobusStreamHandle, buf: *mut u8, cap: usize) -> usize {
+    guard(0, || {
+        let Some(s) = s.as_ref() else { return 0 };
+        let schema = s.stream.arrow_schema();
+        let mut out: Vec<u8> = Vec::new();
+        for (offset, payload) in s.stream.unacked() {
+            out.extend_from_slice(&offset.to_le_bytes());
+            let item = |out: &mut Vec<u8>, b: &[u8]| {
+                out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+                out.extend_from_slice(b);
+            };
+            match (&payload, &schema) {
+                (Payload::Arrow(a), Some(schema)) => {
+                    out.extend_from_slice(&2u32.to_le_bytes());
+                    out.extend_from_slice(&1u32.to_le_bytes());
+                    item(&mut out, &zerobus_core::arrow::ipc_stream_bytes(schema, a));
+                }
+                _ => {
+                    let records = payload.records();
+                    let kind: u32 = if matches!(payload, Payload::ProtoBatch(_) | Payload::JsonBatch(_)) { 1 } else { 0 };
+                    out.extend_from_slice(&kind.to_le_bytes());
+                    out.extend_from_slice(&(records.len() as u32).to_le_bytes());
+                    for r in records {
+                        item(&mut out, r);
+                    }
+                }
+            }
+        }
+        if !buf.is_null() && cap >= out.len() {
+            std::ptr::copy_nonoverlapping(out.as_ptr(), buf, out.len());
+        }
+        out.len()
+    })
+}
+
+/// Takes the stream's queued logger events as JSON `{"dropped": N, "events": [{"level":
+/// "error"|"warn"|"info"|"debug", "message": "..."}]}` into `buf`; returns its length. If `buf`
+/// is too small nothing is taken and the length needed is returned (call again).
+#[no_mangle]
+pub unsafe extern "C" fn zerobus_stream_log(s: *const ZerobusStreamHandle, buf: *mut u8, cap: usize) -> usize {
+    guard(0, || {
+        let Some(s) = s.as_ref() else { return 0 };
+        let (events, dropped) = s.stream.take_log();
+        let json = serde_json::json!({
+            "dropped": dropped,
+            "events": events.iter().map(|e| serde_json::json!({ "level": e.level.name(), "message": e.message })).collect::<Vec<_>>(),
+        })
+        .to_string();
+        if json.len() > cap || buf.is_null() {
+            s.stream.put_back_log(events, dropped);
+            return json.len();
+        }
+        write_str(&json, buf, cap)
     })
 }
 

@@ -48,6 +48,9 @@ pub(super) struct State {
     /// The server sent CloseStreamSignal: stop sending on this physical stream.
     pub draining: bool,
     pub failed: Option<ZerobusError>,
+    /// What was not acknowledged when the stream failed, kept for `unacked` / recreating the
+    /// stream until the stream is dropped (or aborted).
+    pub kept: VecDeque<Entry>,
     pub sender_waker: Option<Waker>,
     /// When requests were handed to the current physical stream, in order: (last logical offset
     /// handed over at once, when). The front is the oldest unacknowledged send: the ack timeout
@@ -72,6 +75,7 @@ impl State {
             finished: false,
             draining: false,
             failed: None,
+            kept: VecDeque::new(),
             sender_waker: None,
             send_marks: VecDeque::new(),
         }

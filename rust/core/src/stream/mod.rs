@@ -9,6 +9,7 @@
 //! first entry.
 
 mod landing;
+mod log;
 mod options;
 mod sender;
 mod supervisor;
@@ -26,6 +27,7 @@ use crate::codec::Payload;
 use crate::error::{ErrorCode, Result, ZerobusError};
 use crate::proto::RecordType;
 use landing::State;
+pub use log::{LogEvent, LogLevel};
 pub use options::{check_limit, Limit, StreamOptions, LIMITS};
 pub(crate) use transport::{chain, endpoint_url, tls_certificate_problem};
 
@@ -105,6 +107,7 @@ struct Shared {
     /// The stream failed (or was aborted): a permit for the supervisor to stop.
     stop: Notify,
     hook: Option<ProgressHook>,
+    log: Mutex<log::LogQueue>,
     opts: StreamOptions,
     table: TableProperties,
     wire: Wire,
@@ -131,6 +134,17 @@ impl Shared {
         }
     }
 
+    /// Queues an event for the caller's logger if the stream reports `level`, and wakes the caller.
+    fn log(&self, level: LogLevel, message: impl FnOnce() -> String) {
+        if self.opts.log_level.is_some_and(|l| level <= l) {
+            let e = LogEvent { level, message: message() };
+            self.log.lock().unwrap_or_else(|p| p.into_inner()).push(e);
+            if let Some(h) = &self.hook {
+                h();
+            }
+        }
+    }
+
     fn update(&self, f: impl FnOnce(&mut Progress)) {
         self.progress.send_modify(f);
         if let Some(h) = &self.hook {
@@ -138,25 +152,39 @@ impl Shared {
         }
     }
 
-    /// Fails the stream (the first error wins) and frees the landing zone: what is not
-    /// acknowledged now never will be, so its records' memory is released at once.
-    fn fail(&self, err: ZerobusError) {
+    /// Fails the stream (the first error wins) and empties the landing zone: what is not
+    /// acknowledged now never will be on this stream. Those requests are kept (for
+    /// [`ZerobusStream::unacked`], so the caller can send them again) until the stream is
+    /// dropped; with `release` (abort) they are released at once.
+    fn fail_with(&self, err: ZerobusError, release: bool) {
         let mut dropped = None;
         self.change_and_wake_sender(|st| {
             if st.failed.is_none() {
                 st.failed = Some(err.clone());
             }
             st.generation += 1;
-            dropped = Some(st.take_all());
+            let taken = st.take_all();
+            if release {
+                dropped = Some((taken, std::mem::take(&mut st.kept)));
+            } else if st.kept.is_empty() {
+                st.kept = taken;
+            }
         });
         drop(dropped);
         self.stop.notify_one();
+        if !release {
+            self.log(LogLevel::Error, || format!("stream failed: {err}"));
+        }
         self.update(|p| {
             if p.state != StreamState::Failed {
                 p.state = StreamState::Failed;
                 p.error = Some(err);
             }
         });
+    }
+
+    fn fail(&self, err: ZerobusError) {
+        self.fail_with(err, false)
     }
 }
 
@@ -191,6 +219,7 @@ impl ZerobusStream {
             sent: Notify::new(),
             stop: Notify::new(),
             hook,
+            log: Mutex::new(log::LogQueue::default()),
             opts,
             table,
             wire,
@@ -230,6 +259,28 @@ impl ZerobusStream {
             recoveries: opened.saturating_sub(1),
             tokens_fetched: self.shared.headers.tokens_fetched(),
             last_error,
+        }
+    }
+
+    /// Whether logger events are waiting ([`ZerobusStream::take_log`]).
+    pub fn has_log(&self) -> bool {
+        !self.shared.log.lock().unwrap_or_else(|p| p.into_inner()).events.is_empty()
+    }
+
+    /// Takes the logger events queued so far, and how many older ones were dropped (the queue
+    /// keeps the last 1,000).
+    pub fn take_log(&self) -> (Vec<LogEvent>, u64) {
+        let mut q = self.shared.log.lock().unwrap_or_else(|p| p.into_inner());
+        let dropped = std::mem::take(&mut q.dropped);
+        (q.events.drain(..).collect(), dropped)
+    }
+
+    /// Puts taken events back in front (the caller could not take them after all).
+    pub fn put_back_log(&self, events: Vec<LogEvent>, dropped: u64) {
+        let mut q = self.shared.log.lock().unwrap_or_else(|p| p.into_inner());
+        q.dropped += dropped;
+        for e in events.into_iter().rev() {
+            q.events.push_front(e);
         }
     }
 
@@ -530,16 +581,29 @@ impl ZerobusStream {
         }
     }
 
-    /// Requests not acknowledged yet, in order (empty once the stream failed: a failure releases them).
+    /// Requests not acknowledged, in order, with their logical offsets: the landing zone of a live
+    /// stream, or what was unacknowledged when the stream failed (kept until the stream is
+    /// dropped; empty after an abort).
     pub fn unacked(&self) -> Vec<(i64, Payload)> {
-        self.shared.lock().landing.iter().map(|e| (e.offset, e.payload.clone())).collect()
+        let st = self.shared.lock();
+        let from = if st.failed.is_some() { &st.kept } else { &st.landing };
+        from.iter().map(|e| (e.offset, e.payload.clone())).collect()
+    }
+
+    /// The schema of an Arrow stream.
+    pub fn arrow_schema(&self) -> Option<Arc<crate::arrow::StreamSchema>> {
+        match &self.shared.wire {
+            Wire::Flight(s) => Some(s.clone()),
+            Wire::Ephemeral => None,
+        }
     }
 
     /// Stops the stream without waiting for acks; unacknowledged records are dropped (and their
-    /// release callbacks run). Used when a handle is freed without close.
+    /// release callbacks run), including any kept after a failure. Used when a handle is freed
+    /// without close.
     pub fn abort(&self) {
         self.shared.lock().closing = true;
-        self.shared.fail(ZerobusError::new(ErrorCode::StreamClosed, "stream aborted"));
+        self.shared.fail_with(ZerobusError::new(ErrorCode::StreamClosed, "stream aborted"), true);
     }
 }
 

@@ -36,6 +36,9 @@ pub struct StreamOptions {
     /// moves at once (replaying everything unacknowledged), `Some(ms)` waits at most that. Never
     /// longer than `server_lack_of_ack_timeout_ms`.
     pub stream_paused_max_wait_time_ms: Option<u64>,
+    /// Events at or above this level are queued for the caller's logger (`None`, the default:
+    /// none are).
+    pub log_level: Option<super::LogLevel>,
 }
 
 impl Default for StreamOptions {
@@ -52,6 +55,7 @@ impl Default for StreamOptions {
             submit_timeout_ms: 60_000,
             max_record_bytes: 10 * 1024 * 1024,
             stream_paused_max_wait_time_ms: None,
+            log_level: None,
         }
     }
 }

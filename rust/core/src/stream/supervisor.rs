@@ -13,7 +13,7 @@ use tonic::metadata::{MetadataKey, MetadataValue};
 
 use super::sender::OutStream;
 use super::transport::{connect_error, status_error};
-use super::{Shared, StreamState, Wire};
+use super::{LogLevel, Shared, StreamState, Wire};
 use crate::codec::{Incoming, OutRequest, Payload, ZerobusCodec};
 use crate::error::{ErrorCode, Result, ZerobusError};
 use crate::proto::{ephemeral_stream_request, CreateIngestStreamRequest, EphemeralStreamRequest};
@@ -135,6 +135,7 @@ pub(super) async fn supervise(shared: Arc<Shared>) {
                     }
                     Outcome::Stopped => return,
                     Outcome::Handover if progress.caught_up() => {
+                        shared.log(LogLevel::Info, || "moving to a new stream after the server's CloseStreamSignal".into());
                         // Not a failure: move to the next stream, at once if this one acknowledged
                         // something, else after the backoff (a server closing idle streams must
                         // not cause a reconnect loop).
@@ -175,6 +176,13 @@ pub(super) async fn supervise(shared: Arc<Shared>) {
             if !matches!(p.state, StreamState::Opening | StreamState::Failed) {
                 p.state = StreamState::Recovering
             }
+        });
+        shared.log(LogLevel::Warn, || {
+            format!(
+                "physical stream ended: {broken}; reopening in {} ms (attempt {failures} of {})",
+                shared.opts.recovery_backoff_ms,
+                shared.opts.recovery_retries
+            )
         });
         if !backoff(&shared).await {
             return;
@@ -232,6 +240,7 @@ async fn open_physical(shared: &Arc<Shared>) -> Result<Physical> {
     let unauthenticated = AtomicBool::new(false);
     let r = open_timed(shared, &unauthenticated).await;
     if r.is_err() && unauthenticated.load(Ordering::Relaxed) && shared.headers.invalidate(&shared.table.table_name) {
+        shared.log(LogLevel::Warn, || "the server refused the credentials (UNAUTHENTICATED): fetching a new token".into());
         unauthenticated.store(false, Ordering::Relaxed);
         return open_timed(shared, &unauthenticated).await;
     }
@@ -254,7 +263,11 @@ async fn open_timed(shared: &Arc<Shared>, unauthenticated: &AtomicBool) -> Resul
 }
 
 async fn open_within(shared: &Arc<Shared>, stage: &AtomicU8, unauthenticated: &AtomicBool) -> Result<Physical> {
+    let fetched = shared.headers.tokens_fetched();
     let headers = shared.headers.headers(&shared.table.table_name).await?;
+    if shared.headers.tokens_fetched() > fetched {
+        shared.log(LogLevel::Info, || "fetched an OAuth token".into());
+    }
     stage.store(1, Ordering::Relaxed);
     let generation = {
         let mut st = shared.lock();
@@ -337,8 +350,12 @@ async fn open_within(shared: &Arc<Shared>, stage: &AtomicU8, unauthenticated: &A
             return; // failed meanwhile: the supervisor stops at its next step
         }
         p.state = if p.state == StreamState::Closing { StreamState::Closing } else { StreamState::Open };
-        p.stream_id = Some(stream_id);
+        p.stream_id = Some(stream_id.clone());
         p.streams_opened += 1;
+    });
+    shared.log(LogLevel::Info, || {
+        let n = replay.map_or(0, |(a, b)| b - a + 1);
+        format!("physical stream opened (id {stream_id}), replaying {n} requests")
     });
     Ok(Physical { responses, cancel, replay })
 }
@@ -423,6 +440,7 @@ async fn read_acks(shared: &Arc<Shared>, physical: &mut Physical, progress: &mut
         // The server will close this stream: hand over to a new one. Stop sending here, collect
         // the acks of what this stream already got (until it ends or the announced close time),
         // then reopen and replay the rest.
+        shared.log(LogLevel::Info, || format!("the server will close the stream (CloseStreamSignal, in {close_after:?})"));
         shared.change_and_wake_sender(|st| st.draining = true);
         let mut grace = close_after.unwrap_or(ack_timeout).min(ack_timeout);
         if let Some(max) = shared.opts.stream_paused_max_wait_time_ms {
@@ -482,6 +500,7 @@ mod tests {
             sent: Notify::new(),
             stop: Notify::new(),
             hook: None,
+            log: Mutex::new(Default::default()),
             opts: StreamOptions::default(),
             table: TableProperties { table_name: "a.b.c".into(), record_type: RecordType::Json, descriptor_proto: None },
             wire: Wire::Ephemeral,
