@@ -28,6 +28,8 @@ export interface LocalServerOptions {
   /** When set, the token endpoint checks these and gRPC requires the issued token. */
   clientId?: string;
   clientSecret?: string;
+  /** Largest FlightData message (header + body) accepted; default 4 MiB. Ephemeral requests: `maxRecordBytes` + 64 KiB. */
+  maxMessageBytes?: number;
   /** Lifetime of issued tokens (`expires_in`), seconds. Default 3600; expired tokens are refused. */
   tokenTtlSecs?: number;
 }

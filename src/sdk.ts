@@ -64,6 +64,12 @@ export interface StreamOptions {
    * server announced; 0 moves at once (replaying everything unacknowledged).
    */
   streamPausedMaxWaitTimeMs?: number;
+  /**
+   * Largest gRPC message sent. Default: 2 MiB on Arrow streams (as the official SDK), where a
+   * bigger record batch is sent as row slices that fit; `maxRecordBytes` + 64 KiB on JSON/proto
+   * streams, where a bigger batch is sent as several batch requests (one offset each).
+   */
+  maxMessageBytes?: number;
 }
 
 export interface CreateStreamOptions<S extends DescMessage = DescMessage> extends StreamOptions {
@@ -111,6 +117,7 @@ const stderrLogger = (e: LogEvent) => console.error(`zerobus-bun ${e.level} ${e.
 const NUMERIC_OPTIONS = [
   "maxInflightRecords", "maxInflightBytes", "recoveryRetries", "recoveryBackoffMs", "recoveryTimeoutMs",
   "serverLackOfAckTimeoutMs", "flushTimeoutMs", "submitTimeoutMs", "maxRecordBytes", "streamPausedMaxWaitTimeMs",
+  "maxMessageBytes",
 ];
 const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGTERM: 15 };
 

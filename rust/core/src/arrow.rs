@@ -356,6 +356,98 @@ pub fn encode_batch(batch: &RecordBatch, stream: &StreamSchema) -> Result<ArrowP
     Ok(ArrowPayload { messages: messages.into(), rows: batch.num_rows() })
 }
 
+/// Bytes of one FlightData message beyond its IPC header and body, at most (field tags,
+/// lengths, the `{"offset_id":N}` app_metadata).
+const FLIGHT_OVERHEAD: usize = 256;
+
+fn fits(m: &IpcMessage, limit: usize) -> bool {
+    m.header.len() + m.body.len() + FLIGHT_OVERHEAD <= limit
+}
+
+/// `payload` as requests whose FlightData messages each fit in `limit`: the payload itself when
+/// they do (zero-copy); else its record batch is decoded once and re-encoded as row slices that
+/// fit, each slice's top-level dictionaries reduced to the values it uses. A single row too big
+/// for one message (with its dictionary values) is refused.
+pub fn fit_message_limit(payload: ArrowPayload, stream: &StreamSchema, limit: usize) -> Result<Vec<ArrowPayload>> {
+    if payload.messages.iter().all(|m| fits(m, limit)) {
+        return Ok(vec![payload]);
+    }
+    count(&DECODE_PASSES);
+    let ipc = ipc_stream_bytes(stream, &payload);
+    let reader = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(ipc), None)
+        .map_err(|e| invalid(format!("cannot decode the record batch to split it: {e}")))?;
+    let size = payload.byte_len();
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| invalid(format!("cannot decode the record batch to split it: {e}")))?;
+        slice_within(&batch, size, stream, limit, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// Encodes `batch` as one request, or as row slices when it is too big for one message.
+pub fn encode_batch_within(batch: &RecordBatch, stream: &StreamSchema, limit: usize) -> Result<Vec<ArrowPayload>> {
+    let mut out = Vec::new();
+    // Far bigger than the limit by its buffers' size: slice before encoding the whole of it.
+    let size = batch.get_array_memory_size();
+    if batch.num_rows() > 1 && size > 4 * limit {
+        slice_within(batch, size, stream, limit, &mut out)?;
+    } else {
+        encode_within(batch, stream, limit, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// Encodes `batch`; if a message is over the limit, slices it (see [`slice_within`]).
+fn encode_within(batch: &RecordBatch, stream: &StreamSchema, limit: usize, out: &mut Vec<ArrowPayload>) -> Result<()> {
+    let p = encode_batch(batch, stream)?;
+    if p.messages.iter().all(|m| fits(m, limit)) {
+        out.push(p);
+        return Ok(());
+    }
+    if batch.num_rows() <= 1 {
+        return Err(invalid(format!(
+            "a row of {} bytes (Arrow IPC, with its dictionary values) does not fit in one message of max_message_bytes ({limit})",
+            p.byte_len()
+        )));
+    }
+    slice_within(batch, p.byte_len(), stream, limit, out)
+}
+
+/// Cuts `batch` (about `size` bytes encoded) into row slices sized to fit with room to spare,
+/// compacts their dictionaries, and encodes each (halving any that still does not fit).
+fn slice_within(batch: &RecordBatch, size: usize, stream: &StreamSchema, limit: usize, out: &mut Vec<ArrowPayload>) -> Result<()> {
+    let rows = batch.num_rows();
+    let parts = (size / (limit - limit / 8).max(1) + 1).clamp(2, rows.max(2));
+    let per = rows.div_ceil(parts).max(1);
+    let mut at = 0;
+    while at < rows {
+        let n = per.min(rows - at);
+        encode_within(&compact_dictionaries(&batch.slice(at, n))?, stream, limit, out)?;
+        at += n;
+    }
+    Ok(())
+}
+
+/// A slice still refers to its whole dictionaries; keep only the values its keys use (top-level
+/// dictionary columns).
+fn compact_dictionaries(batch: &RecordBatch) -> Result<RecordBatch> {
+    use arrow_array::cast::AsArray;
+    if !batch.columns().iter().any(|c| c.as_any_dictionary_opt().is_some()) {
+        return Ok(batch.clone());
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| match c.as_any_dictionary_opt() {
+            Some(d) => arrow_select::dictionary::garbage_collect_any_dictionary(d)
+                .map_err(|e| invalid(format!("cannot compact a dictionary to split the batch: {e}"))),
+            None => Ok(c.clone()),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    RecordBatch::try_new(batch.schema(), columns).map_err(|e| invalid(format!("cannot rebuild a sliced batch: {e}")))
+}
+
 /// Field names, types and nullability must match (metadata is ignored).
 pub fn check_schema(got: &Schema, want: &Schema) -> Result<()> {
     let describe = |s: &Schema| {

@@ -150,6 +150,7 @@ struct StreamConfig {
     submit_timeout_ms: Option<f64>,
     max_record_bytes: Option<f64>,
     stream_paused_max_wait_time_ms: Option<f64>,
+    max_message_bytes: Option<f64>,
     /// "error" | "warn" | "info" | "debug": events at or above it are queued for
     /// `zerobus_stream_log` (absent: none).
     log_level: Option<String>,
@@ -202,6 +203,7 @@ fn stream_setup(
             .stream_paused_max_wait_time_ms
             .map(|v| check_limit("streamPausedMaxWaitTimeMs", v, true))
             .transpose()?,
+        max_message_bytes: cfg.max_message_bytes.map(|v| check_limit("maxMessageBytes", v, true)).transpose()?.map(|v| v as usize),
         log_level: match cfg.log_level.as_deref() {
             None => None,
             Some(l) => Some(LogLevel::parse(l).ok_or_else(|| {
@@ -217,7 +219,7 @@ fn stream_setup(
 /// `options_json`: `{"table", "recordType": "proto"|"json", "clientId", "clientSecret" | "headers": {..},
 /// "maxInflightRecords", "maxInflightBytes", "recovery", "recoveryRetries", "recoveryBackoffMs", "recoveryTimeoutMs",
 /// "serverLackOfAckTimeoutMs", "flushTimeoutMs", "submitTimeoutMs", "maxRecordBytes",
-/// "streamPausedMaxWaitTimeMs", "headersProvider": bool, "logLevel"}` (numbers:
+/// "streamPausedMaxWaitTimeMs", "maxMessageBytes", "headersProvider": bool, "logLevel"}` (numbers:
 /// whole, within each option's range). `descriptor`: serialized DescriptorProto (PROTO streams;
 /// copied). `sink` (may be NULL): where records ingested with `zerobus_sink_release_fn()` are
 /// released. `notify(userdata)` is called when progress changes.

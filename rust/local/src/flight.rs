@@ -44,7 +44,8 @@ use crate::stream::{
     CallHeaders, Pending, StreamReceiver, COMMIT_QUEUE,
 };
 
-/// Largest accepted FlightData (data_header + data_body).
+/// Upper bound of the FlightData the transport buffers before the size check (`max_message_bytes`
+/// is the real limit).
 pub(crate) const MAX_FLIGHT_DATA_BYTES: usize = 64 * 1024 * 1024;
 
 type PutTx = mpsc::Sender<Result<PutResult, Status>>;
@@ -147,11 +148,11 @@ struct PutSetup {
     faults: StreamFaults,
 }
 
-fn check_size(fd: &FlightData) -> Result<(), String> {
+fn check_size(fd: &FlightData, max: usize) -> Result<(), String> {
     let len = fd.data_header.len() + fd.data_body.len();
-    if len > MAX_FLIGHT_DATA_BYTES {
+    if len > max {
         Err(format!(
-            "FlightData of {len} bytes (header + body) exceeds the maximum of {MAX_FLIGHT_DATA_BYTES} bytes"
+            "FlightData of {len} bytes (header + body) exceeds the maximum of {max} bytes (max_message_bytes)"
         ))
     } else {
         Ok(())
@@ -191,7 +192,7 @@ fn setup_put(state: &State, headers: &CallHeaders, first: &FlightData) -> Result
         }
     };
     validate_table_name(&table_name).map_err(invalid)?;
-    check_size(first).map_err(invalid)?;
+    check_size(first, state.config.max_message_bytes).map_err(invalid)?;
     let schema = decode_schema(&first.data_header).map_err(|e| invalid(format!("DoPut: first FlightData: {e}")))?;
     let table = resolve_table(state, &table_name)?;
     let faults = state.take_faults(&table_name);
@@ -372,6 +373,7 @@ struct PutReceiver {
     p: Pending,
     /// What the committer acked last, announced with a close signal.
     acked: Arc<Acked>,
+    max_message_bytes: usize,
 }
 
 impl PutReceiver {
@@ -414,7 +416,7 @@ impl StreamReceiver for PutReceiver {
 
     fn process(&mut self, fd: FlightData) -> Result<(), Status> {
         let at = self.p.expected_offset;
-        check_size(&fd).map_err(|e| invalid(format!("FlightData at offset {at}: {e}")))?;
+        check_size(&fd, self.max_message_bytes).map_err(|e| invalid(format!("FlightData at offset {at}: {e}")))?;
         if fd.data_header.is_empty() {
             return Err(invalid(format!(
                 "FlightData at offset {at}: empty data_header (expected a RecordBatch or DictionaryBatch IPC message)"
@@ -532,6 +534,7 @@ async fn run_put(state: Arc<State>, headers: CallHeaders, mut inbound: Streaming
         discard: state.config.discard,
         p: Pending::new(),
         acked,
+        max_message_bytes: state.config.max_message_bytes,
     };
     run_receiver(&state, rx, inbound, faults, tx, ctx, committer).await;
 }

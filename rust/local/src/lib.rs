@@ -80,6 +80,10 @@ pub struct ServerConfig {
     /// require `authorization: Bearer <issued token>`.
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
+    /// Largest FlightData message (data_header + data_body) accepted (default 4 MiB, gRPC's
+    /// usual message limit); larger ones fail the DoPut with INVALID_ARGUMENT. Ephemeral-stream
+    /// requests may be at most `max_record_bytes` + 64 KiB.
+    pub max_message_bytes: usize,
     /// Lifetime of issued tokens in seconds (`expires_in`; default 3600). Streams opened with an
     /// expired token are refused with UNAUTHENTICATED.
     pub token_ttl_secs: u64,
@@ -101,6 +105,7 @@ impl Default for ServerConfig {
             client_id: None,
             client_secret: None,
             token_ttl_secs: 3600,
+            max_message_bytes: 4 * 1024 * 1024,
         }
     }
 }

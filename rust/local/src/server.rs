@@ -103,9 +103,9 @@ pub(crate) async fn serve(
 ) {
     let grpc = Grpc {
         zerobus: ZerobusServer::new(ZerobusService::new(state.clone()))
-            .max_decoding_message_size(usize::MAX)
+            .max_decoding_message_size(state.config.max_record_bytes + 64 * 1024)
             .max_encoding_message_size(usize::MAX),
-        // FlightData above MAX_FLIGHT_DATA_BYTES is rejected by the service with INVALID_ARGUMENT;
+        // FlightData above max_message_bytes is rejected by the service with INVALID_ARGUMENT;
         // this transport limit only bounds what gets buffered before that check.
         flight: FlightServiceServer::new(FlightIngestService::new(state.clone()))
             .max_decoding_message_size(4 * crate::flight::MAX_FLIGHT_DATA_BYTES)

@@ -314,23 +314,38 @@ impl ZerobusStream {
     pub fn try_ingest_json_bytes(&self, record: Bytes) -> Result<i64> {
         self.try_push(Payload::Json(record)).map_err(|(e, _)| e)
     }
-    /// Queues protobuf records as one batch request (one logical offset for the batch).
+    /// Queues protobuf records as one batch request (one logical offset for the batch; a batch
+    /// too big for one message of `max_message_bytes` becomes several, one offset each).
     pub fn try_ingest_proto_bytes_batch(&self, records: Vec<Bytes>) -> Result<i64> {
         self.try_push(Payload::ProtoBatch(records.into())).map_err(|(e, _)| e)
     }
-    /// Queues JSON records as one batch request (one logical offset for the batch).
+    /// Queues JSON records as one batch request (split like protobuf batches).
     pub fn try_ingest_json_bytes_batch(&self, records: Vec<Bytes>) -> Result<i64> {
         self.try_push(Payload::JsonBatch(records.into())).map_err(|(e, _)| e)
     }
 
     /// Queues an already built payload (any form); the non-blocking primitive behind the rest.
     pub fn try_push(&self, payload: Payload) -> std::result::Result<i64, (ZerobusError, Payload)> {
+        if let Payload::ProtoBatch(r) | Payload::JsonBatch(r) = &payload {
+            let limit = self.shared.opts.message_limit(false);
+            if batch_message_len(r) > limit {
+                // Too big for one message: consecutive batch requests, each within the limit.
+                let whole = payload.clone();
+                return self.enqueue(split_batch(&payload, limit)).map_err(|(e, _)| (e, whole));
+            }
+        }
         // An array, not a Vec: no allocation per record on this hot path.
         self.enqueue([payload]).map_err(|(e, [p])| (e, p))
     }
 
     /// Queues several requests atomically (consecutive offsets); returns the last offset.
     pub fn try_push_many(&self, payloads: Vec<Payload>) -> std::result::Result<i64, (ZerobusError, Vec<Payload>)> {
+        let limit = self.shared.opts.message_limit(false);
+        let too_big = |p: &Payload| matches!(p, Payload::ProtoBatch(r) | Payload::JsonBatch(r) if batch_message_len(r) > limit);
+        if payloads.iter().any(too_big) {
+            let fitted = payloads.iter().flat_map(|p| if too_big(p) { split_batch(p, limit) } else { vec![p.clone()] }).collect();
+            return self.enqueue(fitted);
+        }
         self.enqueue(payloads)
     }
 
@@ -405,6 +420,7 @@ impl ZerobusStream {
             )));
         }
         let max = self.shared.opts.max_record_bytes;
+        let fit = self.shared.opts.message_limit(false).saturating_sub(options::MESSAGE_OVERHEAD + options::PER_RECORD_OVERHEAD);
         let records = payload.records();
         if records.is_empty() {
             return Err(ZerobusError::invalid("a batch needs at least one record"));
@@ -415,6 +431,14 @@ impl ZerobusStream {
                     "record{} is {} bytes, more than max_record_bytes ({max})",
                     if records.len() > 1 { format!(" {i} of the batch") } else { String::new() },
                     r.len()
+                )));
+            }
+            if r.len() > fit {
+                return Err(ZerobusError::invalid(format!(
+                    "record{} is {} bytes: it does not fit in one message of max_message_bytes ({})",
+                    if records.len() > 1 { format!(" {i} of the batch") } else { String::new() },
+                    r.len(),
+                    self.shared.opts.message_limit(false)
                 )));
             }
             if is_json {
@@ -476,15 +500,23 @@ impl ZerobusStream {
         let Wire::Flight(stream) = &self.shared.wire else {
             return Err(ZerobusError::invalid("Arrow batches need an Arrow stream (create_arrow_stream)"));
         };
-        let payload = crate::arrow::encode_batch(batch, stream)?;
-        self.push_many(vec![Payload::Arrow(payload)]).await
+        let limit = self.shared.opts.message_limit(true);
+        let payloads = crate::arrow::encode_batch_within(batch, stream, limit)?;
+        self.push_many(payloads.into_iter().map(Payload::Arrow).collect()).await
     }
 
+    /// The IPC stream's record batches as requests; a batch with a message over the limit is
+    /// decoded and sent as row slices that fit (see [`crate::arrow::fit_message_limit`]).
     fn split_ipc(&self, ipc: &Bytes) -> Result<Vec<Payload>> {
         let Wire::Flight(stream) = &self.shared.wire else {
             return Err(ZerobusError::invalid("Arrow batches need an Arrow stream (create_arrow_stream)"));
         };
-        Ok(crate::arrow::split_ipc_stream(ipc, stream)?.into_iter().map(Payload::Arrow).collect())
+        let limit = self.shared.opts.message_limit(true);
+        let mut out = Vec::new();
+        for p in crate::arrow::split_ipc_stream(ipc, stream)? {
+            out.extend(crate::arrow::fit_message_limit(p, stream, limit)?.into_iter().map(Payload::Arrow));
+        }
+        Ok(out)
     }
 
     /// Queues payloads, waiting for capacity up to `submit_timeout_ms`.
@@ -605,6 +637,33 @@ impl ZerobusStream {
         self.shared.lock().closing = true;
         self.shared.fail_with(ZerobusError::new(ErrorCode::StreamClosed, "stream aborted"), true);
     }
+}
+
+/// An upper bound of the encoded size of one batch request holding `records`.
+fn batch_message_len(records: &[Bytes]) -> usize {
+    records.iter().map(|r| r.len() + options::PER_RECORD_OVERHEAD).sum::<usize>() + options::MESSAGE_OVERHEAD
+}
+
+/// Cuts a JSON/protobuf batch into consecutive batches whose messages fit in `limit` (each
+/// record fits on its own: `check` refuses larger ones). Record handles are cloned, not copied.
+fn split_batch(payload: &Payload, limit: usize) -> Vec<Payload> {
+    let records = payload.records();
+    let make = |r: &[Bytes]| match payload {
+        Payload::JsonBatch(_) => Payload::JsonBatch(r.to_vec().into()),
+        _ => Payload::ProtoBatch(r.to_vec().into()),
+    };
+    let mut out = Vec::new();
+    let (mut start, mut size) = (0, options::MESSAGE_OVERHEAD);
+    for (i, r) in records.iter().enumerate() {
+        let add = r.len() + options::PER_RECORD_OVERHEAD;
+        if i > start && size + add > limit {
+            out.push(make(&records[start..i]));
+            (start, size) = (i, options::MESSAGE_OVERHEAD);
+        }
+        size += add;
+    }
+    out.push(make(&records[start..]));
+    out
 }
 
 fn validate(table: &TableProperties, wire: &Wire, opts: &StreamOptions) -> Result<()> {

@@ -39,6 +39,22 @@ pub struct StreamOptions {
     /// Events at or above this level are queued for the caller's logger (`None`, the default:
     /// none are).
     pub log_level: Option<super::LogLevel>,
+    /// Largest gRPC message sent (see [`StreamOptions::message_limit`]). `None`: 2 MiB for Arrow
+    /// streams (what the official SDK sends), `max_record_bytes` + 64 KiB for JSON/protobuf.
+    pub max_message_bytes: Option<usize>,
+}
+
+/// Bytes of a request message that are not record bytes, at most: the request and batch
+/// framing, and per record a field tag and length (JSON/protobuf), or FlightData fields and
+/// app_metadata (Arrow).
+pub(crate) const MESSAGE_OVERHEAD: usize = 1024;
+pub(crate) const PER_RECORD_OVERHEAD: usize = 8;
+
+impl StreamOptions {
+    /// The largest message this stream sends: `max_message_bytes`, or its default by kind.
+    pub fn message_limit(&self, arrow: bool) -> usize {
+        self.max_message_bytes.unwrap_or(if arrow { 2 * 1024 * 1024 } else { self.max_record_bytes + 64 * 1024 })
+    }
 }
 
 impl Default for StreamOptions {
@@ -56,6 +72,7 @@ impl Default for StreamOptions {
             max_record_bytes: 10 * 1024 * 1024,
             stream_paused_max_wait_time_ms: None,
             log_level: None,
+            max_message_bytes: None,
         }
     }
 }
@@ -71,7 +88,7 @@ const MAX_MS: u64 = i32::MAX as u64;
 
 /// Allowed ranges. Times are whole milliseconds up to 2^31-1 (what JavaScript timers take); the
 /// minimums keep a stream from turning a slow server into a reconnect storm.
-pub const LIMITS: [Limit; 10] = [
+pub const LIMITS: [Limit; 11] = [
     Limit { name: "max_inflight_records", camel: "maxInflightRecords", range: 1..=MAX_MS },
     Limit { name: "max_inflight_bytes", camel: "maxInflightBytes", range: 1..=(1 << 40) },
     Limit { name: "recovery_retries", camel: "recoveryRetries", range: 0..=1000 },
@@ -82,6 +99,7 @@ pub const LIMITS: [Limit; 10] = [
     Limit { name: "submit_timeout_ms", camel: "submitTimeoutMs", range: 100..=MAX_MS },
     Limit { name: "max_record_bytes", camel: "maxRecordBytes", range: 1..=MAX_MS },
     Limit { name: "stream_paused_max_wait_time_ms", camel: "streamPausedMaxWaitTimeMs", range: 0..=MAX_MS },
+    Limit { name: "max_message_bytes", camel: "maxMessageBytes", range: 4096..=MAX_MS },
 ];
 
 /// The limit of the option named `name` (Rust or camelCase spelling).
@@ -106,7 +124,7 @@ pub fn check_limit(name: &str, value: f64, camel: bool) -> Result<u64> {
 impl StreamOptions {
     /// Refuses values outside [`LIMITS`].
     pub fn validate(&self) -> Result<()> {
-        let values: [(&str, u64); 10] = [
+        let values: [(&str, u64); 11] = [
             ("max_inflight_records", self.max_inflight_records as u64),
             ("max_inflight_bytes", self.max_inflight_bytes as u64),
             ("recovery_retries", self.recovery_retries as u64),
@@ -117,6 +135,7 @@ impl StreamOptions {
             ("submit_timeout_ms", self.submit_timeout_ms),
             ("max_record_bytes", self.max_record_bytes as u64),
             ("stream_paused_max_wait_time_ms", self.stream_paused_max_wait_time_ms.unwrap_or(0)),
+            ("max_message_bytes", self.max_message_bytes.unwrap_or(4096) as u64),
         ];
         values.iter().try_for_each(|(name, v)| check_limit(name, *v as f64, false).map(|_| ()))
     }
