@@ -187,7 +187,9 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     this.#h = open(sdk, opts, opts.byteLength, d, d ? d.byteLength : 0, sink, notify, userdata) as Pointer | null;
     if (!this.#h) throw lastError("cannot create stream");
     dropped.register(this, this.#h, this);
-    if (headersFn) this.#unwatch = watch(this.#pollable);
+    // Polled on every wake-up even while idle: a reconnect may ask for headers, and log events
+    // should reach the logger when they happen.
+    if (headersFn || logger) this.#unwatch = watch(this.#pollable);
     this.#arm();
   }
 
@@ -280,9 +282,14 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     const unacked = this.unackedRecords();
     const next = new ZerobusStream<T>(sdk, this.table, b.recordType, b.optionsJson, b.descriptor, this.#schema, b.timeouts, this.#headersFn, this.#logger);
     // Their bytes are the copies just read: queued in order, each request as it was (a batch stays one batch).
-    for (const u of unacked) {
-      if (u.batch) next.submitBatch(u.records as unknown as T[]);
-      else next.submit(u.records[0] as unknown as T);
+    try {
+      for (const u of unacked) {
+        if (u.batch) next.submitBatch(u.records as unknown as T[]);
+        else next.submit(u.records[0] as unknown as T);
+      }
+    } catch (e) {
+      void next.close().catch(() => {});
+      throw e;
     }
     return next;
   }
@@ -393,8 +400,12 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     } catch {
       // failed or out of time: counted below
     }
-    if (this.#h && this.#last > this.#acked) {
-      lib.zerobus_stream_wait_for_offset(this.#h, this.#last, Math.max(0, Math.floor(deadline - performance.now())));
+    // In slices, answering a sync headers function between them: a reconnect during the wait
+    // may need headers.
+    while (this.#h && this.#last > this.#acked && this.#state !== "failed" && this.#state !== "closed") {
+      const left = deadline - performance.now();
+      if (left <= 0) break;
+      lib.zerobus_stream_wait_for_offset(this.#h, this.#last, Math.ceil(Math.min(left, BLOCK_SLICE_MS)));
       this.#poll();
     }
     return Math.max(0, this.#last - this.#acked) + this.#queued.length;

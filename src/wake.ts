@@ -105,6 +105,7 @@ export function watch(s: Pollable): () => void {
   setUp();
   const r = new WeakRef(s);
   watched.add(r);
+  schedule();
   return () => {
     watched.delete(r);
   };
@@ -113,7 +114,11 @@ export function watch(s: Pollable): () => void {
 /** Keeps `s` polled (and the process alive) until `deactivate`. */
 export function activate(s: Pollable): void {
   active.add(s);
-  timer ??= setTimeout(tick, delay());
+  if (active.size === 1 && timer) {
+    clearTimeout(timer); // an unref'd watch timer: replaced by the ref'd one
+    timer = undefined;
+  }
+  schedule();
 }
 
 export function deactivate(s: Pollable): void {
@@ -122,6 +127,7 @@ export function deactivate(s: Pollable): void {
     if (timer) clearTimeout(timer);
     timer = undefined;
     pollAll();
+    schedule();
   }
 }
 
@@ -138,5 +144,16 @@ function delay(): number {
 function tick(): void {
   timer = undefined;
   pollAll();
-  if (active.size > 0) timer ??= setTimeout(tick, delay());
+  schedule();
+}
+
+/** The fallback poll: while streams are active (keeping the process alive), or, without the
+ *  waker socket, while watched streams exist (unref'd: they must not keep the process alive). */
+function schedule(): void {
+  if (timer) return;
+  if (active.size > 0) timer = setTimeout(tick, delay());
+  else if (watched.size > 0 && !connected) {
+    timer = setTimeout(tick, 50);
+    timer.unref();
+  }
 }

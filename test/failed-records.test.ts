@@ -4,6 +4,7 @@ import { afterEach, expect, test } from "bun:test";
 import { tableFromArrays, tableFromIPC } from "apache-arrow";
 import { fixture, FAST, TABLE } from "./helpers";
 import { ZerobusArrowStream, ZerobusError } from "../src/index";
+import { drainReleased, heldCount } from "../src/memory";
 
 let f: ReturnType<typeof fixture> | undefined;
 afterEach(() => {
@@ -133,4 +134,31 @@ test("recreateStream refuses a stream that has not failed; a headers function ca
   const next = await f.sdk.recreateStream(s);
   expect(calls).toBe(before + 1);
   await Promise.all([next.close(), ok.close()]);
+});
+
+test("a failure releases the caller's buffers at once; what they held stays available as copies", async () => {
+  f = fixture();
+  await f.server.addFault(fatal);
+  const s = f.sdk.openStream({ table: TABLE, recordType: "json", ...FAST, recoveryRetries: 0 });
+  const before = heldCount();
+  const bufs: Uint8Array[] = [];
+  let last = -1;
+  try {
+    for (let i = 0; i < 400; i++) {
+      const b = new TextEncoder().encode(JSON.stringify({ i, pad: "p".repeat(2000) })); // > 1 KiB: used in place
+      last = s.submit(b);
+      bufs.push(b);
+    }
+  } catch {}
+  await failed(s, last);
+  for (let i = 0; i < 50 && heldCount() > before; i++) {
+    await Bun.sleep(10);
+    drainReleased();
+  }
+  expect(heldCount()).toBe(before); // released without close()
+  for (const b of bufs) b.fill(0x20); // the caller reuses its buffers
+  const back = s.unackedRecords();
+  expect(back.length).toBeGreaterThan(0);
+  for (const u of back) expect(JSON.parse(new TextDecoder().decode(u.records[0])).i).toBe(u.offset);
+  await s.close().catch(() => {});
 });

@@ -132,6 +132,13 @@ describe("HTTP CONNECT proxies", () => {
     expect(dead.ok).toBe(false);
     expect(dead.message).toContain("proxy 127.0.0.1:1");
     expect(await envClient({ http_proxy: "http://127.0.0.1:1", NO_PROXY: "127.0.0.1" }, plain.url, "main.default.env_dead", 1)).toEqual({ ok: true });
+    // a proxy variable that cannot be used is refused when the SDK is created, naming it, never its password
+    const socks = await envClient({ http_proxy: "socks5://bob:hunter2@127.0.0.1:1080" }, plain.url, "main.default.env_socks", 1);
+    expect(socks.ok).toBe(false);
+    expect(socks.code).toBe("INVALID_ARGUMENT");
+    expect(socks.message).toContain("http_proxy");
+    expect(socks.message).toContain("bob:***@");
+    expect(socks.message).not.toContain("hunter2");
   }, 120_000);
 
   test("proxy: false ignores the environment; a bad proxy URL is refused up front", async () => {

@@ -69,6 +69,21 @@ describe("token cache", () => {
   });
 });
 
+test("two streams sharing a revoked token both reconnect (each drops only the token it was refused)", async () => {
+  f = fixture({ ...CREDS });
+  await f.server.addFault({ failAfterRecords: { records: 2, code: "UNAVAILABLE" }, times: 2 });
+  const a = await f.sdk.createStream({ table: TABLE, recordType: "json", ...CREDS, ...QUICK });
+  const b = await f.sdk.createStream({ table: TABLE, recordType: "json", ...CREDS, ...QUICK });
+  await Promise.all([a.ingest({ s: "a", n: 1 }), b.ingest({ s: "b", n: 1 })]);
+  await f.server.revokeTokens();
+  // both break at their second record and reopen at about the same time with the revoked token
+  await Promise.all([a.ingest({ s: "a", n: 2 }), b.ingest({ s: "b", n: 2 })]);
+  await Promise.all([a.ingest({ s: "a", n: 3 }), b.ingest({ s: "b", n: 3 })]);
+  expect([a.state, b.state]).toEqual(["open", "open"]);
+  expect(await tokenRequests()).toBeLessThanOrEqual(3);
+  await Promise.all([a.close(), b.close()]);
+});
+
 describe("token endpoint failures", () => {
   test("503 and 429 are retried with backoff", async () => {
     f = fixture({ ...CREDS });

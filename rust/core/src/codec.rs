@@ -39,6 +39,25 @@ impl Payload {
             Payload::Arrow(a) => a.byte_len(),
         }
     }
+    /// The same request with its bytes copied into memory of its own (no caller buffer held).
+    pub fn copied(&self) -> Payload {
+        let copy = |b: &Bytes| Bytes::copy_from_slice(b);
+        match self {
+            Payload::Proto(b) => Payload::Proto(copy(b)),
+            Payload::Json(b) => Payload::Json(copy(b)),
+            Payload::ProtoBatch(r) => Payload::ProtoBatch(r.iter().map(copy).collect()),
+            Payload::JsonBatch(r) => Payload::JsonBatch(r.iter().map(copy).collect()),
+            Payload::Arrow(a) => Payload::Arrow(ArrowPayload {
+                messages: a
+                    .messages
+                    .iter()
+                    .map(|m| crate::arrow::IpcMessage { header: copy(&m.header), body: copy(&m.body) })
+                    .collect(),
+                rows: a.rows,
+            }),
+        }
+    }
+
     /// Every record of a protobuf / JSON request, in order (empty for Arrow).
     pub fn records(&self) -> &[Bytes] {
         match self {

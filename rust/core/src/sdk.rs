@@ -48,6 +48,11 @@ impl ZerobusSdk {
             }
         }
         let net = Arc::new(Network::new(net)?);
+        // A proxy from the environment that cannot be used fails here, naming the variable,
+        // rather than every connection later.
+        for url in std::iter::once(endpoint.as_str()).chain(unity_catalog_url.as_deref()) {
+            net.check_proxy_for(url)?;
+        }
         Ok(ZerobusSdk { endpoint, unity_catalog_url, net })
     }
 

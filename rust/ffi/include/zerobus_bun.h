@@ -190,7 +190,7 @@ void zerobus_sdk_free(ZerobusSdk *sdk);
  * `options_json`: `{"table", "recordType": "proto"|"json", "clientId", "clientSecret" | "headers": {..},
  * "maxInflightRecords", "maxInflightBytes", "recovery", "recoveryRetries", "recoveryBackoffMs", "recoveryTimeoutMs",
  * "serverLackOfAckTimeoutMs", "flushTimeoutMs", "submitTimeoutMs", "maxRecordBytes",
- * "streamPausedMaxWaitTimeMs", "headersProvider": bool, "logLevel"}` (numbers:
+ * "streamPausedMaxWaitTimeMs", "maxMessageBytes", "headersProvider": bool, "logLevel"}` (numbers:
  * whole, within each option's range). `descriptor`: serialized DescriptorProto (PROTO streams;
  * copied). `sink` (may be NULL): where records ingested with `zerobus_sink_release_fn()` are
  * released. `notify(userdata)` is called when progress changes.

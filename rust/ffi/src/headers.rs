@@ -55,6 +55,11 @@ impl JsHeaders {
 }
 
 impl HeadersProvider for JsHeaders {
+    /// Refused headers: the function is asked once more (it may have rotated its token).
+    fn invalidate(&self, _table: &str, _refused: &Headers) -> bool {
+        true
+    }
+
     fn headers(&self, _table: &str) -> HeadersFuture {
         let (tx, rx) = oneshot::channel();
         {

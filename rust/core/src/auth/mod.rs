@@ -17,9 +17,9 @@ pub type HeadersFuture = Pin<Box<dyn Future<Output = Result<Headers>> + Send>>;
 pub trait HeadersProvider: Send + Sync {
     fn headers(&self, table: &str) -> HeadersFuture;
 
-    /// The server refused the headers (UNAUTHENTICATED): forget any cached credential. Returns
-    /// true if something was forgotten, so asking again may give different headers.
-    fn invalidate(&self, _table: &str) -> bool {
+    /// The server refused `refused` (UNAUTHENTICATED): forget them if cached. Returns true if
+    /// asking again may give different headers (the open is then tried once more).
+    fn invalidate(&self, _table: &str, _refused: &Headers) -> bool {
         false
     }
 

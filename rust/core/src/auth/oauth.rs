@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use http_body_util::{BodyExt, Full};
 
-use super::{HeadersFuture, HeadersProvider};
+use super::{Headers, HeadersFuture, HeadersProvider};
 use crate::error::{ErrorCode, Result, ZerobusError};
 use crate::net::Network;
 
@@ -42,7 +42,22 @@ struct Cached {
     refresh_at: Instant,
 }
 
-type Slot = Arc<tokio::sync::Mutex<Option<Cached>>>;
+/// One cache entry: the token (a std lock, never held across an await) and a lock that makes
+/// concurrent opens wait for one fetch.
+#[derive(Default)]
+struct SlotInner {
+    cached: Mutex<Option<Cached>>,
+    fetch: tokio::sync::Mutex<()>,
+}
+
+type Slot = Arc<SlotInner>;
+
+impl SlotInner {
+    fn fresh(&self) -> Option<String> {
+        let c = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+        c.as_ref().filter(|c| Instant::now() < c.refresh_at).map(|c| c.token.clone())
+    }
+}
 
 fn cache() -> &'static Mutex<HashMap<Key, Slot>> {
     static CACHE: OnceLock<Mutex<HashMap<Key, Slot>>> = OnceLock::new();
@@ -87,28 +102,40 @@ impl HeadersProvider for OAuthHeaders {
         let fetched = self.fetched.clone();
         Box::pin(async move {
             let req = req?;
-            let mut cached = slot.lock().await;
-            let token = match &*cached {
-                Some(c) if Instant::now() < c.refresh_at => c.token.clone(),
-                _ => {
-                    let (token, expires_in) = fetch_token(&net, req).await?;
-                    fetched.fetch_add(1, Ordering::Relaxed);
-                    *cached = Some(Cached { token: token.clone(), refresh_at: Instant::now() + refresh_after(expires_in) });
-                    token
+            let token = match slot.fresh() {
+                Some(t) => t,
+                None => {
+                    let _one_fetch = slot.fetch.lock().await;
+                    // Another open may have fetched while this one waited.
+                    match slot.fresh() {
+                        Some(t) => t,
+                        None => {
+                            let (token, expires_in) = fetch_token(&net, req).await?;
+                            fetched.fetch_add(1, Ordering::Relaxed);
+                            let refresh_at = Instant::now() + refresh_after(expires_in);
+                            *slot.cached.lock().unwrap_or_else(|p| p.into_inner()) = Some(Cached { token: token.clone(), refresh_at });
+                            token
+                        }
+                    }
                 }
             };
             Ok(vec![("authorization".to_string(), format!("Bearer {token}"))])
         })
     }
 
-    fn invalidate(&self, table: &str) -> bool {
+    /// Drops the cached token if it is the one the server refused (another stream may already
+    /// have replaced it); asking again then fetches a new one, or returns the replacement.
+    fn invalidate(&self, table: &str, refused: &Headers) -> bool {
+        let refused_token = refused
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+            .and_then(|(_, v)| v.strip_prefix("Bearer "));
         let slot = self.slot(table);
-        // Not awaited: a fetch in progress holds the lock and its token is new anyway.
-        let r = match slot.try_lock() {
-            Ok(mut c) => c.take().is_some(),
-            Err(_) => false,
-        };
-        r
+        let mut c = slot.cached.lock().unwrap_or_else(|p| p.into_inner());
+        if c.as_ref().is_some_and(|c| Some(c.token.as_str()) == refused_token) {
+            *c = None;
+        }
+        true
     }
 
     fn tokens_fetched(&self) -> u64 {

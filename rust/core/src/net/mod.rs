@@ -13,7 +13,7 @@ use hyper_util::rt::TokioExecutor;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::error::{Result, ZerobusError};
-pub use proxy::{no_proxy_matches, Connector, Proxy, ProxySetting};
+pub use proxy::{no_proxy_matches, redact, Connector, Proxy, ProxySetting};
 pub use tls::{parse_pem, Trust};
 
 /// How an SDK's connections are made.
@@ -71,6 +71,18 @@ impl Network {
             user_agent: user_agent.into(),
             connect_timeout: opts.connect_timeout,
         })
+    }
+
+    /// Checks that the proxy `url` would use (if any) is usable.
+    pub fn check_proxy_for(&self, url: &str) -> Result<()> {
+        let uri: hyper::Uri = match crate::stream::endpoint_url(url).ok().and_then(|u| u.parse().ok()) {
+            Some(u) => u,
+            None => return Ok(()), // the URL itself is checked elsewhere
+        };
+        let https = uri.scheme_str() == Some("https");
+        let host = uri.host().unwrap_or("").trim_matches(['[', ']']);
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        self.proxy.proxy_for(https, host, port).map(|_| ())
     }
 
     pub fn user_agent(&self) -> &str {

@@ -46,7 +46,8 @@ pub struct Proxy {
 impl Proxy {
     /// Parses `http://[user:password@]host[:port]` (or the same without a scheme); port 80 by default.
     pub fn parse(url: &str) -> Result<Proxy> {
-        let bad = |why: &str| ZerobusError::invalid(format!("proxy {url:?}: {why}"));
+        let shown = redact(url);
+        let bad = |why: &str| ZerobusError::invalid(format!("proxy {shown:?}: {why}"));
         let u = url.trim();
         let rest = match u.split_once("://") {
             None => u,
@@ -72,6 +73,25 @@ impl Proxy {
             format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(creds))
         });
         Ok(Proxy { host: host.to_string(), port: port.unwrap_or(80), authorization })
+    }
+}
+
+/// The proxy URL with any password replaced by `***` (for messages and logs).
+pub fn redact(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").map_or(("", url), |(s, r)| (s, r));
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let shown = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{user}:***@{host}")
+        }
+        None => authority.to_string(),
+    };
+    if scheme.is_empty() && !url.contains("://") {
+        format!("{shown}{path}")
+    } else {
+        format!("{scheme}://{shown}{path}")
     }
 }
 
@@ -172,11 +192,11 @@ impl ProxySetting {
                 } else {
                     &["grpc_proxy", "GRPC_PROXY", "http_proxy", "HTTP_PROXY"]
                 };
-                let Some(url) = env(names) else { return Ok(None) };
+                let Some((name, url)) = names.iter().find_map(|n| env(&[n]).map(|v| (*n, v))) else { return Ok(None) };
                 if env(&["no_proxy", "NO_PROXY"]).is_some_and(|l| no_proxy_matches(&l, host, port)) {
                     return Ok(None);
                 }
-                Proxy::parse(&url).map(Some)
+                Proxy::parse(&url).map(Some).map_err(|e| ZerobusError::invalid(format!("{name}: {}", e.message)))
             }
         }
     }
@@ -282,6 +302,10 @@ mod tests {
         for bad in ["https://p:1", "socks5://p:1", "http://:1", "http://p:notaport"] {
             assert!(Proxy::parse(bad).is_err(), "{bad}");
         }
+        let e = Proxy::parse("https://alice:s3cret@p:1").unwrap_err();
+        assert!(!e.message.contains("s3cret") && e.message.contains("alice:***@p:1"), "{}", e.message);
+        assert_eq!(redact("http://u:p@h:1/x"), "http://u:***@h:1/x");
+        assert_eq!(redact("h:1"), "h:1");
     }
 
     #[test]

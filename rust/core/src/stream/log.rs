@@ -49,10 +49,15 @@ impl LogQueue {
     const CAP: usize = 1000;
 
     pub fn push(&mut self, e: LogEvent) {
-        if self.events.len() >= Self::CAP {
+        self.events.push_back(e);
+        self.trim();
+    }
+
+    /// Drops the oldest events beyond the cap.
+    pub fn trim(&mut self) {
+        while self.events.len() > Self::CAP {
             self.events.pop_front();
             self.dropped += 1;
         }
-        self.events.push_back(e);
     }
 }

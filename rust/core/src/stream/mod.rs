@@ -153,24 +153,34 @@ impl Shared {
     }
 
     /// Fails the stream (the first error wins) and empties the landing zone: what is not
-    /// acknowledged now never will be on this stream. Those requests are kept (for
+    /// acknowledged now never will be on this stream. Those requests are kept as copies (for
     /// [`ZerobusStream::unacked`], so the caller can send them again) until the stream is
-    /// dropped; with `release` (abort) they are released at once.
+    /// dropped, and the caller's buffers are released; with `release` (abort) nothing is kept.
     fn fail_with(&self, err: ZerobusError, release: bool) {
-        let mut dropped = None;
+        let mut taken = None;
+        let mut old_kept = None;
         self.change_and_wake_sender(|st| {
             if st.failed.is_none() {
                 st.failed = Some(err.clone());
             }
             st.generation += 1;
-            let taken = st.take_all();
+            taken = Some(st.take_all());
             if release {
-                dropped = Some((taken, std::mem::take(&mut st.kept)));
-            } else if st.kept.is_empty() {
-                st.kept = taken;
+                old_kept = Some(std::mem::take(&mut st.kept));
             }
         });
-        drop(dropped);
+        drop(old_kept);
+        if let Some(entries) = taken.filter(|e| !release && !e.is_empty()) {
+            // Kept as copies: the caller's buffers are released now (a rejected ingest's buffer is
+            // the caller's again), while what they held stays available. Outside the lock.
+            let copies: std::collections::VecDeque<landing::Entry> =
+                entries.iter().map(|e| landing::Entry { offset: e.offset, payload: e.payload.copied() }).collect();
+            drop(entries);
+            let mut st = self.lock();
+            if st.kept.is_empty() {
+                st.kept = copies;
+            }
+        }
         self.stop.notify_one();
         if !release {
             self.log(LogLevel::Error, || format!("stream failed: {err}"));
@@ -282,6 +292,7 @@ impl ZerobusStream {
         for e in events.into_iter().rev() {
             q.events.push_front(e);
         }
+        q.trim();
     }
 
     /// Current progress (acked offset, state, error).

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -237,20 +237,25 @@ const STAGES: [&str; 4] = ["getting the auth headers", "connecting", "waiting fo
 /// response). When the server refuses the credentials (UNAUTHENTICATED) and the headers came
 /// from a cache, the cached token is dropped and the open is tried once more with a fresh one.
 async fn open_physical(shared: &Arc<Shared>) -> Result<Physical> {
-    let unauthenticated = AtomicBool::new(false);
-    let r = open_timed(shared, &unauthenticated).await;
-    if r.is_err() && unauthenticated.load(Ordering::Relaxed) && shared.headers.invalidate(&shared.table.table_name) {
-        shared.log(LogLevel::Warn, || "the server refused the credentials (UNAUTHENTICATED): fetching a new token".into());
-        unauthenticated.store(false, Ordering::Relaxed);
-        return open_timed(shared, &unauthenticated).await;
+    let refused = Refused::default();
+    let r = open_timed(shared, &refused).await;
+    let refused = refused.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let (Err(_), Some(headers)) = (&r, refused) {
+        if shared.headers.invalidate(&shared.table.table_name, &headers) {
+            shared.log(LogLevel::Warn, || "the server refused the credentials (UNAUTHENTICATED): asking for new ones".into());
+            return open_timed(shared, &Refused::default()).await;
+        }
     }
     r
 }
 
-async fn open_timed(shared: &Arc<Shared>, unauthenticated: &AtomicBool) -> Result<Physical> {
+/// The headers the server refused with UNAUTHENTICATED, if it did.
+type Refused = std::sync::Mutex<Option<crate::auth::Headers>>;
+
+async fn open_timed(shared: &Arc<Shared>, refused: &Refused) -> Result<Physical> {
     let timeout = Duration::from_millis(shared.opts.recovery_timeout_ms);
     let stage = AtomicU8::new(0);
-    match tokio::time::timeout(timeout, open_within(shared, &stage, unauthenticated)).await {
+    match tokio::time::timeout(timeout, open_within(shared, &stage, refused)).await {
         Ok(r) => r,
         Err(_) => Err(ZerobusError::new(
             ErrorCode::Timeout,
@@ -262,7 +267,7 @@ async fn open_timed(shared: &Arc<Shared>, unauthenticated: &AtomicBool) -> Resul
     }
 }
 
-async fn open_within(shared: &Arc<Shared>, stage: &AtomicU8, unauthenticated: &AtomicBool) -> Result<Physical> {
+async fn open_within(shared: &Arc<Shared>, stage: &AtomicU8, refused_headers: &Refused) -> Result<Physical> {
     let fetched = shared.headers.tokens_fetched();
     let headers = shared.headers.headers(&shared.table.table_name).await?;
     if shared.headers.tokens_fetched() > fetched {
@@ -318,7 +323,7 @@ async fn open_within(shared: &Arc<Shared>, stage: &AtomicU8, unauthenticated: &A
     let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
     let refused = |s: &tonic::Status| {
         if s.code() == tonic::Code::Unauthenticated {
-            unauthenticated.store(true, Ordering::Relaxed);
+            *refused_headers.lock().unwrap_or_else(|p| p.into_inner()) = Some(headers.clone());
         }
         status_error(s)
     };
