@@ -342,7 +342,7 @@ function spawn(cmd: string[], opts: { cwd?: string; env?: Record<string, string>
   return { code: r.exitCode, out: r.stdout.toString() + r.stderr.toString(), ms: Date.now() - t };
 }
 
-const TESTS = ["test/basic.test.ts", "test/recovery.test.ts", "test/arrow.test.ts", "test/integrity.test.ts", "test/workers.test.ts"];
+const TESTS = ["test/basic.test.ts", "test/recovery.test.ts", "test/arrow.test.ts", "test/integrity.test.ts", "test/workers.test.ts", "test/network.test.ts", "test/token.test.ts", "test/large-messages.test.ts"];
 
 function summarizeBunTest(out: string): string {
   const lines = out.split("\n").map((l) => l.trim());
@@ -354,7 +354,9 @@ function summarizeBunTest(out: string): string {
 
 function bunTests(p: Platform, lib: string, cmdPrefix: string[], label: string, timeoutMs: number) {
   console.log(`  ... ${label}: bun test ${TESTS.join(" ")} (ZEROBUS_BUN_LIB=${lib})`);
-  const r = spawn([...cmdPrefix, "test", "--timeout", "120000", ...TESTS], { env: { ZEROBUS_BUN_LIB: lib }, timeoutMs });
+  // ZEROBUS_TEST_BUN: how tests start Bun subprocesses (under qemu, through qemu too)
+  const env = { ZEROBUS_BUN_LIB: lib, ZEROBUS_TEST_BUN: JSON.stringify(cmdPrefix) };
+  const r = spawn([...cmdPrefix, "test", "--timeout", "120000", ...TESTS], { env, timeoutMs });
   const summary = summarizeBunTest(r.out);
   const ok = r.code === 0 && /^\s*0 fail\s*$/m.test(r.out);
   report(p.tag, `tests (${label})`, ok ? "PASS" : "FAIL", `${summary || "no summary"} in ${(r.ms / 1000).toFixed(1)} s${ok ? "" : `, exit ${r.code}\n${r.out.split("\n").slice(-40).join("\n")}`}`);

@@ -42,7 +42,9 @@ async function envClient(env: Record<string, string>, endpoint: string, table: s
   }
   const args = ["run", join(import.meta.dir, "fixtures", "env-client.ts"), endpoint, table, String(n)];
   if (oauth) args.push("sp", "secret");
-  const p = Bun.spawn([process.execPath, ...args], { env: { ...base, ...env }, stdout: "pipe", stderr: "pipe" });
+  // scripts/verify-prebuilds.ts sets ZEROBUS_TEST_BUN when Bun runs under an emulator
+  const bun: string[] = process.env.ZEROBUS_TEST_BUN ? JSON.parse(process.env.ZEROBUS_TEST_BUN) : [process.execPath];
+  const p = Bun.spawn([...bun, ...args], { env: { ...base, ...env }, stdout: "pipe", stderr: "pipe" });
   const [stdout, stderr] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text()]);
   await p.exited;
   const out = stdout.trim().split("\n").pop() ?? "";
