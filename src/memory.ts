@@ -20,7 +20,7 @@ import { lib } from "./native";
  * Worker every array is copied: a Worker can be terminated at any moment, and its heap goes with
  * it while the native side may still have to replay a record.
  */
-export const COPY_MAX = isMainThread ? Number(process.env.ZB_COPY_MAX ?? 1024) : Infinity;
+export const COPY_MAX = isMainThread ? 1024 : Infinity;
 
 /** This realm's release sink, given to every stream opened here. */
 export const sink = lib.zerobus_sink_new() as Pointer;

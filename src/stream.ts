@@ -86,6 +86,18 @@ function headersProblem(value: unknown): string | undefined {
   return undefined;
 }
 
+/**
+ * The bytes a native `call(buf, cap)` writes; it returns the length it needs (writing only when
+ * that fits, or a prefix). Called again with a buffer of that length until it fits; the result
+ * may be a view of the shared `msgBuf`, valid until the next call.
+ */
+function readNative(call: (buf: Uint8Array, cap: number) => number | bigint): Uint8Array {
+  let buf = msgBuf;
+  let n: number;
+  while ((n = Number(call(buf, buf.length))) > buf.length) buf = new Uint8Array(n);
+  return buf.subarray(0, n);
+}
+
 function emptyStats(): StreamStats {
   return {
     recordsIngested: 0, bytesIngested: 0, recordsSent: 0, bytesSent: 0, recordsAcked: 0, bytesAcked: 0,
@@ -228,15 +240,9 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
    * Still available after `close()`.
    */
   stats(): StreamStats {
-    if (!this.#h) return this.#finalStats ?? emptyStats();
-    let n = Number(lib.zerobus_stream_stats(this.#h, msgBuf, msgBuf.length));
-    let bytes = msgBuf.subarray(0, n);
-    if (n > msgBuf.length) {
-      const big = new Uint8Array(n);
-      n = Number(lib.zerobus_stream_stats(this.#h, big, big.length));
-      bytes = big.subarray(0, n);
-    }
-    const raw = JSON.parse(decoder.decode(bytes));
+    const h = this.#h;
+    if (!h) return this.#finalStats ?? emptyStats();
+    const raw = JSON.parse(decoder.decode(readNative((buf, cap) => lib.zerobus_stream_stats(h, buf, cap))));
     const e = raw.lastError as { code: ErrorCode; message: string; retryable: boolean } | null;
     raw.lastError = e ? new (errorClass(e.code))(e.message, e.code, e.retryable) : undefined;
     return raw as StreamStats;
@@ -249,13 +255,11 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
    * also after `close()`. Copies; the stream keeps its own.
    */
   unackedRecords(): UnackedRecord[] {
-    if (!this.#h) return (this.#finalUnacked ?? []).map((u) => ({ offset: u.offset, batch: u.batch, records: u.records.slice() }));
-    let n = Number(lib.zerobus_stream_unacked(this.#h, null, 0));
-    if (n === 0) return [];
-    let buf = new Uint8Array(n);
-    // The set may change between the two calls on a live stream: retry until it fits.
-    while ((n = Number(lib.zerobus_stream_unacked(this.#h, buf, buf.length))) > buf.length) buf = new Uint8Array(n);
-    const view = new DataView(buf.buffer, 0, n);
+    const h = this.#h;
+    if (!h) return (this.#finalUnacked ?? []).map((u) => ({ offset: u.offset, batch: u.batch, records: u.records.slice() }));
+    const buf = readNative((b, cap) => lib.zerobus_stream_unacked(h, b, cap));
+    const n = buf.byteLength;
+    const view = new DataView(buf.buffer, buf.byteOffset, n);
     const out: UnackedRecord[] = [];
     for (let at = 0; at < n; ) {
       const offset = Number(view.getBigInt64(at, true));
@@ -656,12 +660,11 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
 
   /** Hands the native side's queued events to the logger. */
   #drainLog(): void {
-    if (!this.#h || !this.#logger) return;
-    let buf = msgBuf;
-    let n: number;
-    while ((n = Number(lib.zerobus_stream_log(this.#h, buf, buf.length))) > buf.length) buf = new Uint8Array(n);
-    if (n === 0) return;
-    const { dropped, events } = JSON.parse(decoder.decode(buf.subarray(0, n))) as { dropped: number; events: { level: LogLevel; message: string }[] };
+    const h = this.#h;
+    if (!h || !this.#logger) return;
+    const bytes = readNative((buf, cap) => lib.zerobus_stream_log(h, buf, cap));
+    if (bytes.byteLength === 0) return;
+    const { dropped, events } = JSON.parse(decoder.decode(bytes)) as { dropped: number; events: { level: LogLevel; message: string }[] };
     const streamId = this.streamId;
     const emit = (level: LogLevel, message: string) => {
       try {

@@ -158,7 +158,12 @@ struct StreamConfig {
 
 /// A numeric option: a whole number within the option's range, or the default when absent.
 fn num(value: Option<f64>, camel: &str, default: u64) -> Result<u64, ZerobusError> {
-    value.map_or(Ok(default), |v| check_limit(camel, v, true))
+    Ok(opt_num(value, camel)?.unwrap_or(default))
+}
+
+/// A numeric option without a fixed default: checked when present.
+fn opt_num(value: Option<f64>, camel: &str) -> Result<Option<u64>, ZerobusError> {
+    value.map(|v| check_limit(camel, v, true)).transpose()
 }
 
 fn stream_setup(
@@ -199,11 +204,8 @@ fn stream_setup(
         flush_timeout_ms: num(cfg.flush_timeout_ms, "flushTimeoutMs", d.flush_timeout_ms)?,
         submit_timeout_ms: num(cfg.submit_timeout_ms, "submitTimeoutMs", d.submit_timeout_ms)?,
         max_record_bytes: num(cfg.max_record_bytes, "maxRecordBytes", d.max_record_bytes as u64)? as usize,
-        stream_paused_max_wait_time_ms: cfg
-            .stream_paused_max_wait_time_ms
-            .map(|v| check_limit("streamPausedMaxWaitTimeMs", v, true))
-            .transpose()?,
-        max_message_bytes: cfg.max_message_bytes.map(|v| check_limit("maxMessageBytes", v, true)).transpose()?.map(|v| v as usize),
+        stream_paused_max_wait_time_ms: opt_num(cfg.stream_paused_max_wait_time_ms, "streamPausedMaxWaitTimeMs")?,
+        max_message_bytes: opt_num(cfg.max_message_bytes, "maxMessageBytes")?.map(|v| v as usize),
         log_level: match cfg.log_level.as_deref() {
             None => None,
             Some(l) => Some(LogLevel::parse(l).ok_or_else(|| {

@@ -75,14 +75,11 @@ impl Network {
 
     /// Checks that the proxy `url` would use (if any) is usable.
     pub fn check_proxy_for(&self, url: &str) -> Result<()> {
-        let uri: hyper::Uri = match crate::stream::endpoint_url(url).ok().and_then(|u| u.parse().ok()) {
-            Some(u) => u,
-            None => return Ok(()), // the URL itself is checked elsewhere
-        };
-        let https = uri.scheme_str() == Some("https");
-        let host = uri.host().unwrap_or("").trim_matches(['[', ']']);
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        self.proxy.proxy_for(https, host, port).map(|_| ())
+        let uri: Option<hyper::Uri> = crate::stream::endpoint_url(url).ok().and_then(|u| u.parse().ok());
+        match uri.as_ref().and_then(proxy::target) {
+            Some((https, host, port)) => self.proxy.proxy_for(https, host, port).map(|_| ()),
+            None => Ok(()), // the URL itself is checked elsewhere
+        }
     }
 
     pub fn user_agent(&self) -> &str {

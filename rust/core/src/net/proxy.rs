@@ -202,6 +202,13 @@ impl ProxySetting {
     }
 }
 
+/// What a connection to `uri` goes to: (https, host without brackets, port with its default).
+pub(crate) fn target(uri: &Uri) -> Option<(bool, &str, u16)> {
+    let https = uri.scheme_str() == Some("https");
+    let host = uri.host()?.trim_matches(['[', ']']);
+    Some((https, host, uri.port_u16().unwrap_or(if https { 443 } else { 80 })))
+}
+
 type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// Opens TCP connections to a URI's host, directly or through an HTTP CONNECT tunnel; tonic
@@ -225,9 +232,8 @@ impl tower_service::Service<Uri> for Connector {
     fn call(&mut self, uri: Uri) -> Self::Future {
         let this = self.clone();
         Box::pin(async move {
-            let https = uri.scheme_str() == Some("https");
-            let host = uri.host().ok_or("URI without a host")?.trim_matches(['[', ']']).to_string();
-            let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+            let (https, host, port) = target(&uri).ok_or("URI without a host")?;
+            let host = host.to_string();
             let proxy = this.proxy.proxy_for(https, &host, port).map_err(|e| e.message)?;
             let connect = async {
                 match &proxy {

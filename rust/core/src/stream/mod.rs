@@ -337,27 +337,28 @@ impl ZerobusStream {
 
     /// Queues an already built payload (any form); the non-blocking primitive behind the rest.
     pub fn try_push(&self, payload: Payload) -> std::result::Result<i64, (ZerobusError, Payload)> {
-        if let Payload::ProtoBatch(r) | Payload::JsonBatch(r) = &payload {
-            let limit = self.shared.opts.message_limit(false);
-            if batch_message_len(r) > limit {
-                // Too big for one message: consecutive batch requests, each within the limit.
-                let whole = payload.clone();
-                return self.enqueue(split_batch(&payload, limit)).map_err(|(e, _)| (e, whole));
-            }
+        if self.too_big(&payload) {
+            let whole = payload.clone();
+            return self.try_push_many(vec![payload]).map_err(|(e, _)| (e, whole));
         }
         // An array, not a Vec: no allocation per record on this hot path.
         self.enqueue([payload]).map_err(|(e, [p])| (e, p))
     }
 
-    /// Queues several requests atomically (consecutive offsets); returns the last offset.
+    /// Queues several requests atomically (consecutive offsets); returns the last offset. A
+    /// batch too big for one message becomes consecutive batch requests, each within the limit.
     pub fn try_push_many(&self, payloads: Vec<Payload>) -> std::result::Result<i64, (ZerobusError, Vec<Payload>)> {
-        let limit = self.shared.opts.message_limit(false);
-        let too_big = |p: &Payload| matches!(p, Payload::ProtoBatch(r) | Payload::JsonBatch(r) if batch_message_len(r) > limit);
-        if payloads.iter().any(too_big) {
-            let fitted = payloads.iter().flat_map(|p| if too_big(p) { split_batch(p, limit) } else { vec![p.clone()] }).collect();
+        if payloads.iter().any(|p| self.too_big(p)) {
+            let limit = self.shared.opts.message_limit(false);
+            let fitted = payloads.iter().flat_map(|p| if self.too_big(p) { split_batch(p, limit) } else { vec![p.clone()] }).collect();
             return self.enqueue(fitted);
         }
         self.enqueue(payloads)
+    }
+
+    /// A JSON/protobuf batch whose request would exceed the message limit.
+    fn too_big(&self, p: &Payload) -> bool {
+        matches!(p, Payload::ProtoBatch(r) | Payload::JsonBatch(r) if batch_message_len(r) > self.shared.opts.message_limit(false))
     }
 
     /// The one enqueue path: checks, limits, offsets; gives the payloads back on failure.
@@ -437,23 +438,23 @@ impl ZerobusStream {
             return Err(ZerobusError::invalid("a batch needs at least one record"));
         }
         for (i, r) in records.iter().enumerate() {
+            let which = || if records.len() > 1 { format!(" {i} of the batch") } else { String::new() };
             if r.len() > max {
                 return Err(ZerobusError::invalid(format!(
                     "record{} is {} bytes, more than max_record_bytes ({max})",
-                    if records.len() > 1 { format!(" {i} of the batch") } else { String::new() },
+                    which(),
                     r.len()
                 )));
             }
             if r.len() > fit {
                 return Err(ZerobusError::invalid(format!(
                     "record{} is {} bytes: it does not fit in one message of max_message_bytes ({})",
-                    if records.len() > 1 { format!(" {i} of the batch") } else { String::new() },
+                    which(),
                     r.len(),
                     self.shared.opts.message_limit(false)
                 )));
             }
             if is_json {
-                let which = || if records.len() > 1 { format!(" {i} of the batch") } else { String::new() };
                 let Ok(text) = std::str::from_utf8(r) else {
                     return Err(ZerobusError::invalid(format!("JSON record{} is not valid UTF-8", which())));
                 };
