@@ -102,3 +102,22 @@ test("silent by default; a bad logLevel or logger is refused", async () => {
   expect(() => new ZerobusSdk({ endpoint: f!.server.url, logLevel: "verbose" as "info" })).toThrow("logLevel");
   expect(() => new ZerobusSdk({ endpoint: f!.server.url, logger: "console" as unknown as () => void })).toThrow("logger");
 });
+
+test("logLevel warn: recoveries and refused credentials are reported, info events are not produced", async () => {
+  const { ZerobusSdk } = await import("../src/index");
+  f = fixture({ clientId: "id", clientSecret: "secret" });
+  const events: { level: string; message: string }[] = [];
+  const sdk = new ZerobusSdk({ endpoint: f.server.url, unityCatalogUrl: f.server.url, logger: (e) => events.push(e), logLevel: "warn" });
+  await f.server.addFault({ failAfterRecords: { records: 2, code: "UNAVAILABLE", message: "injected outage" } });
+  const s = await sdk.createStream({ table: TABLE, recordType: "json", clientId: "id", clientSecret: "secret", recoveryBackoffMs: 20 });
+  await s.ingest({ n: 1 });
+  await f.server.revokeTokens(); // the reopen after the outage is refused once, then gets a new token
+  await s.ingest({ n: 2 });
+  await s.ingest({ n: 3 });
+  await s.close();
+  sdk.close();
+  expect(events.every((e) => e.level === "warn")).toBe(true);
+  const text = events.map((e) => e.message).join("\n");
+  expect(text).toMatch(/physical stream ended: .*injected outage/);
+  expect(text).toContain("refused the credentials (UNAUTHENTICATED)");
+});

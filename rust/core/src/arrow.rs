@@ -496,6 +496,28 @@ mod tests {
     }
 
     #[test]
+    fn record_batches_over_the_message_limit_are_sliced_to_fit() {
+        let limit = 64 * 1024;
+        let b = batch(50_000); // ~1 MB of IPC
+        let stream = StreamSchema::new(b.schema());
+        let parts = encode_batch_within(&b, &stream, limit).unwrap();
+        assert!(parts.len() > 1);
+        assert!(parts.iter().all(|p| p.messages.iter().all(|m| fits(m, limit))));
+        assert_eq!(parts.iter().map(|p| p.rows).sum::<usize>(), 50_000);
+        // the same through IPC bytes: one decode, the same rows
+        let (_, decodes) = ipc_passes();
+        let whole = split_ipc_stream(&ipc(&[b]), &stream).unwrap().pop().unwrap();
+        let sliced = fit_message_limit(whole, &stream, limit).unwrap();
+        assert_eq!(ipc_passes().1 - decodes, 1);
+        assert_eq!(sliced.iter().map(|p| p.rows).sum::<usize>(), 50_000);
+        // a single row that cannot fit
+        let big: ArrayRef = Arc::new(StringArray::from_iter_values(["x".repeat(100_000)]));
+        let one = RecordBatch::try_from_iter([("name", big)]).unwrap();
+        let e = encode_batch_within(&one, &StreamSchema::new(one.schema()), limit).unwrap_err();
+        assert!(e.message.contains("max_message_bytes"), "{}", e.message);
+    }
+
+    #[test]
     fn splits_batches_without_decoding_and_reads_row_counts() {
         let b = ipc(&[batch(3), batch(5), batch(0)]);
         let before = ipc_passes();

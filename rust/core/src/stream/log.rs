@@ -61,3 +61,21 @@ impl LogQueue {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_queue_keeps_the_last_events_and_counts_the_dropped_ones() {
+        let mut q = LogQueue::default();
+        for i in 0..(LogQueue::CAP + 5) {
+            q.push(LogEvent { level: LogLevel::Info, message: i.to_string() });
+        }
+        assert_eq!((q.events.len(), q.dropped), (LogQueue::CAP, 5));
+        assert_eq!(q.events.front().unwrap().message, "5");
+        assert!(LogLevel::Error < LogLevel::Warn && LogLevel::Info < LogLevel::Debug);
+        assert_eq!(LogLevel::parse("WARNING"), Some(LogLevel::Warn));
+        assert_eq!(LogLevel::parse("verbose"), None);
+    }
+}
