@@ -145,7 +145,11 @@ for a in "\$@"; do case "\$a" in -c|-S|-E|-M|-MM) exec /usr/bin/cc "\$@" ;; esac
 exec /usr/bin/cc "\$@" "$ASAN_SO" -Wl,-rpath,"$(dirname "$ASAN_SO")"
 WRAPPER
   chmod +x "$WRAP/cc"
-  bun_env=(env PATH="$WRAP:$PATH" LD_PRELOAD="$ASAN_SO" ZEROBUS_BUN_LIB="$LIB" ASAN_OPTIONS="${BUN_ASAN_OPTIONS:-detect_leaks=0:halt_on_error=1}")
+  # The local server the tests start is the plain release build of zerobus-local (a separate
+  # process; only the client library is under test here).
+  LOCAL_BIN="$ROOT/rust/target/release/zerobus-local"
+  if [ ! -x "$LOCAL_BIN" ]; then (cd "$ROOT" && run "$BUN" scripts/build.ts); fi
+  bun_env=(env PATH="$WRAP:$PATH" LD_PRELOAD="$ASAN_SO" ZEROBUS_BUN_LIB="$LIB" ZEROBUS_LOCAL_BIN="$LOCAL_BIN" ASAN_OPTIONS="${BUN_ASAN_OPTIONS:-detect_leaks=0:halt_on_error=1}")
   # unoptimized + instrumented code is several times slower: bun's 5 s default per-test timeout
   # fails timing-bound tests (test/exit.test.ts) that pass with more time
   BUN_TIMEOUT_MS="${BUN_TEST_TIMEOUT_MS:-60000}"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bun
-// Cross-builds the native library (rust/ffi, cdylib `zerobus_bun`) for the six prebuilt platforms and
-// writes prebuilds/<platform>/{<library>, package.json}.
+// Cross-builds the native library (rust/ffi, cdylib `zerobus_bun`) and the local server executable
+// (rust/local, `zerobus-local`) for the six prebuilt platforms with the `dist` profile (fat LTO) and
+// writes prebuilds/<platform>/{<library>, zerobus-local[.exe], package.json}.
 //
 //   bun scripts/cross-build.ts                          # all six platforms
 //   bun scripts/cross-build.ts --targets linux-arm64-gnu,win32-x64
@@ -94,9 +95,14 @@ export function platformPackageJson(p: Platform, version = mainVersion()): strin
   };
   if (p.libc) pkg.libc = [p.libc];
   pkg.main = p.file;
-  pkg.files = [p.file];
+  pkg.files = [p.file, localServerFile(p)];
   pkg.preferUnplugged = true;
   return JSON.stringify(pkg, null, 2) + "\n";
+}
+
+/** The local server executable's file name on a platform. */
+export function localServerFile(p: Platform): string {
+  return p.os === "win32" ? "zerobus-local.exe" : "zerobus-local";
 }
 
 function which(cmd: string): string | null {
@@ -213,11 +219,11 @@ async function buildOne(p: Platform, tc: Toolchain, zigbuild: string, targetDir:
   const mingwGcc = p.mingw ? which(`${p.mingw}-gcc`) : null;
   // `cargo rustc --crate-type cdylib`: the ffi crate is also an rlib (for its Rust tests), and a
   // lib built as both gets no LTO; with mingw that left a 23 MB DLL (8 MB with LTO).
-  const common = ["--release", "-p", "zerobus-bun-ffi", "--lib", "--crate-type", "cdylib", "--manifest-path", join(src, "rust", "Cargo.toml")];
-  const args = mingwGcc
-    ? [tc.cargo, "rustc", ...common, "--target", p.triple]
-    : [zigbuild, "rustc", ...common, "--target", p.zigTarget];
-  if (buildStd) args.push("-Zbuild-std=std,panic_abort");
+  const manifest = ["--manifest-path", join(src, "rust", "Cargo.toml"), "--profile", "dist"];
+  const tool = mingwGcc ? [tc.cargo] : [zigbuild];
+  const target = ["--target", mingwGcc ? p.triple : p.zigTarget, ...(buildStd ? ["-Zbuild-std=std,panic_abort"] : [])];
+  const libArgs = [...tool, "rustc", "-p", "zerobus-bun-ffi", "--lib", "--crate-type", "cdylib", ...manifest, ...target];
+  const exeArgs = [...tool, "build", "-p", "zerobus-local", "--bin", "zerobus-local", ...manifest, ...target];
   const env: Record<string, string> = {
     PATH: `${toolbin}:${process.env.PATH}`,
     RUSTC: tc.rustc,
@@ -227,17 +233,17 @@ async function buildOne(p: Platform, tc: Toolchain, zigbuild: string, targetDir:
     ...p.env,
   };
   const rustflags = [...(p.rustflags ?? [])];
+  const tripleEnv = p.triple.replace(/-/g, "_");
+  if (rustflags.some((f) => f.startsWith("-Z"))) env.RUSTC_BOOTSTRAP = "1";
+  // The export list is the library's only (the executable has none of those functions).
+  const libRustflags = [...rustflags];
   if (p.defFile) {
     const def = join(targetDir, `${p.tag}-exports.def`);
     const fns = headerFunctions(join(src, "rust", "ffi", "include", "zerobus_bun.h"));
     writeFileSync(def, `LIBRARY zerobus_bun\nEXPORTS\n${fns.map((f) => `  ${f}\n`).join("")}`);
-    rustflags.push(`-Clink-arg=${def}`);
+    libRustflags.push(`-Clink-arg=${def}`);
   }
-  const tripleEnv = p.triple.replace(/-/g, "_");
-  if (rustflags.length) {
-    env[`CARGO_TARGET_${tripleEnv.toUpperCase()}_RUSTFLAGS`] = rustflags.join(" ");
-    if (rustflags.some((f) => f.startsWith("-Z"))) env.RUSTC_BOOTSTRAP = "1";
-  }
+  const flagsEnv = (flags: string[]) => (flags.length ? { [`CARGO_TARGET_${tripleEnv.toUpperCase()}_RUSTFLAGS`]: flags.join(" ") } : {});
   if (p.cflags) env[`CFLAGS_${tripleEnv}`] = p.cflags.join(" ");
   if (buildStd) env.RUSTC_BOOTSTRAP = "1";
   if (mingwGcc) {
@@ -250,36 +256,40 @@ async function buildOne(p: Platform, tc: Toolchain, zigbuild: string, targetDir:
   console.log(`  ${how}${buildStd ? " -Zbuild-std (std built from rust-src)" : ""}; log: ${logPath}`);
   if (rustflags.length || p.cflags) console.log(`  rustflags: ${rustflags.join(" ") || "-"}; cflags: ${p.cflags?.join(" ") ?? "-"}`);
 
-  const proc = Bun.spawn(args, { env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe" });
   const log: string[] = [];
   let compiled = 0;
   let lastCrate = "";
   const ticker = setInterval(() => {
     console.log(`  ... ${fmtTime(Date.now() - started)}: ${compiled} crates compiled${lastCrate ? ` (last: ${lastCrate})` : ""}`);
   }, 20_000);
-  const pump = async (stream: ReadableStream<Uint8Array>) => {
-    const dec = new TextDecoder();
-    let buf = "";
-    for await (const chunk of stream) {
-      buf += dec.decode(chunk, { stream: true });
-      let i;
-      while ((i = buf.indexOf("\n")) >= 0) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        log.push(line);
-        const m = /^\s*Compiling (\S+ v\S+)/.exec(line);
-        if (m) {
-          compiled++;
-          lastCrate = m[1]!;
+  const cargo = async (args: string[], extraEnv: Record<string, string>): Promise<number> => {
+    const proc = Bun.spawn(args, { env: { ...process.env, ...env, ...extraEnv }, stdout: "pipe", stderr: "pipe" });
+    const pump = async (stream: ReadableStream<Uint8Array>) => {
+      const dec = new TextDecoder();
+      let buf = "";
+      for await (const chunk of stream) {
+        buf += dec.decode(chunk, { stream: true });
+        let i;
+        while ((i = buf.indexOf("\n")) >= 0) {
+          const line = buf.slice(0, i);
+          buf = buf.slice(i + 1);
+          log.push(line);
+          const m = /^\s*Compiling (\S+ v\S+)/.exec(line);
+          if (m) {
+            compiled++;
+            lastCrate = m[1]!;
+          }
+          if (verbose) console.log(`  | ${line}`);
+          else if (/^(error|warning: unused)|^\s*(Finished)/.test(line)) console.log(`  ${line.trim()}`);
         }
-        if (verbose) console.log(`  | ${line}`);
-        else if (/^(error|warning: unused)|^\s*(Finished)/.test(line)) console.log(`  ${line.trim()}`);
       }
-    }
-    if (buf) log.push(buf);
+      if (buf) log.push(buf);
+    };
+    await Promise.all([pump(proc.stdout), pump(proc.stderr)]);
+    return proc.exited;
   };
-  await Promise.all([pump(proc.stdout), pump(proc.stderr)]);
-  const code = await proc.exited;
+  let code = await cargo(libArgs, flagsEnv(libRustflags));
+  if (code === 0) code = await cargo(exeArgs, flagsEnv(rustflags));
   clearInterval(ticker);
   writeFileSync(logPath, log.join("\n") + "\n");
   const seconds = (Date.now() - started) / 1000;
@@ -287,11 +297,13 @@ async function buildOne(p: Platform, tc: Toolchain, zigbuild: string, targetDir:
     const tail = log.filter((l) => /error/i.test(l)).slice(0, 8).join("\n    ");
     return { tag: p.tag, ok: false, seconds, log: logPath, error: `${mingwGcc ? "cargo" : "cargo-zigbuild"} exited ${code}\n    ${tail}` };
   }
-  const built = join(targetDir, p.triple, "release", p.file);
-  if (!existsSync(built)) return { tag: p.tag, ok: false, seconds, log: logPath, error: `${built} not found after the build` };
+  const built = join(targetDir, p.triple, "dist", p.file);
+  const builtExe = join(targetDir, p.triple, "dist", localServerFile(p));
+  for (const f of [built, builtExe]) if (!existsSync(f)) return { tag: p.tag, ok: false, seconds, log: logPath, error: `${f} not found after the build` };
   const dest = join(outDir, p.tag);
   mkdirSync(dest, { recursive: true });
   copyFileSync(built, join(dest, p.file));
+  copyFileSync(builtExe, join(dest, localServerFile(p)));
   writeFileSync(join(dest, "package.json"), platformPackageJson(p));
   const size = statSync(join(dest, p.file)).size;
   return { tag: p.tag, ok: true, seconds, size, path: join(dest, p.file), log: logPath };

@@ -22,10 +22,10 @@
 //     win32-arm64, darwin-*: static only (no way to run them here)
 // A check whose tool is missing is SKIPped with the reason. Exits 1 if any check FAILed.
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, readdirSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { PLATFORMS, headerFunctions, platformPackageJson, type Platform } from "./cross-build";
+import { dirname, join, resolve } from "node:path";
+import { PLATFORMS, headerFunctions, localServerFile, platformPackageJson, type Platform } from "./cross-build";
 
 const repoRoot = resolve(import.meta.dir, "..");
 /** Source tree whose header and tests are used (--src); the repository by default. */
@@ -331,6 +331,8 @@ function staticChecks(p: Platform, lib: string, pkgDir: string, header: string[]
     const want = platformPackageJson(p);
     report(p.tag, "package.json", have === want ? "PASS" : "FAIL", have === want ? `${JSON.parse(have).name}@${JSON.parse(have).version}, main ${p.file}` : "differs from what scripts/cross-build.ts writes (rerun it)");
   }
+  const server = join(pkgDir, localServerFile(p));
+  report(p.tag, "local server", existsSync(server) ? "PASS" : "FAIL", existsSync(server) ? `${localServerFile(p)} ${(statSync(server).size / 1048576).toFixed(2)} MiB; library ${(statSync(lib).size / 1048576).toFixed(2)} MiB` : `${server} missing (bun scripts/cross-build.ts --targets ${p.tag})`);
   return info;
 }
 
@@ -354,8 +356,15 @@ function summarizeBunTest(out: string): string {
 
 function bunTests(p: Platform, lib: string, cmdPrefix: string[], label: string, timeoutMs: number) {
   console.log(`  ... ${label}: bun test ${TESTS.join(" ")} (ZEROBUS_BUN_LIB=${lib})`);
-  // ZEROBUS_TEST_BUN: how tests start Bun subprocesses (under qemu, through qemu too)
-  const env = { ZEROBUS_BUN_LIB: lib, ZEROBUS_TEST_BUN: JSON.stringify(cmdPrefix) };
+  // ZEROBUS_TEST_BUN: how tests start Bun subprocesses (under qemu, through qemu too). The local
+  // server is the package's zerobus-local, started the same way (a wrapper script under qemu).
+  const server = join(dirname(lib), localServerFile(p));
+  let localBin = server;
+  if (cmdPrefix.length > 1) {
+    localBin = join(crossDir, `zerobus-local-${p.tag}.sh`);
+    writeFileSync(localBin, `#!/bin/sh\nexec ${cmdPrefix.slice(0, -1).map((a) => `'${a}'`).join(" ")} '${server}' "$@"\n`, { mode: 0o755 });
+  }
+  const env = { ZEROBUS_BUN_LIB: lib, ZEROBUS_LOCAL_BIN: localBin, ZEROBUS_TEST_BUN: JSON.stringify(cmdPrefix) };
   const r = spawn([...cmdPrefix, "test", "--timeout", "120000", ...TESTS], { env, timeoutMs });
   const summary = summarizeBunTest(r.out);
   const ok = r.code === 0 && /^\s*0 fail\s*$/m.test(r.out);
@@ -431,11 +440,24 @@ function win64Runtime(p: Platform, lib: string, header: string[]) {
   const winPath = (p: string) => "Z:" + p.replace(/\//g, "\\");
   const prefix = join(crossDir, "wine");
   mkdirSync(prefix, { recursive: true });
-  console.log(`  ... harness (${why}) under ${wine}: 1000 JSON records into a local server, data in ${data}`);
-  const r = spawn([wine, exe, winPath(lib), winPath(data), "1000", header.join(",")], {
-    env: { WINEPREFIX: prefix, WINEDEBUG: "-all", WINEDLLOVERRIDES: "mscoree,mshtml=" },
-    timeoutMs: 5 * 60_000,
-  });
+  const wineEnv = { WINEPREFIX: prefix, WINEDEBUG: "-all", WINEDLLOVERRIDES: "mscoree,mshtml=" };
+  // The package's zerobus-local.exe, under wine too.
+  const ready = join(data, "ready.json");
+  const server = Bun.spawn(
+    [wine, join(dirname(lib), localServerFile(p)), "--port", "0", "--data-dir", winPath(data), "--table", "a.b.c", "--no-fsync", "--ready-file", winPath(ready)],
+    { env: { ...process.env, ...wineEnv }, stdout: "ignore", stderr: "pipe" },
+  );
+  const deadline = Date.now() + 120_000;
+  while (!existsSync(ready) && server.exitCode === null && Date.now() < deadline) Bun.sleepSync(50);
+  const url = existsSync(ready) ? (JSON.parse(readFileSync(ready, "utf8")) as { url?: string }).url : undefined;
+  report(p.tag, "zerobus-local.exe (wine)", url ? "PASS" : "FAIL", url ? `listening on ${url}` : `no ready file within 120 s (exit ${server.exitCode})`);
+  if (!url) {
+    server.kill(9);
+    return;
+  }
+  console.log(`  ... harness (${why}) under ${wine}: 1000 JSON records into ${url}, data in ${data}`);
+  const r = spawn([wine, exe, winPath(lib), url, winPath(data), "1000", header.join(",")], { env: wineEnv, timeoutMs: 5 * 60_000 });
+  server.kill(9);
   const table = join(data, "a.b.c.jsonl");
   const lines = existsSync(table) ? readFileSync(table, "utf8").split("\n").filter(Boolean) : [];
   let inOrder = lines.length === 1000;

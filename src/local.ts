@@ -1,11 +1,12 @@
-// A local Zerobus server (the Rust `zerobus-local` crate, running inside this process through the
-// native library): gRPC ingestion, the OAuth token endpoint, durable JSON-lines files per table,
-// and scriptable faults for tests.
-import type { Pointer } from "bun:ffi";
-import { readFileSync, existsSync } from "node:fs";
+// A local Zerobus server for tests, demos and benchmarks: the `zerobus-local` executable (Rust,
+// shipped beside the client library in each platform package), run as a child process. gRPC
+// ingestion, the OAuth token endpoint, durable JSON-lines files per table, and scriptable faults.
+// The SDK's native library holds only the client.
+import type { Subprocess } from "bun";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { lib } from "./native";
-import { lastError } from "./errors";
+import { firstExisting, localServerCandidates, platformTag } from "./paths";
 
 export interface LocalServerOptions {
   host?: string;
@@ -53,19 +54,52 @@ export interface Fault {
   closeSignalAfterRecords?: { records: number; durationMs: number };
 }
 
-const buf = new Uint8Array(1024);
+/** How long `startLocalServer` waits for the server to listen, and `stop()` for it to finish. */
+const START_TIMEOUT_MS = 30_000;
+const STOP_TIMEOUT_MS = 15_000;
+
+/** The `zerobus-local` executable this SDK runs; throws naming where it looked. */
+export function localServerExecutable(): string {
+  const candidates = localServerCandidates();
+  const found = firstExisting(candidates);
+  if (!found) {
+    throw new Error(
+      `zerobus-bun: the zerobus-local executable was not found for ${platformTag()}. Looked in:\n  ${candidates.join("\n  ")}\n` +
+        "Install the matching zerobus-bun-<platform> package, build it with `bun run build:native`, " +
+        "or set ZEROBUS_LOCAL_BIN to its path.",
+    );
+  }
+  return found;
+}
+
+type ReadyState = { url?: string; error?: string; stopped?: boolean };
+
+/** Reads the ready file the server writes (atomically); undefined while it is not there. */
+function readReady(path: string): ReadyState | undefined {
+  try {
+    return JSON.parse(readFileSync(path, "utf8")) as ReadyState;
+  } catch {
+    return undefined;
+  }
+}
 
 export class LocalServer implements AsyncDisposable {
-  #h: Pointer | null;
+  #proc: Subprocess<"pipe", "ignore", "inherit"> | null;
+  readonly #dir: string;
   readonly url: string;
   readonly dataDir: string;
 
   /** @internal use startLocalServer */
-  constructor(h: Pointer, dataDir: string) {
-    this.#h = h;
-    const n = Number(lib.zerobus_local_url(h, buf, buf.length));
-    this.url = new TextDecoder().decode(buf.subarray(0, n));
+  constructor(proc: Subprocess<"pipe", "ignore", "inherit">, dir: string, url: string, dataDir: string) {
+    this.#proc = proc;
+    this.#dir = dir;
+    this.url = url;
     this.dataDir = dataDir;
+  }
+
+  /** Process id of the server. */
+  get pid(): number {
+    return this.#proc?.pid ?? -1;
   }
 
   /** Path of a table's JSON-lines file. */
@@ -115,11 +149,24 @@ export class LocalServer implements AsyncDisposable {
     return this.#control("GET", "/control/stats");
   }
 
+  /**
+   * Stops the server and returns once it has (open streams end with UNAVAILABLE, connections
+   * drain for up to 5 s). Closing its standard input is the stop signal on every platform.
+   */
   stop(): void {
-    if (this.#h) {
-      lib.zerobus_local_stop(this.#h);
-      this.#h = null;
+    const proc = this.#proc;
+    if (!proc) return;
+    this.#proc = null;
+    try {
+      proc.stdin.end();
+    } catch {
+      // already closed
     }
+    const ready = join(this.#dir, "ready.json");
+    const deadline = Date.now() + STOP_TIMEOUT_MS;
+    while (!readReady(ready)?.stopped && proc.exitCode === null && Date.now() < deadline) Bun.sleepSync(2);
+    if (!readReady(ready)?.stopped) proc.kill(9);
+    rmSync(this.#dir, { recursive: true, force: true });
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -127,11 +174,34 @@ export class LocalServer implements AsyncDisposable {
   }
 }
 
-/** Starts a local Zerobus server in this process. */
+/**
+ * Starts a local Zerobus server (the `zerobus-local` executable, as a child process that ends with
+ * this process) and returns once it listens.
+ */
 export function startLocalServer(options: LocalServerOptions = {}): LocalServer {
   const dataDir = resolve(options.dataDir ?? ".zerobus-data");
-  const cfg = Buffer.from(JSON.stringify({ ...options, dataDir }));
-  const h = lib.zerobus_local_start(cfg, cfg.byteLength) as Pointer | null;
-  if (!h) throw lastError("cannot start local server");
-  return new LocalServer(h, dataDir);
+  const exe = localServerExecutable();
+  const dir = mkdtempSync(join(tmpdir(), "zerobus-local-"));
+  const ready = join(dir, "ready.json");
+  const config = JSON.stringify({ ...options, dataDir });
+  const proc = Bun.spawn([exe, "--config", config, "--ready-file", ready, "--exit-on-stdin-close"], {
+    stdin: "pipe",
+    stdout: "ignore",
+    stderr: "inherit",
+  });
+  // The server must not keep this process alive; it exits when this process does (stdin closes).
+  proc.unref();
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  let state = readReady(ready);
+  while (!state && proc.exitCode === null && Date.now() < deadline) {
+    Bun.sleepSync(1);
+    state = readReady(ready);
+  }
+  if (!state?.url) {
+    proc.kill(9);
+    rmSync(dir, { recursive: true, force: true });
+    const why = state?.error ?? (proc.exitCode !== null ? `exited with code ${proc.exitCode}` : `did not start within ${START_TIMEOUT_MS / 1000} s`);
+    throw new Error(`cannot start local server (${exe}): ${why}`);
+  }
+  return new LocalServer(proc, dir, state.url, dataDir);
 }

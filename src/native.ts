@@ -1,8 +1,6 @@
 // Loads the zerobus-bun native library (Rust cdylib) and declares its C ABI for bun:ffi.
-import { dlopen, FFIType, suffix } from "bun:ffi";
-import { existsSync } from "node:fs";
-import { createRequire } from "node:module";
-import { join } from "node:path";
+import { dlopen, FFIType } from "bun:ffi";
+import { firstExisting, libraryCandidates, platformTag } from "./paths";
 
 // usize is passed as u64: every supported target is 64-bit.
 const T = FFIType;
@@ -42,62 +40,13 @@ export const symbols = {
   zerobus_stream_wait_for_offset: { args: [T.ptr, T.i64, T.u64], returns: T.i32 },
   zerobus_stream_close: { args: [T.ptr], returns: T.void },
   zerobus_stream_free: { args: [T.ptr], returns: T.void },
-  zerobus_local_start: { args: [T.ptr, T.u64], returns: T.ptr },
-  zerobus_local_url: { args: [T.ptr, T.ptr, T.u64], returns: T.u64 },
-  zerobus_local_stop: { args: [T.ptr], returns: T.void },
 } as const;
 
-/** File name of the native library on this platform. */
-export const libraryFile = process.platform === "win32" ? "zerobus_bun.dll" : `libzerobus_bun.${suffix}`;
-
-/** Name of the prebuilt package for this platform (e.g. `zerobus-bun-linux-x64-gnu`). */
-export function platformTag(): string {
-  const libc = process.platform === "linux" ? "-gnu" : "";
-  return `${process.platform}-${process.arch}${libc}`;
-}
-
-/**
- * The library embedded in a `bun build --compile` executable, if any: pass it to `bun build` as an
- * extra entry point (`bun build --compile app.ts path/to/libzerobus_bun.so`) and it is found here.
- */
-export function embeddedLibrary(): string | undefined {
-  const files = (Bun as unknown as { embeddedFiles?: Blob[] }).embeddedFiles ?? [];
-  const stem = libraryFile.replace(/\.[^.]+$/, "");
-  const ext = libraryFile.slice(stem.length);
-  for (const f of files) {
-    const name = (f as Blob & { name?: string }).name ?? "";
-    // Bun adds a content hash to embedded names: libzerobus_bun-<hash>.so
-    if (name.startsWith(stem) && name.endsWith(ext)) {
-      return (process.platform === "win32" ? "B:/~BUN/root/" : "/$bunfs/root/") + name;
-    }
-  }
-  return undefined;
-}
-
-/** Where the native library is looked for, in order. */
-export function libraryCandidates(): string[] {
-  const out: string[] = [];
-  if (process.env.ZEROBUS_BUN_LIB) out.push(process.env.ZEROBUS_BUN_LIB);
-  const embedded = embeddedLibrary();
-  if (embedded) out.push(embedded);
-  const tag = platformTag();
-  try {
-    const require = createRequire(import.meta.url);
-    const pkg = require.resolve(`zerobus-bun-${tag}/package.json`);
-    out.push(join(pkg, "..", libraryFile));
-  } catch {
-    // not installed: fall through to a local build
-  }
-  // In a source checkout the local cargo build wins over prebuilds/ (which may be older).
-  const root = join(import.meta.dir, "..");
-  out.push(join(root, "rust", "target", "release", libraryFile));
-  out.push(join(root, "prebuilds", tag, libraryFile));
-  return out;
-}
+export { libraryFile, platformTag, embeddedLibrary, libraryCandidates } from "./paths";
 
 function load() {
   const candidates = libraryCandidates();
-  const path = candidates.find((p) => p.includes("~BUN") || p.includes("$bunfs") || existsSync(p));
+  const path = firstExisting(candidates);
   if (!path) {
     throw new Error(
       `zerobus-bun: native library not found for ${platformTag()}. Looked in:\n  ${candidates.join("\n  ")}\n` +

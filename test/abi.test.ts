@@ -5,9 +5,11 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { libraryPath } from "../src/native";
+import { startLocalServer } from "../src/local";
 
 test.skipIf(process.platform !== "linux")("C ABI edge cases, called from C", () => {
   const dir = mkdtempSync(join(tmpdir(), "zerobus-abi-"));
+  const server = startLocalServer({ dataDir: dir, tables: ["c.abi.t"], fsync: false });
   try {
     const exe = join(dir, "abi");
     const root = join(import.meta.dir, "..");
@@ -18,7 +20,7 @@ test.skipIf(process.platform !== "linux")("C ABI edge cases, called from C", () 
     );
     expect(cc.stderr.toString()).toBe("");
     expect(cc.exitCode).toBe(0);
-    const r = Bun.spawnSync([exe, dir], { stdout: "pipe", stderr: "pipe" });
+    const r = Bun.spawnSync([exe, server.url], { stdout: "pipe", stderr: "pipe" });
     expect(r.stderr.toString()).toBe("");
     expect(r.exitCode).toBe(0);
     expect(r.stdout.toString()).toMatch(/^ok \d+ checks/);
@@ -26,6 +28,7 @@ test.skipIf(process.platform !== "linux")("C ABI edge cases, called from C", () 
     expect(rows.length).toBe(6);
     expect(rows.slice(1).map((l) => JSON.parse(l).n)).toEqual([1, 2, 3, 4, 5]);
   } finally {
+    server.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -48,8 +48,11 @@ if (haveOfficial && !existsSync(addon)) {
   if (!haveOfficial) console.error("could not install the official SDK: measuring zerobus-bun only");
 }
 
+// The benchmark measures what users install: the dist profile (LTO), as the prebuilds.
 const { buildNative } = await import("../build");
-buildNative({ quiet: true });
+const built = buildNative({ quiet: true, profile: "dist" });
+process.env.ZEROBUS_BUN_LIB = built.lib;
+process.env.ZEROBUS_LOCAL_BIN = built.localServer;
 
 // The allocation counter (see alloc-count.c), built once into .deps.
 let allocLib: string | undefined;
@@ -66,7 +69,7 @@ if (!args.includes("--no-alloc") && process.platform === "linux") {
 
 const dataDir = mkdtempSync(join(tmpdir(), "zerobus-bench-"));
 const server = Bun.spawn(
-  [process.execPath, join(root, "src", "cli.ts"), "local", "--port", "0", "--data-dir", dataDir, "--table", "bench.default.t", "--no-fsync", ...(store ? [] : ["--discard"])],
+  [built.localServer, "--port", "0", "--data-dir", dataDir, "--table", "bench.default.t", "--no-fsync", ...(store ? [] : ["--discard"])],
   { stdout: "pipe", stderr: "inherit" },
 );
 const reader = server.stdout.getReader();

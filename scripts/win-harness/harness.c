@@ -40,7 +40,6 @@ static struct {
     S(zerobus_ingest_proto_bytes),     S(zerobus_ingest_json_bytes),         S(zerobus_ingest_proto_bytes_batch),
     S(zerobus_ingest_json_bytes_batch), S(zerobus_ingest_proto_bytes_packed), S(zerobus_ingest_json_bytes_packed),
     S(zerobus_stream_wait_for_offset), S(zerobus_stream_close),              S(zerobus_stream_free),
-    S(zerobus_local_start),            S(zerobus_local_url),                 S(zerobus_local_stop),
 #undef S
 };
 
@@ -60,13 +59,14 @@ static void last_error(char *buf, size_t cap) {
 }
 
 int main(int argc, char **argv) {
-  if (argc < 3) {
-    printf("usage: harness.exe <zerobus_bun.dll> <dataDir> [records] [name,name,...]\n");
+  if (argc < 4) {
+    printf("usage: harness.exe <zerobus_bun.dll> <local server url> <its dataDir> [records] [name,name,...]\n");
     return 2;
   }
   const char *dll = argv[1];
-  const char *data_dir = argv[2];
-  long records = argc > 3 ? atol(argv[3]) : 1000;
+  const char *url = argv[2];
+  const char *data_dir = argv[3];
+  long records = argc > 4 ? atol(argv[4]) : 1000;
   char err[1024];
   DWORD t0 = GetTickCount();
 
@@ -77,9 +77,9 @@ int main(int argc, char **argv) {
     if (!syms[i].fn) FAIL("GetProcAddress(%s) failed", syms[i].name);
   }
   unsigned listed = 0;
-  if (argc > 4) {
+  if (argc > 5) {
     char names[8192];
-    snprintf(names, sizeof names, "%s", argv[4]);
+    snprintf(names, sizeof names, "%s", argv[5]);
     for (char *n = strtok(names, ","); n; n = strtok(NULL, ",")) {
       if (!GetProcAddress(h, n)) FAIL("GetProcAddress(%s) failed (listed on the command line)", n);
       listed++;
@@ -88,24 +88,6 @@ int main(int argc, char **argv) {
   printf("loaded %s: %u harness functions and %u listed names resolved, version %s\n", dll,
          (unsigned)(sizeof syms / sizeof syms[0]), listed, (const char *)F(zerobus_version)());
 
-  /* dataDir goes into JSON: escape backslashes. */
-  char dir_json[1024];
-  size_t j = 0;
-  for (const char *p = data_dir; *p && j < sizeof dir_json - 2; p++) {
-    if (*p == '\\' || *p == '"') dir_json[j++] = '\\';
-    dir_json[j++] = *p;
-  }
-  dir_json[j] = 0;
-  char cfg[2048];
-  snprintf(cfg, sizeof cfg, "{\"port\":0,\"dataDir\":\"%s\",\"tables\":[\"a.b.c\"],\"fsync\":false}", dir_json);
-  ZerobusLocal *server = F(zerobus_local_start)((const uint8_t *)cfg, strlen(cfg));
-  if (!server) {
-    last_error(err, sizeof err);
-    FAIL("zerobus_local_start(%s): %s", cfg, err);
-  }
-  char url[256];
-  size_t ul = F(zerobus_local_url)(server, (uint8_t *)url, sizeof url - 1);
-  url[ul < sizeof url - 1 ? ul : sizeof url - 1] = 0;
   printf("local server on %s, data in %s\n", url, data_dir);
 
   char sdk_cfg[512];
@@ -166,7 +148,6 @@ int main(int argc, char **argv) {
   F(zerobus_stream_free)(s);
   F(zerobus_sink_free)(sink);
   F(zerobus_sdk_free)(sdk);
-  F(zerobus_local_stop)(server);
 
   char path[1200];
   snprintf(path, sizeof path, "%s\\a.b.c.jsonl", data_dir);

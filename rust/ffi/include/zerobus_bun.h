@@ -30,11 +30,6 @@
 #define ZEROBUS_ERR_NOT_FOUND 10
 
 /**
- * Opaque handle of a local Zerobus server running in this process.
- */
-typedef struct ZerobusLocal ZerobusLocal;
-
-/**
  * Opaque SDK handle.
  */
 typedef struct ZerobusSdk ZerobusSdk;
@@ -130,22 +125,6 @@ uintptr_t zerobus_last_error_message(uint8_t *buf, uintptr_t cap);
  * Version of this library, NUL-terminated.
  */
 const uint8_t *zerobus_version(void);
-
-/**
- * Starts a local Zerobus server (config JSON as `zerobus_local::ServerConfig`, camelCase). NULL on error.
- */
-ZerobusLocal *zerobus_local_start(const uint8_t *config_json,
-                                  uintptr_t len);
-
-/**
- * Copies the server's URL (`http://127.0.0.1:PORT`) into `buf`; returns its full length.
- */
-uintptr_t zerobus_local_url(const ZerobusLocal *h, uint8_t *buf, uintptr_t cap);
-
-/**
- * Stops the server and frees the handle.
- */
-void zerobus_local_stop(ZerobusLocal *h);
 
 /**
  * The `release` to pass with a token as `ctx`: the token goes to the stream's sink.

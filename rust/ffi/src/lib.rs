@@ -24,13 +24,11 @@ use std::sync::OnceLock;
 use zerobus_core::{ErrorCode, ZerobusError};
 
 mod headers;
-mod local;
 mod records;
 pub mod sink;
 mod streams;
 pub mod waker;
 
-pub use local::*;
 pub use records::ZerobusReleaseFn;
 pub use sink::*;
 pub use streams::*;

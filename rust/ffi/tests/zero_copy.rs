@@ -3,7 +3,7 @@
 //! replayed after a forced recovery. A counting global allocator records every allocation made
 //! by client threads (this thread and the SDK runtime); the local server runs in its own runtime
 //! whose threads are not counted, and the encoder's own frame buffer is told apart by the core's
-//! `alloc-probe` marker.
+//! encoder probe (`zerobus_core::codec::probe`).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -90,6 +90,7 @@ fn progress(s: *const ZerobusStreamHandle) -> ZerobusProgress {
 
 #[test]
 fn one_mib_records_are_never_copied_before_the_encoder() {
+    zerobus_core::codec::probe::enable();
     // Server in its own runtime, uncounted.
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

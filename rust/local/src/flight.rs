@@ -14,7 +14,7 @@
 //!    app_metadata is `{"ack_up_to_offset":N,"ack_up_to_records":R,"close_stream_duration_ms":null}`:
 //!    N = last committed offset, R = rows committed on this stream.
 //!
-//! Rows are stored as JSON lines (arrow-json, explicit nulls) in the same table file as the
+//! Rows are stored as JSON lines (see `rows_json`, explicit nulls) in the same table file as the
 //! gRPC path. The same two-task design as `stream.rs` is used (receiver + committer).
 
 use std::collections::HashMap;
@@ -24,12 +24,9 @@ use std::time::Duration;
 
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_buffer::Buffer;
-use arrow_flight::flight_descriptor::DescriptorType;
-use arrow_flight::flight_service_server::FlightService;
-use arrow_flight::{
-    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo, HandshakeRequest,
-    HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
-};
+use crate::flight_proto::flight_descriptor::DescriptorType;
+use crate::flight_proto::flight_service_server::FlightService;
+use crate::flight_proto::{ActionType, Empty, FlightData, PutResult};
 use arrow_ipc::{MessageHeader, MetadataVersion};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use futures::stream::BoxStream;
@@ -80,40 +77,8 @@ fn put_result(offset: i64, records: u64, close_ms: Option<u64>) -> PutResult {
 
 #[tonic::async_trait]
 impl FlightService for FlightIngestService {
-    type HandshakeStream = BoxStream<'static, Result<HandshakeResponse, Status>>;
-    type ListFlightsStream = BoxStream<'static, Result<FlightInfo, Status>>;
-    type DoGetStream = BoxStream<'static, Result<FlightData, Status>>;
     type DoPutStream = ReceiverStream<Result<PutResult, Status>>;
-    type DoExchangeStream = BoxStream<'static, Result<FlightData, Status>>;
-    type DoActionStream = BoxStream<'static, Result<arrow_flight::Result, Status>>;
     type ListActionsStream = BoxStream<'static, Result<ActionType, Status>>;
-
-    async fn handshake(
-        &self,
-        _request: Request<Streaming<HandshakeRequest>>,
-    ) -> Result<Response<Self::HandshakeStream>, Status> {
-        unimplemented("Handshake")
-    }
-
-    async fn list_flights(&self, _request: Request<Criteria>) -> Result<Response<Self::ListFlightsStream>, Status> {
-        unimplemented("ListFlights")
-    }
-
-    async fn get_flight_info(&self, _request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
-        unimplemented("GetFlightInfo")
-    }
-
-    async fn poll_flight_info(&self, _request: Request<FlightDescriptor>) -> Result<Response<PollInfo>, Status> {
-        unimplemented("PollFlightInfo")
-    }
-
-    async fn get_schema(&self, _request: Request<FlightDescriptor>) -> Result<Response<SchemaResult>, Status> {
-        unimplemented("GetSchema")
-    }
-
-    async fn do_get(&self, _request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
-        unimplemented("DoGet")
-    }
 
     async fn do_put(
         &self,
@@ -124,17 +89,6 @@ impl FlightService for FlightIngestService {
         let state = self.state.clone();
         tokio::spawn(run_put(state, headers, request.into_inner(), tx));
         Ok(Response::new(ReceiverStream::new(rx)))
-    }
-
-    async fn do_exchange(
-        &self,
-        _request: Request<Streaming<FlightData>>,
-    ) -> Result<Response<Self::DoExchangeStream>, Status> {
-        unimplemented("DoExchange")
-    }
-
-    async fn do_action(&self, _request: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
-        unimplemented("DoAction")
     }
 
     async fn list_actions(&self, _request: Request<Empty>) -> Result<Response<Self::ListActionsStream>, Status> {
@@ -462,10 +416,8 @@ impl StreamReceiver for PutReceiver {
         let rows = batch.num_rows() as u64;
         if !self.discard {
             let mark = self.p.buf.len();
-            let mut w = arrow_json::WriterBuilder::new()
-                .with_explicit_nulls(true)
-                .build::<_, arrow_json::writer::LineDelimited>(&mut self.p.buf);
-            let res = no_panic(|| w.write(&batch).map_err(|e| format!("cannot convert rows to JSON: {e}")));
+            let buf = &mut self.p.buf;
+            let res = no_panic(|| crate::rows_json::write_rows(&batch, buf).map_err(|e| format!("cannot convert rows to JSON: {e}")));
             if let Err(e) = res {
                 self.p.buf.truncate(mark);
                 return Err(invalid(format!("record batch at offset {off}: {e}")));

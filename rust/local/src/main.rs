@@ -1,4 +1,10 @@
-//! `zerobus-local`: run a local Zerobus server until SIGINT/SIGTERM.
+//! `zerobus-local`: run a local Zerobus server until SIGINT/SIGTERM (or, with
+//! `--exit-on-stdin-close`, until its standard input closes: the parent that started it is gone).
+//!
+//! The TypeScript SDK's `startLocalServer` runs this executable with `--config <json>
+//! --ready-file <path> --exit-on-stdin-close` and waits for the ready file, which holds
+//! `{"url":..}` once the server listens, `{"error":..}` if it could not start, and
+//! `{"stopped":true}` once a shutdown has finished.
 
 use std::process::ExitCode;
 
@@ -17,14 +23,32 @@ const USAGE: &str = "usage: zerobus-local [options]
   --tls-key FILE           PEM private key
   --client-id ID           require OAuth client credentials (with --client-secret)
   --client-secret SECRET
+  --max-message-bytes N    largest FlightData message accepted (default 4194304)
+  --token-ttl-secs N       lifetime of issued tokens (default 3600)
+  --config JSON            every option as camelCase JSON (as startLocalServer takes); flags after it override
+  --ready-file FILE        write {\"url\":..} there once listening ({\"error\":..} on failure, {\"stopped\":true} at exit)
+  --exit-on-stdin-close    stop when standard input reaches end of file
   -h, --help";
 
-fn parse_args() -> Result<ServerConfig, String> {
+/// What the command line asks for besides the server configuration.
+#[derive(Default)]
+struct Run {
+    ready_file: Option<std::path::PathBuf>,
+    exit_on_stdin_close: bool,
+}
+
+fn parse_args(run: &mut Run) -> Result<ServerConfig, String> {
     let mut cfg = ServerConfig {
         port: 50051,
         ..ServerConfig::default()
     };
     let mut args = std::env::args().skip(1);
+    fn num<T: std::str::FromStr>(flag: &str, v: String) -> Result<T, String>
+    where
+        T::Err: std::fmt::Display,
+    {
+        v.parse().map_err(|e| format!("{flag} {v:?}: {e}"))
+    }
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
@@ -42,21 +66,20 @@ fn parse_args() -> Result<ServerConfig, String> {
                 std::process::exit(0);
             }
             "--host" => cfg.host = value("--host")?,
-            "--port" => {
-                cfg.port = value("--port")?
-                    .parse()
-                    .map_err(|e| format!("--port: {e}"))?
-            }
+            "--port" => cfg.port = num("--port", value("--port")?)?,
             "--data-dir" => cfg.data_dir = value("--data-dir")?.into(),
             "--table" => cfg.tables.push(value("--table")?),
             "--auto-create-tables" => cfg.auto_create_tables = true,
             "--no-fsync" => cfg.fsync = false,
             "--discard" => cfg.discard = true,
-            "--max-record-bytes" => {
-                cfg.max_record_bytes = value("--max-record-bytes")?
-                    .parse()
-                    .map_err(|e| format!("--max-record-bytes: {e}"))?
+            "--max-record-bytes" => cfg.max_record_bytes = num(&flag, value(&flag)?)?,
+            "--max-message-bytes" => cfg.max_message_bytes = num(&flag, value(&flag)?)?,
+            "--token-ttl-secs" => cfg.token_ttl_secs = num(&flag, value(&flag)?)?,
+            "--config" => {
+                cfg = serde_json::from_str(&value("--config")?).map_err(|e| format!("--config: {e}"))?
             }
+            "--ready-file" => run.ready_file = Some(value("--ready-file")?.into()),
+            "--exit-on-stdin-close" => run.exit_on_stdin_close = true,
             "--tls-cert" => cfg.tls_cert_pem = Some(value("--tls-cert")?),
             "--tls-key" => cfg.tls_key_pem = Some(value("--tls-key")?),
             "--client-id" => cfg.client_id = Some(value("--client-id")?),
@@ -65,6 +88,30 @@ fn parse_args() -> Result<ServerConfig, String> {
         }
     }
     Ok(cfg)
+}
+
+/// Writes the ready file atomically (a temporary file renamed over it), so a reader never sees
+/// half of it.
+fn write_ready(run: &Run, value: serde_json::Value) {
+    if let Some(path) = &run.ready_file {
+        let tmp = path.with_extension("tmp");
+        if std::fs::write(&tmp, value.to_string()).is_ok() {
+            let _ = std::fs::rename(&tmp, path);
+        }
+    }
+}
+
+/// Resolves when standard input reaches end of file (or fails): the parent closed it or exited.
+async fn stdin_closed() {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buf = [0u8; 256];
+        let mut stdin = std::io::stdin();
+        while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
+        let _ = tx.send(());
+    });
+    let _ = rx.await;
 }
 
 async fn wait_for_signal() {
@@ -91,27 +138,40 @@ async fn wait_for_signal() {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cfg = match parse_args() {
+    let mut run = Run::default();
+    let cfg = match parse_args(&mut run) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("zerobus-local: {e}");
+            write_ready(&run, serde_json::json!({ "error": e }));
             return ExitCode::from(2);
         }
     };
+    let data_dir = cfg.data_dir.clone();
     let server = match zerobus_local::start(cfg).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("zerobus-local: {e}");
+            write_ready(&run, serde_json::json!({ "error": e }));
             return ExitCode::FAILURE;
         }
     };
+    write_ready(&run, serde_json::json!({ "url": server.url(), "pid": std::process::id() }));
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "zerobus-local listening on {}", server.url());
+        let _ = writeln!(out, "zerobus-local listening on {} (data in {})", server.url(), data_dir.display());
         let _ = out.flush();
     }
-    wait_for_signal().await;
+    if run.exit_on_stdin_close {
+        tokio::select! {
+            _ = wait_for_signal() => {}
+            _ = stdin_closed() => {}
+        }
+    } else {
+        wait_for_signal().await;
+    }
     server.shutdown().await;
+    write_ready(&run, serde_json::json!({ "stopped": true }));
     ExitCode::SUCCESS
 }

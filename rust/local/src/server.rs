@@ -17,7 +17,7 @@ use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
 use tonic::codegen::Service;
 
-use arrow_flight::flight_service_server::FlightServiceServer;
+use crate::flight_proto::flight_service_server::FlightServiceServer;
 use zerobus_core::proto::zerobus_server::ZerobusServer;
 
 use crate::flight::FlightIngestService;

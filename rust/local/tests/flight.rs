@@ -9,8 +9,8 @@ use arrow_array::{
     ArrayRef, BooleanArray, Date32Array, Float32Array, Float64Array, Int16Array, Int32Array, Int64Array,
     Int8Array, RecordBatch, StringArray, StructArray, TimestampMicrosecondArray, UInt64Array,
 };
-use arrow_flight::flight_service_client::FlightServiceClient;
-use arrow_flight::{Empty, FlightData, FlightDescriptor, PutResult};
+use zerobus_local::flight_proto::flight_service_client::FlightServiceClient;
+use zerobus_local::flight_proto::{Empty, FlightData, FlightDescriptor, PutResult};
 use arrow_ipc::writer::{DictionaryTracker, IpcDataGenerator, IpcWriteContext, IpcWriteOptions};
 use arrow_ipc::CompressionType;
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -75,8 +75,21 @@ async fn open_raw(url: &str, token: Option<&str>, header_table: Option<&str>) ->
 /// The first message with a flight_descriptor PATH [table] (optional on the wire).
 fn schema_data(table: &str, schema: &Schema, opts: &IpcWriteOptions) -> FlightData {
     let mut fd = schema_data_with(schema, opts, &mut DictionaryTracker::new(false));
-    fd.flight_descriptor = Some(FlightDescriptor::new_path(vec![table.to_string()]));
+    fd.flight_descriptor = Some(path_descriptor(table));
     fd
+}
+
+fn path_descriptor(table: &str) -> FlightDescriptor {
+    FlightDescriptor {
+        r#type: zerobus_local::flight_proto::flight_descriptor::DescriptorType::Path as i32,
+        path: vec![table.to_string()],
+        ..Default::default()
+    }
+}
+
+/// Encoded IPC data (a dictionary or a record batch) as FlightData.
+fn flight_data(e: arrow_ipc::writer::EncodedData) -> FlightData {
+    FlightData { data_header: e.ipc_message.into(), data_body: e.arrow_data.into(), ..Default::default() }
 }
 
 /// The schema message without a descriptor, as the official client sends it (the table comes
@@ -84,7 +97,7 @@ fn schema_data(table: &str, schema: &Schema, opts: &IpcWriteOptions) -> FlightDa
 /// batches).
 fn schema_data_with(schema: &Schema, opts: &IpcWriteOptions, tracker: &mut DictionaryTracker) -> FlightData {
     let encoded = IpcDataGenerator::default().schema_to_bytes_with_dictionary_tracker(schema, tracker, opts);
-    FlightData::new().with_data_header(encoded.ipc_message)
+    FlightData { data_header: encoded.ipc_message.into(), ..Default::default() }
 }
 
 /// Opens a DoPut stream and sends the schema; returns the stream or the error status (the
@@ -114,9 +127,10 @@ async fn open_put(url: &str, table: &str, schema: SchemaRef, opts: IpcWriteOptio
 impl Put {
     fn encode(&mut self, batch: &RecordBatch, offset: i64) -> Vec<FlightData> {
         let (dicts, b) = self.gen.encode(batch, &mut self.tracker, &self.opts, &mut self.ctx).unwrap();
-        let mut out: Vec<FlightData> = dicts.into_iter().map(Into::into).collect();
-        let fd: FlightData = b.into();
-        out.push(fd.with_app_metadata(format!(r#"{{"offset_id":{offset}}}"#)));
+        let mut out: Vec<FlightData> = dicts.into_iter().map(flight_data).collect();
+        let mut fd = flight_data(b);
+        fd.app_metadata = format!(r#"{{"offset_id":{offset}}}"#).into();
+        out.push(fd);
         out
     }
 
@@ -180,7 +194,7 @@ fn simple_batch(schema: &SchemaRef, start: i64, n: i64) -> RecordBatch {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn round_trip_many_types() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir().unwrap();
     let srv = server(&dir, |_| {}).await;
     let point = Field::new(
         "point",
@@ -302,7 +316,7 @@ fn dict_batch(schema: &SchemaRef, start: i32, colors: &[Option<&str>]) -> Record
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dictionaries_and_compression() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir().unwrap();
     let srv = server(&dir, |_| {}).await;
     let schema = dict_schema();
     let mut expected = Vec::new();
@@ -334,7 +348,7 @@ async fn dictionaries_and_compression() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acks_count_rows_and_group_commit() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir().unwrap();
     let srv = server(&dir, |_| {}).await;
     let schema = simple_schema();
     let mut p = open_put(&srv.url(), TABLE, schema.clone(), IpcWriteOptions::default()).await.unwrap();
@@ -374,7 +388,7 @@ async fn acks_count_rows_and_group_commit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_batches_commit_what_came_before() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir().unwrap();
     let srv = server(&dir, |_| {}).await;
     let schema = simple_schema();
 
@@ -467,7 +481,7 @@ async fn bad_batches_commit_what_came_before() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stream_setup_errors() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir().unwrap();
     let srv = server(&dir, |_| {}).await;
     let schema = simple_schema();
     let opts = IpcWriteOptions::default();
@@ -499,7 +513,11 @@ async fn stream_setup_errors() {
     drop(tx);
 
     let mut fd = schema_data(TABLE, &schema, &opts);
-    fd.flight_descriptor = Some(FlightDescriptor::new_cmd(TABLE.as_bytes().to_vec()));
+    fd.flight_descriptor = Some(FlightDescriptor {
+        r#type: zerobus_local::flight_proto::flight_descriptor::DescriptorType::Cmd as i32,
+        cmd: TABLE.as_bytes().to_vec().into(),
+        ..Default::default()
+    });
     let st = first_status(&srv.url(), None, None, fd).await;
     assert_eq!(st.code(), Code::InvalidArgument);
 
@@ -513,14 +531,14 @@ async fn stream_setup_errors() {
     // First message is a record batch, not a schema.
     let mut p = open_put(&srv.url(), TABLE, schema.clone(), opts.clone()).await.unwrap();
     let mut fd = p.encode(&simple_batch(&schema, 0, 1), 0).pop().unwrap();
-    fd.flight_descriptor = Some(FlightDescriptor::new_path(vec![TABLE.to_string()]));
+    fd.flight_descriptor = Some(path_descriptor(TABLE));
     let st = first_status(&srv.url(), None, None, fd).await;
     assert_eq!(st.code(), Code::InvalidArgument);
     assert!(st.message().contains("must be an Arrow IPC Schema message, got RecordBatch"), "{}", st.message());
     drop(p.tx);
 
     // auto-create.
-    let dir2 = tempfile::tempdir().unwrap();
+    let dir2 = common::tempdir().unwrap();
     let srv2 = server(&dir2, |c| c.auto_create_tables = true).await;
     let mut p = open_put(&srv2.url(), "a.b.c", schema.clone(), opts.clone()).await.unwrap();
     p.send(&simple_batch(&schema, 0, 4)).await;
@@ -542,7 +560,7 @@ async fn stream_setup_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn auth_required() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir().unwrap();
     let srv = server(&dir, |c| {
         c.client_id = Some("id".into());
         c.client_secret = Some("secret".into());
@@ -583,7 +601,7 @@ async fn auth_required() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fault_drop_after_records_discards_uncommitted() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir().unwrap();
     let srv = server(&dir, |_| {}).await;
     control(&srv, "POST", "/control/faults", json!({"table": TABLE, "dropAfterRecords": 25})).await;
     let schema = simple_schema();
@@ -612,7 +630,7 @@ async fn fault_drop_after_records_discards_uncommitted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fault_close_signal_and_fail_after() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir().unwrap();
     let srv = server(&dir, |_| {}).await;
     control(&srv, "POST", "/control/faults", json!({"closeSignalAfterRecords": {"records": 10, "durationMs": 300}})).await;
     let schema = simple_schema();

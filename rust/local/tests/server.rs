@@ -158,7 +158,7 @@ impl Client {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn json_round_trip() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir().unwrap();
     let srv = server(&dir, |_| {}).await;
     let mut c = open(&srv.url(), TABLE).await;
     let id = c.create(TABLE, RecordType::Json, None).await.unwrap();
@@ -188,7 +188,7 @@ async fn json_round_trip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn many_records_group_commit_and_concurrent_streams() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir().unwrap();
     let srv = server(&dir, |_| {}).await;
     let mut tasks = Vec::new();
     for s in 0..4 {
@@ -279,7 +279,7 @@ fn rec_descriptor(nested_type_name: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn proto_decodes_to_json() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir().unwrap();
     let srv = server(&dir, |_| {}).await;
     let mut c = open(&srv.url(), TABLE).await;
     c.create(TABLE, RecordType::Proto, Some(rec_descriptor(".my.pkg.Rec.Nested"))).await.unwrap();
@@ -334,7 +334,7 @@ async fn proto_decodes_to_json() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stream_errors() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir().unwrap();
     let srv = server(&dir, |c| c.max_record_bytes = 100).await;
 
     // Wrong offset: earlier record committed, then INVALID_ARGUMENT.
@@ -401,7 +401,7 @@ async fn stream_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tables_control_and_auto_create() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir().unwrap();
     let srv = server(&dir, |_| {}).await;
     let (status, _) = http1(&srv, "POST", "/control/tables", &[], r#"{"name":"bad"}"#).await;
     assert_eq!(status, 400);
@@ -425,7 +425,7 @@ async fn tables_control_and_auto_create() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fault_drop_after_records_discards_uncommitted() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir().unwrap();
     let srv = server(&dir, |_| {}).await;
     control(&srv, "POST", "/control/faults", json!({"table": TABLE, "dropAfterRecords": 10})).await;
     let stats = control(&srv, "GET", "/control/stats", Value::Null).await;
@@ -457,7 +457,7 @@ async fn fault_drop_after_records_discards_uncommitted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fault_close_signal() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir().unwrap();
     let srv = server(&dir, |_| {}).await;
     control(&srv, "POST", "/control/faults", json!({"closeSignalAfterRecords": {"records": 2, "durationMs": 300}})).await;
     let mut c = open(&srv.url(), TABLE).await;
@@ -489,7 +489,7 @@ async fn fault_close_signal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn faults_fail_create_fail_after_withhold_delay() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir().unwrap();
     let srv = server(&dir, |_| {}).await;
     let (status, _) = http1(&srv, "POST", "/control/faults", &[], r#"{"failCreate":{"code":"NOPE"}}"#).await;
     assert_eq!(status, 400);
@@ -540,7 +540,7 @@ async fn faults_fail_create_fail_after_withhold_delay() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn token_endpoint_and_auth() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir().unwrap();
     let srv = server(&dir, |c| {
         c.client_id = Some("cid".into());
         c.client_secret = Some("secret".into());
@@ -582,7 +582,7 @@ fn b64(s: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tls_grpc_and_http1() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir().unwrap();
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
     let cert_pem = cert.cert.pem();
     let cert_path = dir.path().join("cert.pem");
@@ -629,7 +629,7 @@ async fn tls_grpc_and_http1() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn shutdown_ends_open_streams() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir().unwrap();
     let srv = server(&dir, |_| {}).await;
     let mut c = open(&srv.url(), TABLE).await;
     c.create(TABLE, RecordType::Json, None).await.unwrap();

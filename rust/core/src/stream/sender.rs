@@ -26,7 +26,6 @@ impl Stream for OutStream {
     type Item = OutRequest;
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<OutRequest>> {
         let r = self.get_mut().next_request(cx);
-        #[cfg(feature = "alloc-probe")]
         crate::codec::probe::set(matches!(r, Poll::Ready(Some(_))));
         r
     }

@@ -7,8 +7,32 @@ use zerobus_local::{LocalServer, ServerConfig};
 
 pub const TABLE: &str = "main.default.events";
 
+/// A fresh directory under the system's temporary directory, removed on drop.
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn tempdir() -> std::io::Result<TempDir> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!("zerobus-local-test-{}-{}-{nanos}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+    std::fs::create_dir_all(&dir)?;
+    Ok(TempDir(dir))
+}
+
 /// A server on a free port with `TABLE`, no fsync; `f` adjusts the config.
-pub async fn server(dir: &tempfile::TempDir, f: impl FnOnce(&mut ServerConfig)) -> LocalServer {
+pub async fn server(dir: &TempDir, f: impl FnOnce(&mut ServerConfig)) -> LocalServer {
     let mut cfg = ServerConfig {
         data_dir: dir.path().to_path_buf(),
         tables: vec![TABLE.to_string()],
@@ -20,7 +44,7 @@ pub async fn server(dir: &tempfile::TempDir, f: impl FnOnce(&mut ServerConfig)) 
 }
 
 /// The lines of a table's file.
-pub fn lines(dir: &tempfile::TempDir, table: &str) -> Vec<String> {
+pub fn lines(dir: &TempDir, table: &str) -> Vec<String> {
     let path = dir.path().join(format!("{table}.jsonl"));
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -30,7 +54,7 @@ pub fn lines(dir: &tempfile::TempDir, table: &str) -> Vec<String> {
 }
 
 /// The rows of a table's file, parsed.
-pub fn rows(dir: &tempfile::TempDir, table: &str) -> Vec<Value> {
+pub fn rows(dir: &TempDir, table: &str) -> Vec<Value> {
     lines(dir, table)
         .iter()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
