@@ -1,83 +1,83 @@
 #!/usr/bin/env bun
-// zerobus-bun command line: `zerobus-bun local` runs a local Zerobus server; `zerobus-bun demo`
-// ingests records into one and checks the result.
-import { startLocalServer, type LocalServerOptions } from "./local";
-import { libraryPath } from "./native";
+// The zerobus-bun command line. Exit codes: 0 success, 1 failure, 2 bad usage.
+import { DEMO_USAGE } from "./demo";
 
-const USAGE = `usage:
-  zerobus-bun local [--host H] [--port N] [--data-dir DIR] [--table catalog.schema.table]...
-                    [--auto-create-tables] [--no-fsync] [--discard] [--tls-cert PEM --tls-key PEM]
-                    [--client-id ID --client-secret SECRET] [--max-record-bytes N]
-      Runs a local Zerobus server (gRPC ingestion, OAuth token endpoint, JSON-lines files per table)
-      until interrupted.
-  zerobus-bun demo [--records N] [--batch N]
-      Starts a local server, ingests N records (default 1,000,000) and checks the table file.
-  zerobus-bun version`;
+const USAGE = `zerobus-bun: Bun SDK for Databricks Zerobus ingestion
 
-export function parseLocalArgs(args: string[]): LocalServerOptions {
-  const o: LocalServerOptions = { port: 50051, tables: [] };
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
-    const [flag, inline] = a.includes("=") ? [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)] : [a, undefined];
-    const value = () => {
-      const v = inline ?? args[++i];
-      if (v === undefined) throw new Error(`${flag} needs a value`);
-      return v;
-    };
-    const num = () => {
-      const v = Number(value());
-      if (!Number.isInteger(v) || v < 0) throw new Error(`${flag} needs a non-negative integer`);
-      return v;
-    };
-    switch (flag) {
-      case "--host": o.host = value(); break;
-      case "--port": o.port = num(); break;
-      case "--data-dir": o.dataDir = value(); break;
-      case "--table": o.tables!.push(value()); break;
-      case "--auto-create-tables": o.autoCreateTables = true; break;
-      case "--no-fsync": o.fsync = false; break;
-      case "--discard": o.discard = true; break;
-      case "--tls-cert": o.tlsCertPem = value(); break;
-      case "--tls-key": o.tlsKeyPem = value(); break;
-      case "--client-id": o.clientId = value(); break;
-      case "--client-secret": o.clientSecret = value(); break;
-      case "--max-record-bytes": o.maxRecordBytes = num(); break;
-      default: throw new Error(`unknown option ${a}`);
-    }
-  }
-  return o;
+usage: zerobus-bun <command> [options]
+
+commands:
+  demo [--records N] [--batch N]  start a local Zerobus server, ingest N records (default
+                                  1,000,000), check the server's table file holds exactly them
+  local [options]                 run a local Zerobus server (gRPC + Arrow Flight ingestion, OAuth
+                                  token endpoint, JSON-lines files per table) until interrupted
+  version                         print the versions and where the native files are
+  help [command]                  this text, or a command's options
+
+exit codes: 0 success, 1 failure, 2 bad usage`;
+
+class UsageError extends Error {}
+
+/** `zerobus-bun local`: the zerobus-local executable with the same arguments, in the foreground. */
+async function local(args: string[]): Promise<number> {
+  const { localServerExecutable } = await import("./local");
+  const proc = Bun.spawn([localServerExecutable(), ...args], { stdin: "inherit", stdout: "inherit", stderr: "inherit" });
+  const forward = (sig: NodeJS.Signals) => () => proc.kill(sig);
+  process.on("SIGINT", forward("SIGINT"));
+  process.on("SIGTERM", forward("SIGTERM"));
+  return await proc.exited;
 }
 
-async function main(argv: string[]): Promise<number> {
+async function version(): Promise<number> {
+  const pkg = (await import("../package.json")).default as { version: string };
+  const { lib, libraryPath } = await import("./native");
+  const { localServerCandidates, firstExisting } = await import("./paths");
+  console.log(`zerobus-bun ${pkg.version} (native library ${lib.zerobus_version()})`);
+  console.log(`  library:      ${libraryPath}`);
+  console.log(`  local server: ${firstExisting(localServerCandidates()) ?? "not found (see zerobus-bun local)"}`);
+  console.log(`  bun:          ${Bun.version} ${process.platform}-${process.arch}`);
+  return 0;
+}
+
+export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
-  if (cmd === "local") {
-    let opts: LocalServerOptions;
-    try {
-      opts = parseLocalArgs(rest);
-    } catch (e) {
-      console.error(`zerobus-bun local: ${(e as Error).message}\n\n${USAGE}`);
-      return 2;
+  const wantsHelp = rest.includes("--help") || rest.includes("-h");
+  try {
+    switch (cmd) {
+      case undefined:
+      case "help":
+      case "--help":
+      case "-h":
+        if (cmd === "help" && rest[0]) return main([rest[0], "--help"]);
+        console.log(USAGE);
+        return 0;
+      case "demo": {
+        if (wantsHelp) {
+          console.log(DEMO_USAGE);
+          return 0;
+        }
+        const { parseDemoArgs, runDemo } = await import("./demo");
+        try {
+          parseDemoArgs(rest);
+        } catch (e) {
+          throw new UsageError(`${(e as Error).message}\n\n${DEMO_USAGE}`);
+        }
+        return await runDemo(rest);
+      }
+      case "local":
+        return await local(rest);
+      case "version":
+      case "--version":
+      case "-v":
+        return await version();
+      default:
+        throw new UsageError(`unknown command ${JSON.stringify(cmd)}\n\n${USAGE}`);
     }
-    const server = startLocalServer(opts);
-    console.log(`zerobus-bun local server listening on ${server.url} (data in ${server.dataDir})`);
-    await new Promise<void>((resolve) => {
-      process.on("SIGINT", resolve);
-      process.on("SIGTERM", resolve);
-    });
-    server.stop();
-    return 0;
+  } catch (e) {
+    const known = cmd === "demo" || cmd === "local" || cmd === "version";
+    console.error(`zerobus-bun${known ? ` ${cmd}` : ""}: ${(e as Error).message}`);
+    return e instanceof UsageError ? 2 : 1;
   }
-  if (cmd === "demo") {
-    const { runDemo } = await import("../scripts/demo");
-    return runDemo(rest);
-  }
-  if (cmd === "version" || cmd === "--version") {
-    const { lib } = await import("./native");
-    console.log(`zerobus-bun ${lib.zerobus_version()} (${libraryPath})`);
-    return 0;
-  }
-  console.error(USAGE);
-  return cmd === undefined || cmd === "--help" || cmd === "-h" ? 0 : 2;
 }
 
 if (import.meta.main) process.exit(await main(process.argv.slice(2)));

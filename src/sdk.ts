@@ -304,16 +304,12 @@ export class ZerobusSdk implements Disposable {
     const { table, schema, clientId, clientSecret, headers, ...rest } = options;
     checkNumbers(rest as Record<string, unknown>);
     let schemaIpc: Uint8Array;
-    let arrow: Awaited<ReturnType<typeof loadArrow>> | undefined;
-    try {
-      arrow = await loadArrow();
-    } catch {
-      // apache-arrow is optional: without it, streams take IPC bytes only.
-    }
+    // apache-arrow is optional: without it, streams take IPC bytes only.
+    const arrow = await loadArrow();
     if (schema instanceof Uint8Array) schemaIpc = schema;
     else if (arrow && ownInstance(arrow.Schema, schema)) schemaIpc = arrowToIPC(new arrow.Table(schema as import("apache-arrow").Schema));
     else if (schema && typeof schema === "object" && Array.isArray((schema as { fields?: unknown }).fields)) {
-      throw arrow ? foreignArrow("this Schema") : invalid("an apache-arrow Schema needs apache-arrow installed; pass Arrow IPC bytes instead");
+      throw arrow ? foreignArrow("this Schema") : invalid("an apache-arrow Schema needs the apache-arrow package installed (npm install apache-arrow); or pass the schema as Arrow IPC bytes");
     } else {
       throw new InvalidArgumentError("createArrowStream needs a schema (apache-arrow Schema or IPC bytes)", "INVALID_ARGUMENT", false);
     }

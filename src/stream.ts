@@ -831,11 +831,18 @@ type ArrowModule = typeof import("apache-arrow");
 let arrowModule: ArrowModule | undefined;
 
 /**
- * Loads apache-arrow as an ES module: the same module instance as the application's own
- * `import`, so its Tables are recognised by its writer (a `require` would load a second copy).
+ * Loads apache-arrow (an optional peer dependency) as an ES module: the same module instance as
+ * the application's own `import`, so its Tables are recognised by its writer (a `require` would
+ * load a second copy). Undefined when it is not installed. The import sits inside try/catch so
+ * that bundlers (`bun build`, `--compile`) accept its absence and include it when present.
  */
-export async function loadArrow(): Promise<ArrowModule> {
-  arrowModule ??= await import("apache-arrow");
+export async function loadArrow(): Promise<ArrowModule | undefined> {
+  if (arrowModule) return arrowModule;
+  try {
+    arrowModule = await import("apache-arrow");
+  } catch {
+    return undefined;
+  }
   return arrowModule;
 }
 
@@ -863,7 +870,7 @@ export function arrowToIPC(value: unknown): Uint8Array {
   const v = value as { schema?: unknown; batches?: unknown; numRows?: unknown; data?: unknown } | null;
   if (v && typeof v === "object" && v.schema && (Array.isArray(v.batches) || (typeof v.numRows === "number" && v.data))) {
     const arrow = arrowModule;
-    if (!arrow) throw new InvalidArgumentError("apache-arrow is not loaded (create the stream with createArrowStream)", "INVALID_ARGUMENT", false);
+    if (!arrow) throw new InvalidArgumentError("an apache-arrow Table or RecordBatch needs the apache-arrow package installed (npm install apache-arrow); or pass Arrow IPC stream bytes", "INVALID_ARGUMENT", false);
     if (ownInstance(arrow.Table, v)) return arrow.tableToIPC(v as import("apache-arrow").Table, "stream");
     if (ownInstance(arrow.RecordBatch, v)) return arrow.tableToIPC(new arrow.Table(v as import("apache-arrow").RecordBatch), "stream");
     throw foreignArrow(Array.isArray(v.batches) ? "this Table" : "this RecordBatch");
