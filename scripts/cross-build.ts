@@ -235,13 +235,13 @@ async function buildOne(p: Platform, tc: Toolchain, zigbuild: string, targetDir:
   const rustflags = [...(p.rustflags ?? [])];
   const tripleEnv = p.triple.replace(/-/g, "_");
   if (rustflags.some((f) => f.startsWith("-Z"))) env.RUSTC_BOOTSTRAP = "1";
-  // The export list is the library's only (the executable has none of those functions).
-  const libRustflags = [...rustflags];
+  // The export list is the library's only (the executable has none of those functions): given to
+  // the final rustc call alone, so both builds share the same RUSTFLAGS and every other crate.
   if (p.defFile) {
     const def = join(targetDir, `${p.tag}-exports.def`);
     const fns = headerFunctions(join(src, "rust", "ffi", "include", "zerobus_bun.h"));
     writeFileSync(def, `LIBRARY zerobus_bun\nEXPORTS\n${fns.map((f) => `  ${f}\n`).join("")}`);
-    libRustflags.push(`-Clink-arg=${def}`);
+    libArgs.push("--", `-Clink-arg=${def}`);
   }
   const flagsEnv = (flags: string[]) => (flags.length ? { [`CARGO_TARGET_${tripleEnv.toUpperCase()}_RUSTFLAGS`]: flags.join(" ") } : {});
   if (p.cflags) env[`CFLAGS_${tripleEnv}`] = p.cflags.join(" ");
@@ -288,7 +288,7 @@ async function buildOne(p: Platform, tc: Toolchain, zigbuild: string, targetDir:
     await Promise.all([pump(proc.stdout), pump(proc.stderr)]);
     return proc.exited;
   };
-  let code = await cargo(libArgs, flagsEnv(libRustflags));
+  let code = await cargo(libArgs, flagsEnv(rustflags));
   if (code === 0) code = await cargo(exeArgs, flagsEnv(rustflags));
   clearInterval(ticker);
   writeFileSync(logPath, log.join("\n") + "\n");

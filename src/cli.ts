@@ -22,9 +22,13 @@ class UsageError extends Error {}
 async function local(args: string[]): Promise<number> {
   const { localServerExecutable } = await import("./local");
   const proc = Bun.spawn([localServerExecutable(), ...args], { stdin: "inherit", stdout: "inherit", stderr: "inherit" });
-  const forward = (sig: NodeJS.Signals) => () => proc.kill(sig);
-  process.on("SIGINT", forward("SIGINT"));
-  process.on("SIGTERM", forward("SIGTERM"));
+  // Ctrl-C reaches the server directly (same terminal); SIGTERM sent to this process is passed on.
+  // The handlers also keep this process alive until the server has finished. (Not forwarded on
+  // Windows, where kill() terminates at once instead of letting the server shut down.)
+  process.on("SIGINT", () => {});
+  process.on("SIGTERM", () => {
+    if (process.platform !== "win32") proc.kill("SIGTERM");
+  });
   return await proc.exited;
 }
 

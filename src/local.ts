@@ -74,6 +74,21 @@ export function localServerExecutable(): string {
 
 type ReadyState = { url?: string; error?: string; stopped?: boolean };
 
+/**
+ * The child has exited. Bun updates `exitCode` from its event loop, which a synchronous wait does
+ * not run, so on Linux an exited (zombie) child is also recognised from /proc. (The executable
+ * reports every failure it can see, panics included, in the ready file.)
+ */
+function exited(proc: Subprocess<"pipe", "ignore", "inherit">): boolean {
+  if (proc.exitCode !== null) return true;
+  if (process.platform !== "linux") return false;
+  try {
+    return /^\d+ \(.*\) [ZX] /.test(readFileSync(`/proc/${proc.pid}/stat`, "utf8"));
+  } catch {
+    return true;
+  }
+}
+
 /** Reads the ready file the server writes (atomically); undefined while it is not there. */
 function readReady(path: string): ReadyState | undefined {
   try {
@@ -164,7 +179,7 @@ export class LocalServer implements AsyncDisposable {
     }
     const ready = join(this.#dir, "ready.json");
     const deadline = Date.now() + STOP_TIMEOUT_MS;
-    while (!readReady(ready)?.stopped && proc.exitCode === null && Date.now() < deadline) Bun.sleepSync(2);
+    while (!readReady(ready)?.stopped && !exited(proc) && Date.now() < deadline) Bun.sleepSync(2);
     if (!readReady(ready)?.stopped) proc.kill(9);
     rmSync(this.#dir, { recursive: true, force: true });
   }
@@ -193,14 +208,15 @@ export function startLocalServer(options: LocalServerOptions = {}): LocalServer 
   proc.unref();
   const deadline = Date.now() + START_TIMEOUT_MS;
   let state = readReady(ready);
-  while (!state && proc.exitCode === null && Date.now() < deadline) {
+  while (!state && !exited(proc) && Date.now() < deadline) {
     Bun.sleepSync(1);
     state = readReady(ready);
   }
+  state ??= readReady(ready); // it may have written its reason just before exiting
   if (!state?.url) {
     proc.kill(9);
     rmSync(dir, { recursive: true, force: true });
-    const why = state?.error ?? (proc.exitCode !== null ? `exited with code ${proc.exitCode}` : `did not start within ${START_TIMEOUT_MS / 1000} s`);
+    const why = state?.error ?? (exited(proc) ? "exited without saying why (see its output above)" : `did not start within ${START_TIMEOUT_MS / 1000} s`);
     throw new Error(`cannot start local server (${exe}): ${why}`);
   }
   return new LocalServer(proc, dir, state.url, dataDir);

@@ -49,10 +49,31 @@ test("a server that cannot start throws its reason", () => {
     const port = Number(new URL(first.url).port);
     expect(() => startLocalServer({ dataDir: dir, port })).toThrow(/cannot start local server .*cannot bind 127\.0\.0\.1:\d+/);
     expect(() => startLocalServer({ dataDir: dir, tlsCertPem: join(dir, "none.pem") })).toThrow("tlsCertPem and tlsKeyPem must be set together");
+    // Options that do not even parse are reported too (not a timeout).
+    expect(() => startLocalServer({ dataDir: dir, port: 70_000 })).toThrow(/--config: .*70000/);
   } finally {
     first.stop();
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("an interrupt (Ctrl-C reaches the whole process group) leaves the server to its parent", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "zerobus-local-"));
+  const server = startLocalServer({ dataDir: dir });
+  try {
+    process.kill(server.pid, "SIGINT");
+    for (let i = 0; i < 5; i++) {
+      Bun.sleepSync(50);
+      expect(alive(server.pid)).toBe(true);
+      expect(await server.stats()).toHaveProperty("committedRecords");
+    }
+  } finally {
+    server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const until = Date.now() + 30_000;
+  while (alive(server.pid) && Date.now() < until) Bun.sleepSync(20);
+  expect(alive(server.pid)).toBe(false);
 });
 
 test("a script that never stops its server still exits, and the server ends with it", () => {

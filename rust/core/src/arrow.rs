@@ -459,6 +459,9 @@ fn compact_dictionary(column: &arrow_array::ArrayRef) -> Result<arrow_array::Arr
 
     let dict = column.as_any_dictionary();
     let values = dict.values();
+    if values.is_empty() {
+        return Ok(column.clone()); // all keys null: nothing to compact (normalized_keys() asserts values)
+    }
     let keys = dict.normalized_keys();
     let mut used = vec![false; values.len()];
     for (i, &k) in keys.iter().enumerate() {
@@ -576,6 +579,32 @@ mod tests {
         let one = RecordBatch::try_from_iter([("name", big)]).unwrap();
         let e = encode_batch_within(&one, &StreamSchema::new(one.schema()), limit).unwrap_err();
         assert!(e.message.contains("max_message_bytes"), "{}", e.message);
+    }
+
+    #[test]
+    fn sliced_dictionaries_keep_only_used_values_and_all_null_ones_are_kept() {
+        // Slicing for the message limit compacts dictionaries: used values only, keys renumbered,
+        // null keys kept; a dictionary with no values at all (every key null) is left as it is.
+        let values: Vec<Option<String>> = (0..40_000).map(|i| if i % 7 == 0 { None } else { Some(format!("value-{i}")) }).collect();
+        let dict: DictionaryArray<Int32Type> = values.iter().map(|v| v.as_deref()).collect();
+        let empty: DictionaryArray<Int32Type> = DictionaryArray::try_new(
+            arrow_array::Int32Array::new_null(40_000),
+            Arc::new(StringArray::from(Vec::<&str>::new())),
+        )
+        .unwrap();
+        let ids: ArrayRef = Arc::new(Int32Array::from_iter_values(0..40_000));
+        let b = RecordBatch::try_from_iter([("id", ids), ("d", Arc::new(dict) as ArrayRef), ("none", Arc::new(empty) as ArrayRef)]).unwrap();
+        let slice = compact_dictionaries(&b.slice(1_000, 10)).unwrap();
+        let d = slice.column(1).as_any().downcast_ref::<DictionaryArray<Int32Type>>().unwrap();
+        assert_eq!(d.values().len(), 8, "rows 1000..1010 use 8 values (1001 and 1008 are null)");
+        let typed = d.downcast_dict::<StringArray>().unwrap();
+        let got: Vec<Option<&str>> = typed.into_iter().collect();
+        let want: Vec<Option<&str>> = values[1_000..1_010].iter().map(|v| v.as_deref()).collect();
+        assert_eq!(got, want);
+        assert_eq!(slice.column(2).null_count(), 10);
+        let limit = 64 * 1024;
+        let parts = encode_batch_within(&b, &StreamSchema::new(b.schema()), limit).unwrap();
+        assert_eq!(parts.iter().map(|p| p.rows).sum::<usize>(), 40_000);
     }
 
     #[test]

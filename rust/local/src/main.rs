@@ -27,7 +27,8 @@ const USAGE: &str = "usage: zerobus-local [options]
   --token-ttl-secs N       lifetime of issued tokens (default 3600)
   --config JSON            every option as camelCase JSON (as startLocalServer takes); flags after it override
   --ready-file FILE        write {\"url\":..} there once listening ({\"error\":..} on failure, {\"stopped\":true} at exit)
-  --exit-on-stdin-close    stop when standard input reaches end of file
+  --exit-on-stdin-close    stop when standard input reaches end of file (or on SIGTERM; interrupts
+                           are ignored: the parent process decides)
   -h, --help";
 
 /// What the command line asks for besides the server configuration.
@@ -94,11 +95,60 @@ fn parse_args(run: &mut Run) -> Result<ServerConfig, String> {
 /// half of it.
 fn write_ready(run: &Run, value: serde_json::Value) {
     if let Some(path) = &run.ready_file {
-        let tmp = path.with_extension("tmp");
-        if std::fs::write(&tmp, value.to_string()).is_ok() {
-            let _ = std::fs::rename(&tmp, path);
+        write_ready_to(path, &value);
+    }
+}
+
+fn write_ready_to(path: &std::path::Path, value: &serde_json::Value) {
+    let tmp = path.with_extension("tmp");
+    if std::fs::write(&tmp, value.to_string()).is_ok() {
+        let _ = std::fs::rename(&tmp, path);
+    }
+}
+
+/// `--ready-file` found before anything else is parsed, so that every failure (bad arguments, a
+/// config that does not deserialize, a panic while starting) is reported there.
+fn ready_file_arg() -> Option<std::path::PathBuf> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    args.iter().enumerate().find_map(|(i, a)| match a.strip_prefix("--ready-file") {
+        Some("") => args.get(i + 1).map(Into::into),
+        Some(v) => v.strip_prefix('=').map(Into::into),
+        None => None,
+    })
+}
+
+/// Until the server listens, a panic is written to the ready file as the reason it did not start.
+fn report_startup_panics(path: Option<std::path::PathBuf>, started: &'static std::sync::atomic::AtomicBool) {
+    let Some(path) = path else { return };
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !started.load(std::sync::atomic::Ordering::Acquire) {
+            write_ready_to(&path, &serde_json::json!({ "error": format!("panic: {info}") }));
+        }
+        default(info);
+    }));
+}
+
+/// Started by a parent that stops it by closing standard input: an interrupt (Ctrl-C in the
+/// parent's terminal reaches the whole process group) must not end it before the parent, which
+/// may still be flushing its streams, is done.
+fn ignore_interrupts() {
+    tokio::spawn(async {
+        while tokio::signal::ctrl_c().await.is_ok() {}
+    });
+}
+
+/// SIGTERM (Unix); never resolves elsewhere.
+async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            term.recv().await;
+            return;
         }
     }
+    std::future::pending::<()>().await
 }
 
 /// Resolves when standard input reaches end of file (or fails): the parent closed it or exited.
@@ -138,7 +188,9 @@ async fn wait_for_signal() {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let mut run = Run::default();
+    static STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let mut run = Run { ready_file: ready_file_arg(), ..Run::default() };
+    report_startup_panics(run.ready_file.clone(), &STARTED);
     let cfg = match parse_args(&mut run) {
         Ok(c) => c,
         Err(e) => {
@@ -156,6 +208,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    STARTED.store(true, std::sync::atomic::Ordering::Release);
     write_ready(&run, serde_json::json!({ "url": server.url(), "pid": std::process::id() }));
     {
         use std::io::Write;
@@ -164,8 +217,9 @@ async fn main() -> ExitCode {
         let _ = out.flush();
     }
     if run.exit_on_stdin_close {
+        ignore_interrupts();
         tokio::select! {
-            _ = wait_for_signal() => {}
+            _ = terminated() => {}
             _ = stdin_closed() => {}
         }
     } else {

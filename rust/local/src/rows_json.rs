@@ -264,9 +264,15 @@ fn write_value(a: &dyn Array, i: usize, out: &mut Vec<u8>) -> Result<()> {
                 match key.data_type() {
                     DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => write_value(key.as_ref(), e, out)?,
                     _ => {
+                        // Keys that are written as strings (dates, binary, dictionary strings)
+                        // stay as they are; numbers and the like become strings.
                         let mut k = Vec::new();
                         write_value(key.as_ref(), e, &mut k)?;
-                        string(out, &String::from_utf8_lossy(&k))?;
+                        if k.first() == Some(&b'"') {
+                            out.extend_from_slice(&k);
+                        } else {
+                            string(out, &String::from_utf8_lossy(&k))?;
+                        }
                     }
                 }
                 out.push(b':');
@@ -274,14 +280,29 @@ fn write_value(a: &dyn Array, i: usize, out: &mut Vec<u8>) -> Result<()> {
             }
             out.push(b'}');
         }
-        DataType::Dictionary(_, _) => {
+        DataType::Dictionary(key, _) => {
             let d = a.as_any_dictionary();
             let keys = d.keys();
             if keys.is_null(i) {
                 out.extend_from_slice(b"null");
             } else {
-                let k = d.normalized_keys()[i];
-                write_value(d.values().as_ref(), k, out)?;
+                // One key, read by its type (normalized_keys() would convert the whole column).
+                let k = match key.as_ref() {
+                    DataType::Int8 => keys.as_primitive::<Int8Type>().value(i) as i64,
+                    DataType::Int16 => keys.as_primitive::<Int16Type>().value(i) as i64,
+                    DataType::Int32 => keys.as_primitive::<Int32Type>().value(i) as i64,
+                    DataType::Int64 => keys.as_primitive::<Int64Type>().value(i),
+                    DataType::UInt8 => keys.as_primitive::<UInt8Type>().value(i) as i64,
+                    DataType::UInt16 => keys.as_primitive::<UInt16Type>().value(i) as i64,
+                    DataType::UInt32 => keys.as_primitive::<UInt32Type>().value(i) as i64,
+                    DataType::UInt64 => i64::try_from(keys.as_primitive::<UInt64Type>().value(i)).unwrap_or(-1),
+                    other => return Err(format!("dictionary keys of type {other} are not supported")),
+                };
+                let values = d.values();
+                match usize::try_from(k).ok().filter(|k| *k < values.len()) {
+                    Some(k) => write_value(values.as_ref(), k, out)?,
+                    None => return Err(format!("dictionary key {k} is out of range ({} values)", values.len())),
+                }
             }
         }
         other => return Err(format!("Arrow type {other} is not supported by the local server")),
