@@ -6,7 +6,7 @@
 "use strict";
 const [addonPath, endpoint, kind, secs] = process.argv.slice(2);
 const { ZerobusSdk, RecordType, ArrowDataType } = require(addonPath);
-const { descriptor, protoRecord, jsonRecord, recordSize, arrowIpc, allocCounters, pipelineBatches, result } = require("./records.cjs");
+const { descriptor, protoRecord, jsonRecord, recordSize, arrowIpc, mark, pipelineBatches, result } = require("./records.cjs");
 
 async function arrowCase(sdk, size) {
   if (!kind.endsWith("batch1000")) throw new Error(`unknown case ${kind}`);
@@ -24,12 +24,12 @@ async function arrowCase(sdk, size) {
     {},
   );
   const deadline = performance.now() + Number(secs) * 1000;
-  const alloc0 = allocCounters();
+  const mark0 = mark();
   const t0 = performance.now();
   const batches = await pipelineBatches(deadline, () => stream.ingestBatch(ipc));
   await stream.flush();
   const el = (performance.now() - t0) / 1000;
-  console.log(result("official", kind, batches * 1000, batches * ipc.length, el, alloc0));
+  console.log(result("official", kind, batches * 1000, batches * ipc.length, el, mark0));
   await stream.close();
 }
 
@@ -49,7 +49,7 @@ async function main() {
   const jsonRec = (i) => jsonRecord(i, size);
   const inflight = size >= 1 << 20 ? 64 : 1000;
   const deadline = performance.now() + Number(secs) * 1000;
-  const alloc0 = allocCounters();
+  const mark0 = mark();
   const t0 = performance.now();
   let n = 0;
   if (kind.endsWith("batch1000")) {
@@ -66,7 +66,7 @@ async function main() {
   }
   await stream.flush();
   const el = (performance.now() - t0) / 1000;
-  console.log(result("official", kind, n, n * size, el, alloc0));
+  console.log(result("official", kind, n, n * size, el, mark0));
   await stream.close();
 }
 main().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });

@@ -8,7 +8,7 @@
 // With scripts/bench/alloc-count.so preloaded (ZB_ALLOC_FILE set) it also reports allocations.
 import { ZerobusSdk } from "../../src/index";
 // @ts-ignore: CommonJS helper shared with the official driver
-import { descriptor, protoRecord, jsonRecord, recordSize, arrowIpc, allocCounters, pipelineBatches, result } from "./records.cjs";
+import { descriptor, protoRecord, jsonRecord, recordSize, arrowIpc, mark, pipelineBatches, result } from "./records.cjs";
 
 const [endpoint, kind = "proto100-submit", secs = "3"] = process.argv.slice(2);
 const size: number = recordSize(kind);
@@ -19,9 +19,9 @@ const deadline = () => performance.now() + Number(secs) * 1000;
 
 let n = 0;
 let t0 = 0;
-let alloc0: number[] | undefined;
+let mark0: unknown;
 const start = () => {
-  alloc0 = allocCounters();
+  mark0 = mark();
   t0 = performance.now();
 };
 
@@ -34,7 +34,7 @@ if (kind.startsWith("arrow")) {
   const batches: number = await pipelineBatches(end, () => s.ingestBatch(ipc));
   await s.flush();
   const el = (performance.now() - t0) / 1000;
-  console.log(result("zerobus-bun", kind, batches * 1000, batches * ipc.byteLength, el, alloc0));
+  console.log(result("zerobus-bun", kind, batches * 1000, batches * ipc.byteLength, el, mark0));
   await s.close();
 } else {
   const json = kind.startsWith("json");
@@ -70,7 +70,7 @@ if (kind.startsWith("arrow")) {
   }
   await s.flush();
   const el = (performance.now() - t0) / 1000;
-  console.log(result("zerobus-bun", kind, n, n * size, el, alloc0));
+  console.log(result("zerobus-bun", kind, n, n * size, el, mark0));
   await s.close();
 }
 sdk.close();

@@ -71,7 +71,15 @@ function allocCounters() {
   const file = process.env.ZB_ALLOC_FILE;
   if (!file) return undefined;
   const b = require("node:fs").readFileSync(file);
-  return [Number(b.readBigUInt64LE(0)), Number(b.readBigUInt64LE(8))];
+  return [0, 8, 16, 24].map((o) => Number(b.readBigUInt64LE(o)));
+}
+
+/**
+ * Where a timed run starts: allocation counters (when counted) and this process's CPU time (all
+ * its threads: the SDK's native threads too).
+ */
+function mark() {
+  return { alloc: allocCounters(), cpu: process.cpuUsage() };
 }
 
 /**
@@ -91,7 +99,8 @@ async function pipelineBatches(deadline, send) {
 }
 
 /** The JSON line a driver prints for one run. */
-function result(sdk, kind, records, bytes, seconds, allocStart) {
+function result(sdk, kind, records, bytes, seconds, start) {
+  const cpu = process.cpuUsage(start.cpu);
   const out = {
     sdk,
     case: kind,
@@ -99,13 +108,18 @@ function result(sdk, kind, records, bytes, seconds, allocStart) {
     seconds: +seconds.toFixed(3),
     recordsPerSec: Math.round(records / seconds),
     MBps: +(bytes / seconds / 1e6).toFixed(1),
+    // user + system CPU of this process during the run, seconds per million records
+    cpuPerMillion: +(((cpu.user + cpu.system) / 1e6 / records) * 1e6).toFixed(3),
   };
+  const allocStart = start.alloc;
   const end = allocCounters();
   if (allocStart && end) {
     out.allocsPerRecord = +((end[0] - allocStart[0]) / records).toFixed(3);
     out.allocBytesPerRecord = +((end[1] - allocStart[1]) / records).toFixed(1);
+    // bytes copied (memcpy/memmove of >= 4 KiB) per byte of record data ingested
+    out.copiedPerByte = +((end[3] - allocStart[3]) / bytes).toFixed(3);
   }
   return JSON.stringify(out);
 }
 
-module.exports = { descriptor, protoRecord, jsonRecord, recordSize, arrowIpc, allocCounters, pipelineBatches, result };
+module.exports = { descriptor, protoRecord, jsonRecord, recordSize, arrowIpc, allocCounters, mark, pipelineBatches, result };

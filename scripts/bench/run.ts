@@ -1,14 +1,18 @@
 #!/usr/bin/env bun
 // Benchmark: zerobus-bun (on Bun) against the official Databricks SDK (napi addon, on Node) with
 // the same local server in the same run. Prints a Markdown table.
-// usage: bun scripts/bench/run.ts [--seconds N] [--store] [--cases a,b,...] [--official-runtime node|bun]
-//                                 [--no-alloc] [--alloc-seconds N]
+// usage: bun scripts/bench/run.ts [--seconds N] [--store] [--tls] [--cases a,b,...]
+//                                 [--official-runtime node|bun] [--no-alloc] [--alloc-seconds N]
+//   --tls: the server serves TLS with a certificate from a private CA made for the run (both SDKs
+//          trust it through SSL_CERT_FILE), as the real service is TLS-only
+//   CPU: user + system seconds per million records, of the SDK's process (all its threads, from
+//        the timed section) and of the server (its /proc counters around the whole run, Linux)
 //   --store: the server converts and stores records (default: --discard, so the SDKs are measured,
 //            not the disk)
 //   allocations: after each timed run, a second shorter run of the same case is made with
 //   scripts/bench/alloc-count.c preloaded (LD_PRELOAD, Linux/glibc), which counts malloc-family
 //   calls and bytes in the SDK's process; --no-alloc skips it.
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -19,6 +23,7 @@ const opt = (name: string, def: string) => {
 };
 const seconds = opt("--seconds", "3");
 const store = args.includes("--store");
+const tls = args.includes("--tls");
 const officialRuntime = opt("--official-runtime", "node");
 const allocSeconds = opt("--alloc-seconds", "1");
 const allCases = [
@@ -61,15 +66,22 @@ if (!args.includes("--no-alloc") && process.platform === "linux") {
   const src = join(here, "alloc-count.c");
   if (!existsSync(out) || statSync(out).mtimeMs < statSync(src).mtimeMs) {
     mkdirSync(deps, { recursive: true });
-    const r = Bun.spawnSync(["cc", "-O2", "-shared", "-fPIC", "-o", out, src], { stderr: "inherit" });
+    const r = Bun.spawnSync(["cc", "-O2", "-shared", "-fPIC", "-o", out, src, "-ldl"], { stderr: "inherit" });
     if (r.exitCode !== 0) console.error("could not build alloc-count.so: allocations not measured");
   }
   if (existsSync(out)) allocLib = out;
 }
 
 const dataDir = mkdtempSync(join(tmpdir(), "zerobus-bench-"));
+let tlsArgs: string[] = [];
+if (tls) {
+  const { privateCa } = await import("../../test/net-helpers");
+  const ca = privateCa();
+  tlsArgs = ["--tls-cert", ca.certPem, "--tls-key", ca.keyPem];
+  process.env.SSL_CERT_FILE = ca.caPem; // both SDKs' drivers inherit it
+}
 const server = Bun.spawn(
-  [built.localServer, "--port", "0", "--data-dir", dataDir, "--table", "bench.default.t", "--no-fsync", ...(store ? [] : ["--discard"])],
+  [built.localServer, ...tlsArgs, "--port", "0", "--data-dir", dataDir, "--table", "bench.default.t", "--no-fsync", ...(store ? [] : ["--discard"])],
   { stdout: "pipe", stderr: "inherit" },
 );
 const reader = server.stdout.getReader();
@@ -80,7 +92,18 @@ while (!banner.includes("\n")) {
   banner += new TextDecoder().decode(value);
 }
 const endpoint = banner.match(/listening on (\S+)/)![1]!;
-console.error(`local server ${endpoint} (${store ? "storing records" : "--discard"}), ${seconds} s per case`);
+console.error(`local server ${endpoint} (${store ? "storing records" : "--discard"}${tls ? ", TLS" : ""}), ${seconds} s per case`);
+
+/** The server's user + system CPU seconds so far (Linux /proc; undefined elsewhere). */
+function serverCpu(): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${server.pid}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+  } catch {
+    return undefined;
+  }
+}
 
 type Row = {
   sdk: string;
@@ -91,6 +114,11 @@ type Row = {
   MBps: number;
   allocsPerRecord?: number;
   allocBytesPerRecord?: number;
+  /** user-space bytes copied in copies of >= 4 KiB, per byte of record data */
+  copiedPerByte?: number;
+  /** CPU seconds per million records: the SDK's process, and the server's */
+  cpuPerMillion?: number;
+  serverCpuPerMillion?: number;
 };
 function run1(cmd: string[], env?: Record<string, string>): Row | undefined {
   const r = Bun.spawnSync(cmd, { stdout: "pipe", stderr: "pipe", env: env ? { ...process.env, ...env } : undefined });
@@ -104,12 +132,15 @@ function run1(cmd: string[], env?: Record<string, string>): Row | undefined {
 
 /** A timed run, then (with the counter) a short run that counts allocations. */
 function run(cmd: (secs: string) => string[]): Row | undefined {
-  const row = run1(cmd(seconds));
+  const cpu0 = serverCpu();
+  const timed = run1(cmd(seconds));
+  const cpu1 = serverCpu();
+  const row = timed && cpu0 !== undefined && cpu1 !== undefined ? { ...timed, serverCpuPerMillion: +(((cpu1 - cpu0) / timed.records) * 1e6).toFixed(3) } : timed;
   if (!row || !allocLib) return row;
   const file = join(dataDir, `alloc-${process.pid}`);
   const counted = run1(cmd(allocSeconds), { LD_PRELOAD: allocLib, ZB_ALLOC_FILE: file });
   rmSync(file, { force: true });
-  return counted ? { ...row, allocsPerRecord: counted.allocsPerRecord, allocBytesPerRecord: counted.allocBytesPerRecord } : row;
+  return counted ? { ...row, allocsPerRecord: counted.allocsPerRecord, allocBytesPerRecord: counted.allocBytesPerRecord, copiedPerByte: counted.copiedPerByte } : row;
 }
 
 const rows: { kase: string; ours?: Row; official?: Row }[] = [];
@@ -135,11 +166,17 @@ const al = (r?: Row) =>
   r?.allocBytesPerRecord === undefined
     ? "–"
     : `${r.allocsPerRecord!.toFixed(r.allocsPerRecord! < 10 ? 2 : 0)} / ${fmt(r.allocBytesPerRecord)} B`;
-console.log(`| case | zerobus-bun records/s | MB/s | allocs/record | official records/s | MB/s | allocs/record | speed-up |`);
-console.log(`|---|---:|---:|---:|---:|---:|---:|---:|`);
+// CPU seconds per million records: "SDK + server"
+const cpu = (r?: Row) =>
+  r?.cpuPerMillion === undefined ? "–" : `${r.cpuPerMillion.toFixed(2)}${r.serverCpuPerMillion !== undefined ? ` + ${r.serverCpuPerMillion.toFixed(2)}` : ""}`;
+console.log(`${tls ? "TLS" : "plaintext"}, ${store ? "records stored" : "server discarding"}; CPU = user+system s per million records, SDK process + server`);
+const cp = (r?: Row) => (r?.copiedPerByte === undefined ? "–" : r.copiedPerByte.toFixed(2));
+console.log(`copies = bytes copied by memcpy/memmove of >= 4 KiB in the SDK's process, per byte of record data`);
+console.log(`| case | zerobus-bun records/s | MB/s | allocs/record | copies | CPU | official records/s | MB/s | allocs/record | copies | CPU | speed-up |`);
+console.log(`|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|`);
 for (const { kase, ours, official } of rows) {
   const x = ours && official ? `${(ours.recordsPerSec / official.recordsPerSec).toFixed(1)}x` : "–";
   console.log(
-    `| ${kase} | ${fmt(ours?.recordsPerSec)} | ${mb(ours)} | ${al(ours)} | ${fmt(official?.recordsPerSec)} | ${mb(official)} | ${al(official)} | ${x} |`,
+    `| ${kase} | ${fmt(ours?.recordsPerSec)} | ${mb(ours)} | ${al(ours)} | ${cp(ours)} | ${cpu(ours)} | ${fmt(official?.recordsPerSec)} | ${mb(official)} | ${al(official)} | ${cp(official)} | ${cpu(official)} | ${x} |`,
   );
 }
