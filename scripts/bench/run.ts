@@ -121,7 +121,7 @@ type Row = {
   serverCpuPerMillion?: number;
 };
 function run1(cmd: string[], env?: Record<string, string>): Row | undefined {
-  const r = Bun.spawnSync(cmd, { stdout: "pipe", stderr: "pipe", env: env ? { ...process.env, ...env } : undefined });
+  const r = Bun.spawnSync(cmd, { stdout: "pipe", stderr: "pipe", env: { ...process.env, ...env } });
   const line = r.stdout.toString().trim().split("\n").pop() ?? "";
   if (r.exitCode !== 0 || !line.startsWith("{")) {
     console.error(`failed: ${cmd.join(" ")}\n${r.stderr.toString()}`);
