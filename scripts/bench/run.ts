@@ -14,7 +14,7 @@
 //   calls and bytes in the SDK's process; --no-alloc skips it.
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 
 const args = process.argv.slice(2);
 const opt = (name: string, def: string) => {
@@ -53,11 +53,20 @@ if (haveOfficial && !existsSync(addon)) {
   if (!haveOfficial) console.error("could not install the official SDK: measuring zerobus-bun only");
 }
 
-// The benchmark measures what users install: the dist profile (LTO), as the prebuilds.
-const { buildNative } = await import("../build");
-const built = buildNative({ quiet: true, profile: "dist" });
+// The benchmark measures what users install: the dist profile (LTO), as the prebuilds. With
+// ZEROBUS_BUN_LIB (and ZEROBUS_LOCAL_BIN) set, it measures those files instead (e.g. a copy of an
+// earlier build, for before/after runs in one session).
+let built: { lib: string; localServer: string };
+if (process.env.ZEROBUS_BUN_LIB) {
+  const lib = process.env.ZEROBUS_BUN_LIB;
+  built = { lib, localServer: process.env.ZEROBUS_LOCAL_BIN ?? join(dirname(lib), process.platform === "win32" ? "zerobus-local.exe" : "zerobus-local") };
+} else {
+  const { buildNative } = await import("../build");
+  built = buildNative({ quiet: true, profile: "dist" });
+}
 process.env.ZEROBUS_BUN_LIB = built.lib;
 process.env.ZEROBUS_LOCAL_BIN = built.localServer;
+console.error(`measuring ${built.lib}`);
 
 // The allocation counter (see alloc-count.c), built once into .deps.
 let allocLib: string | undefined;
