@@ -22,7 +22,7 @@
 //     win32-arm64, darwin-*: static only (no way to run them here)
 // A check whose tool is missing is SKIPped with the reason. Exits 1 if any check FAILed.
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, readdirSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { PLATFORMS, headerFunctions, localServerFile, platformPackageJson, type Platform } from "./cross-build";
@@ -441,11 +441,14 @@ function win64Runtime(p: Platform, lib: string, header: string[]) {
   const prefix = join(crossDir, "wine");
   mkdirSync(prefix, { recursive: true });
   const wineEnv = { WINEPREFIX: prefix, WINEDEBUG: "-all", WINEDLLOVERRIDES: "mscoree,mshtml=" };
-  // The package's zerobus-local.exe, under wine too.
+  // The package's zerobus-local.exe, under wine too: copied beside the harness, whose test-only
+  // bcryptprimitives.dll shim it needs under wine 8 as the library does (Windows 10+ has the DLL).
   const ready = join(data, "ready.json");
+  const serverExe = join(dirname(exe), localServerFile(p));
+  copyFileSync(join(dirname(lib), localServerFile(p)), serverExe);
   const server = Bun.spawn(
-    [wine, join(dirname(lib), localServerFile(p)), "--port", "0", "--data-dir", winPath(data), "--table", "a.b.c", "--no-fsync", "--ready-file", winPath(ready)],
-    { env: { ...process.env, ...wineEnv }, stdout: "ignore", stderr: "pipe" },
+    [wine, serverExe, "--port", "0", "--data-dir", winPath(data), "--table", "a.b.c", "--no-fsync", "--ready-file", winPath(ready)],
+    { env: { ...process.env, ...wineEnv }, stdout: "ignore", stderr: "inherit" },
   );
   const deadline = Date.now() + 120_000;
   while (!existsSync(ready) && server.exitCode === null && Date.now() < deadline) Bun.sleepSync(50);
