@@ -7,10 +7,9 @@
 //   dist: LTO and one codegen unit, as the published prebuilds; what the benchmark uses.
 import { existsSync } from "node:fs";
 import { join } from "node:path";
+import { libraryFile, localServerFile } from "../src/paths";
 
 const root = join(import.meta.dir, "..");
-const exe = process.platform === "win32" ? ".exe" : "";
-const libFile = process.platform === "win32" ? "zerobus_bun.dll" : process.platform === "darwin" ? "libzerobus_bun.dylib" : "libzerobus_bun.so";
 
 export interface NativeBuild {
   /** The client library. */
@@ -27,7 +26,7 @@ export function buildNative(opts: { quiet?: boolean; profile?: "release" | "dist
     throw new Error("cargo not found: install Rust (https://rustup.rs, or your distribution's cargo package) to build from source, or install a prebuilt zerobus-bun-<platform> package");
   }
   const dir = join(root, "rust", "target", profile);
-  const out = { lib: join(dir, libFile), localServer: join(dir, `zerobus-local${exe}`) };
+  const out = { lib: join(dir, libraryFile), localServer: join(dir, localServerFile) };
   if (!opts.quiet || !existsSync(out.lib)) {
     console.error(`zerobus-bun: building the native library and the local server (cargo build --profile ${profile}) ...`);
   }

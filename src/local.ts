@@ -75,18 +75,28 @@ export function localServerExecutable(): string {
 type ReadyState = { url?: string; error?: string; stopped?: boolean };
 
 /**
- * The child has exited. Bun updates `exitCode` from its event loop, which a synchronous wait does
- * not run, so on Linux an exited (zombie) child is also recognised from /proc. (The executable
- * reports every failure it can see, panics included, in the ready file.)
+ * Process `pid` has ended: gone, or (Linux) a zombie not yet reaped, as /proc tells. Needed because
+ * Bun updates a child's `exitCode` from its event loop, which a synchronous wait does not run.
  */
-function exited(proc: Subprocess<"pipe", "ignore", "inherit">): boolean {
-  if (proc.exitCode !== null) return true;
-  if (process.platform !== "linux") return false;
+export function hasEnded(pid: number): boolean {
+  if (process.platform === "linux") {
+    try {
+      return /^\d+ \(.*\) [ZX] /.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+    } catch {
+      return true;
+    }
+  }
   try {
-    return /^\d+ \(.*\) [ZX] /.test(readFileSync(`/proc/${proc.pid}/stat`, "utf8"));
+    process.kill(pid, 0);
+    return false;
   } catch {
     return true;
   }
+}
+
+/** The child has exited. (The executable also reports every failure it can see, panics included, in the ready file.) */
+function exited(proc: Subprocess<"pipe", "ignore", "inherit">): boolean {
+  return proc.exitCode !== null || hasEnded(proc.pid);
 }
 
 /** Reads the ready file the server writes (atomically); undefined while it is not there. */

@@ -1,28 +1,13 @@
 // startLocalServer runs the zerobus-local executable as a child process: it must start or fail
 // with the reason, stop when asked, never keep the parent alive, and end with the parent.
 import { expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startLocalServer } from "../src/index";
-import { localServerExecutable } from "../src/local";
+import { hasEnded, localServerExecutable } from "../src/local";
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  // A zombie (exited, not yet reaped) still answers signal 0 on Linux.
-  if (process.platform === "linux") {
-    try {
-      return !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
-    } catch {
-      return false;
-    }
-  }
-  return true;
-}
+const alive = (pid: number) => !hasEnded(pid);
 
 test("the server is the zerobus-local executable, in its own process", async () => {
   const dir = mkdtempSync(join(tmpdir(), "zerobus-local-"));
