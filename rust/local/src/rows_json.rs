@@ -349,4 +349,24 @@ mod tests {
         assert_eq!(lines[2], r#"{"ts":"1969-12-31T23:59:59.999","utc":"1969-12-31T23:59:59.999Z","dec":0.00,"dict":null,"n":3,"s":"é"}"#);
         assert_eq!(lines[3], r#"{"ts":null,"utc":null,"dec":null,"dict":"a","n":4,"s":"\n"}"#);
     }
+
+    #[test]
+    fn map_keys_are_strings_written_once() {
+        use arrow_array::builder::{Int32Builder, MapBuilder, StringBuilder, StringDictionaryBuilder};
+        use arrow_array::types::Int32Type;
+        // Integer keys become strings; keys that are already written as strings (here
+        // dictionary-encoded) are not quoted a second time.
+        let mut ints = MapBuilder::new(None, Int32Builder::new(), StringBuilder::new());
+        ints.keys().append_value(1);
+        ints.values().append_value("one");
+        ints.keys().append_value(-2);
+        ints.values().append_null();
+        ints.append(true).unwrap();
+        let mut dict = MapBuilder::new(None, StringDictionaryBuilder::<Int32Type>::new(), Int32Builder::new());
+        dict.keys().append_value("a");
+        dict.values().append_value(7);
+        dict.append(true).unwrap();
+        let got = rows(vec![("ints", Arc::new(ints.finish()) as ArrayRef), ("dict", Arc::new(dict.finish()) as ArrayRef)]);
+        assert_eq!(got, "{\"ints\":{\"1\":\"one\",\"-2\":null},\"dict\":{\"a\":7}}\n");
+    }
 }
