@@ -109,9 +109,9 @@ CARGO_TEST=(nice -n 10 "$CARGO" test --locked --no-fail-fast -j "$JOBS" -Zbuild-
   --manifest-path "$ROOT/rust/Cargo.toml")
 
 failed=()
-# One invocation for both crates: features are unified once (the ffi crate's dev-dependency turns
-# on zerobus-core/alloc-probe), so everything is built once; separately, core's own feature set
-# would rebuild core and tokio/hyper/tonic (~2.5 min cold).
+# One invocation for both crates: features are unified once (the ffi crate's dev-dependencies
+# widen some of its dependencies' features), so everything is built once; separately, core's own
+# feature set would rebuild core and tokio/hyper/tonic (~2.5 min cold).
 pkgs=()
 [ "$want_ffi" = 1 ] && pkgs+=(-p zerobus-bun-ffi)
 [ "$want_core" = 1 ] && pkgs+=(-p zerobus-core)

@@ -143,8 +143,11 @@ export class LocalServer implements AsyncDisposable {
   }
 
   async #control(method: string, path: string, body?: unknown): Promise<any> {
-    const res = await fetch(`${this.url.replace(/^https/, "http")}${path}`, {
+    const res = await fetch(`${this.url}${path}`, {
       method,
+      // A TLS server serves its control API over TLS too. This is the child process this object
+      // started, on loopback, whose certificate may come from a CA only the caller knows.
+      ...(this.url.startsWith("https:") ? { tls: { rejectUnauthorized: false } } : {}),
       headers: body === undefined ? {} : { "content-type": "application/json" },
       body: body === undefined ? undefined : JSON.stringify(body),
     });

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { makeTable, vectorFromArray, Int32, Utf8 } from "apache-arrow";
 import { startLocalServer, ZerobusError, ZerobusSdk, type LocalServer } from "../src/index";
 import { privateCa, startConnectProxy, type ConnectProxy } from "./net-helpers";
 import { FAST, TABLE } from "./helpers";
@@ -87,6 +88,43 @@ describe("TLS trust", () => {
     expect(refused.ok).toBe(false);
     expect(refused.message).toContain("certificate");
   }, 60_000);
+});
+
+describe("large records over TLS (sent from the caller's memory, encrypted once)", () => {
+  test("JSON records of 1 KB to 300 KB and Arrow batches of 400 KB land exactly once, in order, across a forced replay", async () => {
+    const sdk = new ZerobusSdk({ endpoint: tls.url, unityCatalogUrl: tls.url, caCertificates: readFileSync(ca.caPem, "utf8") });
+    const auth = { clientId: "sp", clientSecret: "secret", recoveryBackoffMs: 50, recoveryTimeoutMs: 5000 };
+    const json = "main.default.tls_large";
+    await tls.addTable(json);
+    await tls.addFault({ table: json, dropAfterRecords: 25 });
+    const s = await sdk.createStream({ table: json, recordType: "json", ...auth });
+    // sizes on both sides of the zero-copy threshold (64 KiB); each array used in place
+    const sizes = Array.from({ length: 60 }, (_, i) => [1000, 70_000, 300_000][i % 3]!);
+    const acks = sizes.map((n, i) => s.ingest(new TextEncoder().encode(JSON.stringify({ i, pad: String.fromCharCode(97 + (i % 26)).repeat(n) }))));
+    await Promise.all(acks);
+    expect(s.stats().streamsOpened).toBeGreaterThanOrEqual(2);
+    await s.close();
+    const got = tls.records<{ i: number; pad: string }>(json);
+    expect(got.map((r) => r.i)).toEqual(sizes.map((_, i) => i));
+    expect(got.every((r) => r.pad.length === sizes[r.i] && r.pad === String.fromCharCode(97 + (r.i % 26)).repeat(sizes[r.i]!))).toBe(true);
+
+    const arrow = "main.default.tls_large_arrow";
+    await tls.addTable(arrow);
+    await tls.addFault({ table: arrow, dropAfterRecords: 3 });
+    const batch = (from: number) =>
+      makeTable({
+        id: vectorFromArray(Array.from({ length: 1000 }, (_, k) => from + k), new Int32()),
+        name: vectorFromArray(Array.from({ length: 1000 }, (_, k) => `${from + k}`.padEnd(400, ".")), new Utf8()),
+      });
+    const a = await sdk.createArrowStream({ table: arrow, schema: batch(0).schema, ...auth });
+    await Promise.all(Array.from({ length: 8 }, (_, b) => a.ingestBatch(batch(b * 1000))));
+    expect(a.stats().streamsOpened).toBeGreaterThanOrEqual(2);
+    await a.close();
+    const rows = tls.records<{ id: number; name: string }>(arrow);
+    expect(rows.map((r) => r.id)).toEqual(Array.from({ length: 8000 }, (_, k) => k));
+    expect(rows.every((r) => r.name === `${r.id}`.padEnd(400, "."))).toBe(true);
+    sdk.close();
+  });
 });
 
 describe("HTTP CONNECT proxies", () => {

@@ -1,13 +1,16 @@
 //! The ingestion stream: landing zone, sender, ack reader and recovery.
 //!
-//! Data path (no record byte is copied until the gRPC encoder writes the frame):
+//! Data path (no record byte is copied in user space: large records reach the socket or TLS
+//! from the caller's memory, small ones are copied once into the gathered HTTP/2 chunk):
 //! `ingest_*` pushes a [`Payload`] (`Bytes` handles) onto the landing zone ([`landing`]) under one
-//! short lock and wakes the sender only when it is idle. The sender ([`sender`], polled by the
-//! HTTP/2 body) takes entries in chunks, cloning handles (refcount increments). The supervisor
+//! short lock and wakes the sender only when it is idle. The sender ([`sender`], the HTTP/2
+//! request body of each call ([`call`])) takes entries in chunks, cloning handles (refcount
+//! increments), and encodes them into [`crate::codec::Frames`]. The supervisor
 //! ([`supervisor`]) opens physical streams, reads cumulative acks and pops acknowledged entries;
 //! on a retryable failure it opens a new physical stream and replays the landing zone from its
 //! first entry.
 
+mod call;
 mod landing;
 mod log;
 mod options;

@@ -1,16 +1,20 @@
-//! The request side of one physical stream: polled by the HTTP/2 body, it takes landing-zone
-//! entries in chunks (cloning `Bytes` handles, never record bytes).
+//! The request side of one physical stream: the HTTP/2 request body. It takes landing-zone
+//! entries in chunks (cloning `Bytes` handles, never record bytes) and encodes them into
+//! [`Frames`]: large records leave as their own chunks, small ones are gathered.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use futures::Stream;
+use futures::task::AtomicWaker;
+use http_body::Frame;
+use tonic::Status;
 
 use super::Shared;
 use crate::arrow::ArrowPayload;
-use crate::codec::{OutRequest, Payload};
+use crate::codec::{Frames, OutRequest, Payload, GATHER_LIMIT};
 
 /// Entries the sender takes from the landing zone per lock.
 const SEND_CHUNK: usize = 512;
@@ -22,12 +26,58 @@ pub(super) struct OutStream {
     pub buf: VecDeque<OutRequest>,
 }
 
-impl Stream for OutStream {
-    type Item = OutRequest;
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<OutRequest>> {
-        let r = self.get_mut().next_request(cx);
-        crate::codec::probe::set(matches!(r, Poll::Ready(Some(_))));
-        r
+/// Resets a call: the request body fails (hyper then resets the HTTP/2 stream, RST_STREAM), so
+/// the server discards what it did not acknowledge.
+#[derive(Default)]
+pub(super) struct Cancel {
+    cancelled: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl Cancel {
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+}
+
+/// The request body of one call: the sender's requests as gRPC messages.
+pub(super) struct RequestBody {
+    out: OutStream,
+    frames: Frames,
+    cancel: Arc<Cancel>,
+    ended: bool,
+}
+
+impl RequestBody {
+    pub fn new(out: OutStream, cancel: Arc<Cancel>) -> RequestBody {
+        RequestBody { out, frames: Frames::default(), cancel, ended: false }
+    }
+}
+
+impl http_body::Body for RequestBody {
+    type Data = bytes::Bytes;
+    type Error = Status;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<bytes::Bytes>, Status>>> {
+        let me = self.get_mut();
+        me.cancel.waker.register(cx.waker());
+        if me.cancel.cancelled.load(Ordering::Acquire) {
+            return Poll::Ready(Some(Err(Status::cancelled("the stream was abandoned"))));
+        }
+        // Gather what the sender has (up to GATHER_LIMIT), then hand on one chunk at a time.
+        while !me.ended && me.frames.len() < GATHER_LIMIT {
+            match me.out.next_request(cx) {
+                Poll::Ready(Some(r)) => r.write(&mut me.frames)?,
+                Poll::Ready(None) => me.ended = true,
+                Poll::Pending => break,
+            }
+        }
+        match me.frames.next_chunk() {
+            Some(chunk) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
+            None if me.ended => Poll::Ready(None),
+            None => Poll::Pending,
+        }
     }
 }
 

@@ -9,12 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
-use tonic::metadata::{MetadataKey, MetadataValue};
+use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 
-use super::sender::OutStream;
-use super::transport::{connect_error, status_error};
+use super::call;
+use super::sender::{Cancel, OutStream, RequestBody};
+use super::transport::status_error;
 use super::{LogLevel, Shared, StreamState, Wire};
-use crate::codec::{Incoming, OutRequest, Payload, ZerobusCodec};
+use crate::codec::{Incoming, OutRequest, Payload};
 use crate::error::{ErrorCode, Result, ZerobusError};
 use crate::proto::{ephemeral_stream_request, CreateIngestStreamRequest, EphemeralStreamRequest};
 
@@ -213,7 +214,7 @@ fn abandon(shared: &Arc<Shared>) -> bool {
 type Responses = tonic::Streaming<Incoming>;
 
 /// Resets the gRPC call (HTTP/2 RST_STREAM) when dropped, unless it ended cleanly.
-struct CancelOnDrop(Option<tonic::CancellationHandle>);
+struct CancelOnDrop(Option<Arc<Cancel>>);
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
@@ -304,9 +305,10 @@ async fn open_within(shared: &Arc<Shared>, stage: &AtomicU8, refused_headers: &R
         ),
     };
     let out = OutStream { shared: shared.clone(), generation, create: Some(create), buf: VecDeque::new() };
-    let mut request = tonic::Request::new(out);
-    let cancel = CancelOnDrop(Some(request.cancellation_handle()));
-    let md = request.metadata_mut();
+    let cancel = Arc::new(Cancel::default());
+    let body = RequestBody::new(out, cancel.clone());
+    let cancel = CancelOnDrop(Some(cancel));
+    let mut md = MetadataMap::new();
     for (k, v) in headers.iter() {
         let key = MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())
             .map_err(|_| ZerobusError::invalid(format!("invalid header name {k:?}")))?;
@@ -317,17 +319,16 @@ async fn open_within(shared: &Arc<Shared>, stage: &AtomicU8, refused_headers: &R
         .map_err(|_| ZerobusError::invalid("table name is not a valid header value"))?;
     md.insert("x-databricks-zerobus-table-name", table);
 
-    let mut grpc = tonic::client::Grpc::new(shared.channel.clone());
-    grpc.ready().await.map_err(|e| connect_error(&e))?;
+    let mut channel = shared.channel.clone();
+    call::ready(&mut channel).await?;
     stage.store(2, Ordering::Relaxed);
-    let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
     let refused = |s: &tonic::Status| {
         if s.code() == tonic::Code::Unauthenticated {
             *refused_headers.lock().unwrap_or_else(|p| p.into_inner()) = Some(headers.clone());
         }
         status_error(s)
     };
-    let mut responses = grpc.streaming(request, path, ZerobusCodec { flight }).await.map_err(|s| refused(&s))?.into_inner();
+    let mut responses = call::start(&mut channel, path, md, body, flight).await.map_err(|s| refused(&s))?;
     let stream_id = match responses.message().await {
         Ok(Some(Incoming::Created(id))) => id.unwrap_or_default(),
         Ok(Some(other)) => {
