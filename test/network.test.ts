@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { makeTable, vectorFromArray, Int32, Utf8 } from "apache-arrow";
+import { Table, vectorFromArray, Int32, Utf8 } from "apache-arrow";
 import { startLocalServer, ZerobusError, ZerobusSdk, type LocalServer } from "../src/index";
 import { privateCa, startConnectProxy, type ConnectProxy } from "./net-helpers";
 import { FAST, TABLE } from "./helpers";
@@ -112,7 +112,7 @@ describe("large records over TLS (sent from the caller's memory, encrypted once)
     await tls.addTable(arrow);
     await tls.addFault({ table: arrow, dropAfterRecords: 3 });
     const batch = (from: number) =>
-      makeTable({
+      new Table({
         id: vectorFromArray(Array.from({ length: 1000 }, (_, k) => from + k), new Int32()),
         name: vectorFromArray(Array.from({ length: 1000 }, (_, k) => `${from + k}`.padEnd(400, ".")), new Utf8()),
       });
