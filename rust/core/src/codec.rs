@@ -8,11 +8,11 @@ use bytes::{BufMut, Bytes, BytesMut};
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
 use prost::Message;
 use std::collections::VecDeque;
-use std::sync::Arc;
 use tonic::codec::{DecodeBuf, Decoder};
 use tonic::Status;
 
 use crate::arrow::ArrowPayload;
+pub use crate::batch::Batch;
 use crate::proto::{ephemeral_stream_response, EphemeralStreamRequest, EphemeralStreamResponse};
 
 /// Records of one request. Cloning is O(1) (refcounts only).
@@ -20,8 +20,8 @@ use crate::proto::{ephemeral_stream_response, EphemeralStreamRequest, EphemeralS
 pub enum Payload {
     Proto(Bytes),
     Json(Bytes),
-    ProtoBatch(Arc<[Bytes]>),
-    JsonBatch(Arc<[Bytes]>),
+    ProtoBatch(Batch),
+    JsonBatch(Batch),
     /// One Arrow record batch (with the dictionaries it needs) as IPC messages.
     Arrow(ArrowPayload),
 }
@@ -38,7 +38,7 @@ impl Payload {
     pub fn byte_len(&self) -> usize {
         match self {
             Payload::Proto(b) | Payload::Json(b) => b.len(),
-            Payload::ProtoBatch(r) | Payload::JsonBatch(r) => r.iter().map(Bytes::len).sum(),
+            Payload::ProtoBatch(r) | Payload::JsonBatch(r) => r.byte_len(),
             Payload::Arrow(a) => a.byte_len(),
         }
     }
@@ -48,8 +48,8 @@ impl Payload {
         match self {
             Payload::Proto(b) => Payload::Proto(copy(b)),
             Payload::Json(b) => Payload::Json(copy(b)),
-            Payload::ProtoBatch(r) => Payload::ProtoBatch(r.iter().map(copy).collect()),
-            Payload::JsonBatch(r) => Payload::JsonBatch(r.iter().map(copy).collect()),
+            Payload::ProtoBatch(r) => Payload::ProtoBatch(r.copied()),
+            Payload::JsonBatch(r) => Payload::JsonBatch(r.copied()),
             Payload::Arrow(a) => Payload::Arrow(ArrowPayload {
                 messages: a
                     .messages
@@ -61,12 +61,21 @@ impl Payload {
         }
     }
 
-    /// Every record of a protobuf / JSON request, in order (empty for Arrow).
-    pub fn records(&self) -> &[Bytes] {
+    /// Every record of a protobuf / JSON request, in order (empty for Arrow), borrowed.
+    pub fn record_slices(&self) -> crate::batch::Slices<'_> {
         match self {
-            Payload::Proto(b) | Payload::Json(b) => std::slice::from_ref(b),
-            Payload::ProtoBatch(r) | Payload::JsonBatch(r) => r,
-            Payload::Arrow(_) => &[],
+            Payload::Proto(b) | Payload::Json(b) => crate::batch::Slices::Handles(std::slice::from_ref(b).iter()),
+            Payload::ProtoBatch(r) | Payload::JsonBatch(r) => r.slices(),
+            Payload::Arrow(_) => crate::batch::Slices::Handles([].iter()),
+        }
+    }
+
+    /// Every record of a protobuf / JSON request, in order (empty for Arrow), as handles.
+    pub fn records(&self) -> Vec<Bytes> {
+        match self {
+            Payload::Proto(b) | Payload::Json(b) => vec![b.clone()],
+            Payload::ProtoBatch(r) | Payload::JsonBatch(r) => r.to_vec(),
+            Payload::Arrow(_) => Vec::new(),
         }
     }
 }
@@ -226,16 +235,21 @@ impl OutRequest {
                     Payload::ProtoBatch(recs) | Payload::JsonBatch(recs) => {
                         // IngestRecordBatchRequest { 1: offset_id, 2|3: { repeated 1: record } }
                         let tag = if matches!(payload, Payload::ProtoBatch(_)) { 2 } else { 3 };
-                        let list: usize = recs.iter().map(|r| len_delimited_len(1, r.len())).sum();
+                        let list = recs.list_len();
                         let inner = offset_len + len_delimited_len(tag, list);
                         out.prefix(len_delimited_len(REQ_INGEST_BATCH, inner))?;
                         put_len_delimited_header(REQ_INGEST_BATCH, inner, &mut out.buf);
                         encode_key(1, WireType::Varint, &mut out.buf);
                         encode_varint(*offset as u64, &mut out.buf);
                         put_len_delimited_header(tag, list, &mut out.buf);
-                        for r in recs.iter() {
-                            put_len_delimited_header(1, r.len(), &mut out.buf);
-                            out.body(r);
+                        match recs {
+                            Batch::Handles(recs) => {
+                                for r in recs.iter() {
+                                    put_len_delimited_header(1, r.len(), &mut out.buf);
+                                    out.body(r);
+                                }
+                            }
+                            Batch::Packed { list, .. } => out.body(list),
                         }
                     }
                     Payload::Arrow(_) => unreachable!("Arrow payloads are sent as FlightData messages"),
@@ -300,6 +314,7 @@ impl Decoder for ResponseDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
     use crate::proto::{ephemeral_stream_request, ingest_record_batch_request, ingest_record_request};
 
     /// The chunks of `reqs` and the gRPC messages they hold (prefixes checked and stripped).
@@ -402,15 +417,22 @@ mod tests {
     #[test]
     fn batches_match_prost() {
         let recs: Arc<[Bytes]> = vec![Bytes::from_static(b"{}"), Bytes::from(vec![b'x'; 200])].into();
-        let j = roundtrip(&OutRequest::Records { offset: 7, payload: Payload::JsonBatch(recs.clone()) });
+        let j = roundtrip(&OutRequest::Records { offset: 7, payload: Payload::JsonBatch(recs.clone().into()) });
         let Some(ephemeral_stream_request::Payload::IngestRecordBatch(b)) = j.payload else { panic!() };
         assert_eq!(b.offset_id, Some(7));
         let Some(ingest_record_batch_request::Batch::JsonBatch(jb)) = b.batch else { panic!() };
         assert_eq!(jb.records.len(), 2);
         assert_eq!(jb.records[1].len(), 200);
-        let p = roundtrip(&OutRequest::Records { offset: 8, payload: Payload::ProtoBatch(recs) });
+        let p = roundtrip(&OutRequest::Records { offset: 8, payload: Payload::ProtoBatch(recs.clone().into()) });
         let Some(ephemeral_stream_request::Payload::IngestRecordBatch(b)) = p.payload else { panic!() };
         let Some(ingest_record_batch_request::Batch::ProtoEncodedBatch(pb)) = b.batch else { panic!() };
         assert_eq!(pb.records[0], Bytes::from_static(b"{}"));
+        // Packed, the same records encode to the same bytes.
+        let packed = Batch::packed(recs.iter().map(|r| &r[..]));
+        for (h, p) in [(Payload::ProtoBatch(recs.clone().into()), Payload::ProtoBatch(packed.clone())), (Payload::JsonBatch(recs.into()), Payload::JsonBatch(packed))] {
+            let a = encode(&[OutRequest::Records { offset: 9, payload: h }]).1;
+            let b = encode(&[OutRequest::Records { offset: 9, payload: p }]).1;
+            assert_eq!(a, b);
+        }
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod arrow;
 pub mod auth;
+pub mod batch;
 pub mod codec;
 pub mod error;
 pub mod net;
@@ -44,6 +45,7 @@ pub use auth::{Headers, HeadersProvider};
 pub use arrow_array::RecordBatch;
 pub use arrow_schema::Schema as ArrowSchema;
 pub use bytes::Bytes;
+pub use batch::Batch;
 pub use codec::Payload;
 pub use error::{ErrorCode, Result, ZerobusError};
 pub use proto::RecordType;

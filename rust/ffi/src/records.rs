@@ -5,7 +5,7 @@ use std::ffi::c_void;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use zerobus_core::ZerobusError;
+use zerobus_core::{Batch, ZerobusError};
 
 use crate::sink::{is_sink_release, SinkQueue};
 use crate::slice;
@@ -110,13 +110,13 @@ pub(crate) unsafe fn bytes_single(ptr: *const u8, len: usize, release: Option<Re
 }
 
 /// Records of a batch: `count` pointers (64-bit each) and `count` 32-bit lengths, sharing one
-/// release.
+/// release. With no release the records are copied now, packed into one buffer.
 pub(crate) unsafe fn bytes_batch(
     ptrs: *const *const u8,
     lens: *const u32,
     count: usize,
     release: Option<Release>,
-) -> Result<Vec<Bytes>, ZerobusError> {
+) -> Result<Batch, ZerobusError> {
     non_empty(count)?;
     if ptrs.is_null() || lens.is_null() {
         return Err(ZerobusError::invalid(format!("records and lens must not be NULL (count is {count})")));
@@ -127,25 +127,28 @@ pub(crate) unsafe fn bytes_batch(
         return Err(null_data(&format!("record {i} of the batch"), lens[i] as usize));
     }
     Ok(match release {
-        None => ptrs.iter().zip(lens).map(|(p, l)| copied(slice(*p, *l as usize))).collect(),
+        None => Batch::packed(ptrs.iter().zip(lens).map(|(p, l)| slice(*p, *l as usize))),
         Some(r) => {
             let rel = Arc::new(r);
-            ptrs.iter()
+            let handles: Vec<Bytes> = ptrs
+                .iter()
                 .zip(lens)
                 .map(|(p, l)| Bytes::from_owner(Borrowed { ptr: *p, len: *l as usize, _release: rel.clone() }))
-                .collect()
+                .collect();
+            handles.into()
         }
     })
 }
 
-/// Records packed back to back in one buffer, with `count` 32-bit lengths; one release.
+/// Records packed back to back in one buffer, with `count` 32-bit lengths; one release. With no
+/// release the records are copied now (into a packed batch).
 pub(crate) unsafe fn bytes_packed(
     data: *const u8,
     len: usize,
     lens: *const u32,
     count: usize,
     release: Option<Release>,
-) -> Result<Vec<Bytes>, ZerobusError> {
+) -> Result<Batch, ZerobusError> {
     non_empty(count)?;
     if lens.is_null() {
         return Err(ZerobusError::invalid(format!("lens must not be NULL (count is {count})")));
@@ -157,16 +160,25 @@ pub(crate) unsafe fn bytes_packed(
             "packed record lengths add up to {total} bytes but the buffer has {len}"
         )));
     }
-    let whole = bytes_single(data, len, release)?;
+    if data.is_null() && len > 0 {
+        return Err(null_data("data", len));
+    }
+    let Some(release) = release else {
+        return Ok(Batch::packed(cut(slice(data, len), lens)));
+    };
+    let whole = bytes_single(data, len, Some(release))?;
+    let handles: Vec<Bytes> = cut(&whole, lens).map(|r| whole.slice_ref(r)).collect();
+    Ok(handles.into())
+}
+
+/// `whole` cut into records of `lens` bytes (which add up to its length).
+fn cut<'a>(whole: &'a [u8], lens: &'a [u32]) -> impl Iterator<Item = &'a [u8]> + Clone + 'a {
     let mut at = 0usize;
-    Ok(lens
-        .iter()
-        .map(|l| {
-            let b = whole.slice(at..at + *l as usize);
-            at += *l as usize;
-            b
-        })
-        .collect())
+    lens.iter().map(move |l| {
+        let r = &whole[at..at + *l as usize];
+        at += *l as usize;
+        r
+    })
 }
 
 #[cfg(test)]
@@ -226,18 +238,23 @@ mod tests {
             let r = std::panic::catch_unwind(|| unsafe { bytes_packed(data.as_ptr(), len, lens_ptr, lens.len(), rel(&RELEASED)) });
             calls += 1;
             let r = r.unwrap_or_else(|_| panic!("panic at iteration {it} (seed {seed})"));
-            match r {
-                Ok(parts) => {
-                    assert_eq!(parts.len(), lens.len(), "seed {seed} iteration {it}");
-                    let mut at = 0;
-                    for (p, l) in parts.iter().zip(&lens) {
-                        assert_eq!(p.len(), *l as usize);
-                        assert_eq!(&p[..], &data[at..at + p.len()]);
-                        at += p.len();
+            // Without a release the records are copied into a packed batch: the same outcome.
+            let copied = std::panic::catch_unwind(|| unsafe { bytes_packed(data.as_ptr(), len, lens_ptr, lens.len(), None) })
+                .unwrap_or_else(|_| panic!("panic at iteration {it} (seed {seed}, copying)"));
+            for r in [r, copied] {
+                match r {
+                    Ok(parts) => {
+                        assert_eq!(parts.len(), lens.len(), "seed {seed} iteration {it}");
+                        let mut at = 0;
+                        for (p, l) in parts.slices().zip(&lens) {
+                            assert_eq!(p.len(), *l as usize);
+                            assert_eq!(p, &data[at..at + p.len()]);
+                            at += p.len();
+                        }
+                        assert_eq!(at, len);
                     }
-                    assert_eq!(at, len);
+                    Err(e) => assert_eq!(e.code, zerobus_core::ErrorCode::InvalidArgument, "seed {seed} iteration {it}: {e}"),
                 }
-                Err(e) => assert_eq!(e.code, zerobus_core::ErrorCode::InvalidArgument, "seed {seed} iteration {it}: {e}"),
             }
         }
         assert_eq!(RELEASED.load(Ordering::SeqCst), calls, "every call releases exactly once, success or not");
@@ -289,7 +306,7 @@ mod tests {
             assert!(bytes_batch(std::ptr::null(), [1u32].as_ptr(), 1, rel()).is_err());
             let p = [std::ptr::null::<u8>()];
             assert!(bytes_batch(p.as_ptr(), [3u32].as_ptr(), 1, rel()).is_err());
-            assert!(bytes_batch(p.as_ptr(), [0u32].as_ptr(), 1, rel()).unwrap()[0].is_empty());
+            assert!(bytes_batch(p.as_ptr(), [0u32].as_ptr(), 1, rel()).unwrap().to_vec()[0].is_empty());
             assert!(bytes_packed(std::ptr::null(), 0, std::ptr::null(), 0, rel()).is_err());
             assert!(bytes_packed(std::ptr::null(), 5, [5u32].as_ptr(), 1, rel()).is_err());
             assert!(bytes_single(std::ptr::null(), 1, rel()).is_err());

@@ -502,7 +502,7 @@ pub unsafe extern "C" fn zerobus_stream_unacked(s: *const ZerobusStreamHandle, b
                     let kind: u32 = if matches!(payload, Payload::ProtoBatch(_) | Payload::JsonBatch(_)) { 1 } else { 0 };
                     out.extend_from_slice(&kind.to_le_bytes());
                     out.extend_from_slice(&(records.len() as u32).to_le_bytes());
-                    for r in records {
+                    for r in &records {
                         item(&mut out, r);
                     }
                 }
@@ -603,7 +603,7 @@ pub unsafe extern "C" fn zerobus_ingest_proto_bytes_batch(
     ctx: *mut c_void,
 ) -> i64 {
     guard(-(ErrorCode::Internal as i64), || {
-        push(s, release, ctx, |r| Ok(Payload::ProtoBatch(bytes_batch(records, lens, count, r)?.into())))
+        push(s, release, ctx, |r| Ok(Payload::ProtoBatch(bytes_batch(records, lens, count, r)?)))
     })
 }
 
@@ -618,7 +618,7 @@ pub unsafe extern "C" fn zerobus_ingest_json_bytes_batch(
     ctx: *mut c_void,
 ) -> i64 {
     guard(-(ErrorCode::Internal as i64), || {
-        push(s, release, ctx, |r| Ok(Payload::JsonBatch(bytes_batch(records, lens, count, r)?.into())))
+        push(s, release, ctx, |r| Ok(Payload::JsonBatch(bytes_batch(records, lens, count, r)?)))
     })
 }
 
@@ -634,7 +634,7 @@ pub unsafe extern "C" fn zerobus_ingest_proto_bytes_packed(
     ctx: *mut c_void,
 ) -> i64 {
     guard(-(ErrorCode::Internal as i64), || {
-        push(s, release, ctx, |r| Ok(Payload::ProtoBatch(bytes_packed(data, len, lens, count, r)?.into())))
+        push(s, release, ctx, |r| Ok(Payload::ProtoBatch(bytes_packed(data, len, lens, count, r)?)))
     })
 }
 
@@ -650,7 +650,7 @@ pub unsafe extern "C" fn zerobus_ingest_json_bytes_packed(
     ctx: *mut c_void,
 ) -> i64 {
     guard(-(ErrorCode::Internal as i64), || {
-        push(s, release, ctx, |r| Ok(Payload::JsonBatch(bytes_packed(data, len, lens, count, r)?.into())))
+        push(s, release, ctx, |r| Ok(Payload::JsonBatch(bytes_packed(data, len, lens, count, r)?)))
     })
 }
 

@@ -26,7 +26,7 @@ use tokio::sync::{watch, Notify};
 use tonic::transport::Channel;
 
 use crate::auth::SharedHeadersProvider;
-use crate::codec::Payload;
+use crate::codec::{Batch, Payload};
 use crate::error::{ErrorCode, Result, ZerobusError};
 use crate::proto::RecordType;
 use landing::State;
@@ -436,12 +436,12 @@ impl ZerobusStream {
         }
         let max = self.shared.opts.max_record_bytes;
         let fit = self.shared.opts.message_limit(false).saturating_sub(options::MESSAGE_OVERHEAD + options::PER_RECORD_OVERHEAD);
-        let records = payload.records();
-        if records.is_empty() {
+        let count = payload.record_count();
+        if count == 0 {
             return Err(ZerobusError::invalid("a batch needs at least one record"));
         }
-        for (i, r) in records.iter().enumerate() {
-            let which = || if records.len() > 1 { format!(" {i} of the batch") } else { String::new() };
+        for (i, r) in payload.record_slices().enumerate() {
+            let which = || if count > 1 { format!(" {i} of the batch") } else { String::new() };
             if r.len() > max {
                 return Err(ZerobusError::invalid(format!(
                     "record{} is {} bytes, more than max_record_bytes ({max})",
@@ -655,8 +655,8 @@ impl ZerobusStream {
 }
 
 /// An upper bound of the encoded size of one batch request holding `records`.
-fn batch_message_len(records: &[Bytes]) -> usize {
-    records.iter().map(|r| r.len() + options::PER_RECORD_OVERHEAD).sum::<usize>() + options::MESSAGE_OVERHEAD
+fn batch_message_len(records: &Batch) -> usize {
+    records.byte_len() + records.len() * options::PER_RECORD_OVERHEAD + options::MESSAGE_OVERHEAD
 }
 
 /// Cuts a JSON/protobuf batch into consecutive batches whose messages fit in `limit` (each

@@ -1,0 +1,151 @@
+//! The records of one protobuf / JSON batch request, in one of two forms:
+//! - handles: one `Bytes` per record (the caller's memory used in place, or its own copies);
+//! - packed: records copied into one buffer already in wire form, the `repeated bytes records = 1`
+//!   entries of `ProtoEncodedRecordBatch` / `JsonRecordBatch` (key, length, bytes, back to back).
+//!   Small records copied at ingest take this form: one allocation and one handle per batch, and
+//!   the encoder sends the list as one piece instead of writing a header per record.
+
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes};
+use prost::encoding::{decode_varint, encode_varint, encoded_len_varint};
+
+/// The key of field 1, length-delimited.
+const ENTRY_KEY: u8 = 0x0a;
+
+#[derive(Clone, Debug)]
+pub enum Batch {
+    Handles(Arc<[Bytes]>),
+    Packed { list: Bytes, count: usize, bytes: usize },
+}
+
+impl From<Vec<Bytes>> for Batch {
+    fn from(v: Vec<Bytes>) -> Self {
+        Batch::Handles(v.into())
+    }
+}
+
+impl From<Arc<[Bytes]>> for Batch {
+    fn from(v: Arc<[Bytes]>) -> Self {
+        Batch::Handles(v)
+    }
+}
+
+/// Bytes of one list entry holding a record of `len` bytes.
+pub fn entry_len(len: usize) -> usize {
+    1 + encoded_len_varint(len as u64) + len
+}
+
+impl Batch {
+    /// Copies `records` into one packed buffer.
+    pub fn packed<'a>(records: impl Iterator<Item = &'a [u8]> + Clone) -> Batch {
+        let (mut count, mut bytes, mut size) = (0, 0, 0);
+        for r in records.clone() {
+            count += 1;
+            bytes += r.len();
+            size += entry_len(r.len());
+        }
+        let mut list = Vec::with_capacity(size);
+        for r in records {
+            list.put_u8(ENTRY_KEY);
+            encode_varint(r.len() as u64, &mut list);
+            list.extend_from_slice(r);
+        }
+        Batch::Packed { list: Bytes::from(list), count, bytes }
+    }
+
+    /// Records in the batch.
+    pub fn len(&self) -> usize {
+        match self {
+            Batch::Handles(r) => r.len(),
+            Batch::Packed { count, .. } => *count,
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Record bytes (without the list's keys and lengths).
+    pub fn byte_len(&self) -> usize {
+        match self {
+            Batch::Handles(r) => r.iter().map(Bytes::len).sum(),
+            Batch::Packed { bytes, .. } => *bytes,
+        }
+    }
+    /// Bytes of the encoded list.
+    pub fn list_len(&self) -> usize {
+        match self {
+            Batch::Handles(r) => r.iter().map(|b| entry_len(b.len())).sum(),
+            Batch::Packed { list, .. } => list.len(),
+        }
+    }
+    /// The records, in order, borrowed.
+    pub fn slices(&self) -> Slices<'_> {
+        match self {
+            Batch::Handles(r) => Slices::Handles(r.iter()),
+            Batch::Packed { list, .. } => Slices::Packed(list),
+        }
+    }
+    /// The records as handles (slices of the packed buffer: no copy).
+    pub fn to_vec(&self) -> Vec<Bytes> {
+        match self {
+            Batch::Handles(r) => r.to_vec(),
+            Batch::Packed { list, .. } => self.slices().map(|s| list.slice_ref(s)).collect(),
+        }
+    }
+    /// The same records in memory of their own.
+    pub fn copied(&self) -> Batch {
+        match self {
+            Batch::Handles(r) => Batch::Handles(r.iter().map(|b| Bytes::copy_from_slice(b)).collect()),
+            Batch::Packed { list, count, bytes } => Batch::Packed { list: Bytes::copy_from_slice(list), count: *count, bytes: *bytes },
+        }
+    }
+}
+
+/// Iterator over a batch's records.
+pub enum Slices<'a> {
+    Handles(std::slice::Iter<'a, Bytes>),
+    Packed(&'a [u8]),
+}
+
+impl<'a> Iterator for Slices<'a> {
+    type Item = &'a [u8];
+    fn next(&mut self) -> Option<&'a [u8]> {
+        match self {
+            Slices::Handles(it) => it.next().map(|b| &b[..]),
+            Slices::Packed(rest) => {
+                let (&key, mut tail) = rest.split_first()?;
+                debug_assert_eq!(key, ENTRY_KEY);
+                // Built by `Batch::packed`: well formed by construction.
+                let len = decode_varint(&mut tail).expect("packed batch entry length") as usize;
+                let (record, after) = tail.split_at(len);
+                *rest = after;
+                Some(record)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_batches_hold_the_records_in_wire_form() {
+        let records: Vec<Vec<u8>> = vec![vec![], b"a".to_vec(), vec![b'x'; 127], vec![b'y'; 128], vec![b'z'; 70_000]];
+        let b = Batch::packed(records.iter().map(|r| &r[..]));
+        assert_eq!(b.len(), 5);
+        assert_eq!(b.byte_len(), 1 + 127 + 128 + 70_000);
+        let Batch::Packed { list, .. } = &b else { panic!() };
+        assert_eq!(&list[..4], &[0x0a, 0x00, 0x0a, 0x01]);
+        assert_eq!(b.list_len(), records.iter().map(|r| entry_len(r.len())).sum::<usize>());
+        let back: Vec<Vec<u8>> = b.slices().map(<[u8]>::to_vec).collect();
+        assert_eq!(back, records);
+        let handles = b.to_vec();
+        assert_eq!(handles.iter().map(|h| h.to_vec()).collect::<Vec<_>>(), records);
+        assert!(std::ptr::eq(handles[4].as_ptr(), b.slices().nth(4).unwrap().as_ptr()), "handles share the packed buffer");
+        // The handle form encodes to the same list.
+        let h = Batch::from(records.iter().map(|r| Bytes::from(r.clone())).collect::<Vec<_>>());
+        assert_eq!(h.list_len(), b.list_len());
+        assert_eq!(b.copied().to_vec(), handles);
+    }
+}
