@@ -16,7 +16,22 @@ const ENTRY_KEY: u8 = 0x0a;
 #[derive(Clone, Debug)]
 pub enum Batch {
     Handles(Arc<[Bytes]>),
-    Packed { list: Bytes, count: usize, bytes: usize },
+    Packed(Packed),
+}
+
+/// Records packed in wire form; only [`Batch::packed`] makes one, so the list is well formed.
+#[derive(Clone, Debug)]
+pub struct Packed {
+    list: Bytes,
+    count: usize,
+    bytes: usize,
+}
+
+impl Packed {
+    /// The encoded list: key, length and bytes of each record, back to back.
+    pub fn list(&self) -> &Bytes {
+        &self.list
+    }
 }
 
 impl From<Vec<Bytes>> for Batch {
@@ -51,14 +66,14 @@ impl Batch {
             encode_varint(r.len() as u64, &mut list);
             list.extend_from_slice(r);
         }
-        Batch::Packed { list: Bytes::from(list), count, bytes }
+        Batch::Packed(Packed { list: Bytes::from(list), count, bytes })
     }
 
     /// Records in the batch.
     pub fn len(&self) -> usize {
         match self {
             Batch::Handles(r) => r.len(),
-            Batch::Packed { count, .. } => *count,
+            Batch::Packed(p) => p.count,
         }
     }
     pub fn is_empty(&self) -> bool {
@@ -68,35 +83,62 @@ impl Batch {
     pub fn byte_len(&self) -> usize {
         match self {
             Batch::Handles(r) => r.iter().map(Bytes::len).sum(),
-            Batch::Packed { bytes, .. } => *bytes,
+            Batch::Packed(p) => p.bytes,
         }
     }
     /// Bytes of the encoded list.
     pub fn list_len(&self) -> usize {
         match self {
             Batch::Handles(r) => r.iter().map(|b| entry_len(b.len())).sum(),
-            Batch::Packed { list, .. } => list.len(),
+            Batch::Packed(p) => p.list.len(),
         }
     }
     /// The records, in order, borrowed.
     pub fn slices(&self) -> Slices<'_> {
         match self {
             Batch::Handles(r) => Slices::Handles(r.iter()),
-            Batch::Packed { list, .. } => Slices::Packed(list),
+            Batch::Packed(p) => Slices::Packed(&p.list),
         }
     }
     /// The records as handles (slices of the packed buffer: no copy).
     pub fn to_vec(&self) -> Vec<Bytes> {
         match self {
             Batch::Handles(r) => r.to_vec(),
-            Batch::Packed { list, .. } => self.slices().map(|s| list.slice_ref(s)).collect(),
+            Batch::Packed(p) => self.slices().map(|s| p.list.slice_ref(s)).collect(),
         }
     }
+    /// Consecutive batches of the same records, each within `limit` bytes counting every record
+    /// as its length plus `per_record` (a record over that alone gets a batch of its own). A
+    /// packed batch is cut at record boundaries into slices of its list (no copy).
+    pub fn split(&self, limit: usize, per_record: usize) -> Vec<Batch> {
+        // (first record, the entries' byte range in the list, records, record bytes) per part
+        let mut parts: Vec<(usize, std::ops::Range<usize>, usize, usize)> = Vec::new();
+        let (mut first, mut start, mut at, mut size, mut bytes) = (0, 0, 0, 0, 0);
+        for (i, r) in self.slices().enumerate() {
+            let add = r.len() + per_record;
+            if i > first && size + add > limit {
+                parts.push((first, start..at, i - first, bytes));
+                (first, start, size, bytes) = (i, at, 0, 0);
+            }
+            size += add;
+            bytes += r.len();
+            at += entry_len(r.len());
+        }
+        parts.push((first, start..at, self.len() - first, bytes));
+        parts
+            .into_iter()
+            .map(|(first, range, count, bytes)| match self {
+                Batch::Handles(h) => Batch::Handles(h[first..first + count].into()),
+                Batch::Packed(p) => Batch::Packed(Packed { list: p.list.slice(range), count, bytes }),
+            })
+            .collect()
+    }
+
     /// The same records in memory of their own.
     pub fn copied(&self) -> Batch {
         match self {
             Batch::Handles(r) => Batch::Handles(r.iter().map(|b| Bytes::copy_from_slice(b)).collect()),
-            Batch::Packed { list, count, bytes } => Batch::Packed { list: Bytes::copy_from_slice(list), count: *count, bytes: *bytes },
+            Batch::Packed(p) => Batch::Packed(Packed { list: Bytes::copy_from_slice(&p.list), ..p.clone() }),
         }
     }
 }
@@ -135,8 +177,8 @@ mod tests {
         let b = Batch::packed(records.iter().map(|r| &r[..]));
         assert_eq!(b.len(), 5);
         assert_eq!(b.byte_len(), 1 + 127 + 128 + 70_000);
-        let Batch::Packed { list, .. } = &b else { panic!() };
-        assert_eq!(&list[..4], &[0x0a, 0x00, 0x0a, 0x01]);
+        let Batch::Packed(p) = &b else { panic!() };
+        assert_eq!(&p.list()[..4], &[0x0a, 0x00, 0x0a, 0x01]);
         assert_eq!(b.list_len(), records.iter().map(|r| entry_len(r.len())).sum::<usize>());
         let back: Vec<Vec<u8>> = b.slices().map(<[u8]>::to_vec).collect();
         assert_eq!(back, records);
@@ -147,5 +189,27 @@ mod tests {
         let h = Batch::from(records.iter().map(|r| Bytes::from(r.clone())).collect::<Vec<_>>());
         assert_eq!(h.list_len(), b.list_len());
         assert_eq!(b.copied().to_vec(), handles);
+    }
+
+    #[test]
+    fn splitting_cuts_at_record_boundaries_in_both_forms() {
+        let records: Vec<Bytes> = (0..50u8).map(|i| Bytes::from(vec![i; 10 + 7 * i as usize])).collect();
+        for batch in [Batch::from(records.clone()), Batch::packed(records.iter().map(|r| &r[..]))] {
+            let parts = batch.split(400, 8);
+            assert!(parts.len() > 5);
+            let mut all = Vec::new();
+            for p in &parts {
+                let size: usize = p.slices().map(|r| r.len() + 8).sum();
+                assert!(size <= 400 || p.len() == 1, "a part of {size} bytes");
+                assert_eq!(p.byte_len(), p.slices().map(<[u8]>::len).sum::<usize>());
+                assert_eq!(p.list_len(), p.slices().map(|r| entry_len(r.len())).sum::<usize>());
+                assert_eq!(matches!(p, Batch::Packed(_)), matches!(batch, Batch::Packed(_)));
+                all.extend(p.to_vec());
+            }
+            assert_eq!(all, records);
+        }
+        // A record over the limit travels alone.
+        let big = Batch::from(vec![Bytes::from(vec![1u8; 10]), Bytes::from(vec![2u8; 500]), Bytes::from(vec![3u8; 10])]);
+        assert_eq!(big.split(100, 8).iter().map(Batch::len).collect::<Vec<_>>(), vec![1, 1, 1]);
     }
 }

@@ -115,8 +115,12 @@ const REQ_INGEST_BATCH: u32 = 3;
 pub const ZERO_COPY_MIN: usize = 64 * 1024;
 /// Gathered bytes at which [`Frames`] is handed on without waiting for more messages.
 pub const GATHER_LIMIT: usize = 1024 * 1024;
-/// The gRPC message prefix: compression flag (0) and big-endian length.
-const PREFIX_LEN: usize = 5;
+/// The gather buffer's allocations. Bytes gathered are never moved: when the buffer is full, what
+/// it holds becomes a chunk and the next bytes go to a new allocation (a growing buffer would copy
+/// small records a second time).
+const GATHER_ALLOC: usize = 256 * 1024;
+/// Room kept for the field headers written between two records (each at most 11 bytes).
+const HEADER_ROOM: usize = 64;
 
 fn len_delimited_len(tag: u32, len: usize) -> usize {
     key_len(tag) + encoded_len_varint(len as u64) + len
@@ -138,7 +142,7 @@ pub struct Frames {
 
 impl Default for Frames {
     fn default() -> Self {
-        Frames { buf: BytesMut::with_capacity(256 * 1024), queue: VecDeque::new(), queued: 0 }
+        Frames { buf: BytesMut::new(), queue: VecDeque::new(), queued: 0 }
     }
 }
 
@@ -165,12 +169,24 @@ impl Frames {
             self.queue.push_back(b);
         }
     }
+    /// The gather buffer with room for `n` more bytes, without moving what it holds.
+    fn room(&mut self, n: usize) -> &mut BytesMut {
+        if self.buf.capacity() - self.buf.len() < n {
+            self.seal();
+            self.buf.reserve(n.max(GATHER_ALLOC));
+        }
+        &mut self.buf
+    }
+    /// The gather buffer, for field headers (at most [`HEADER_ROOM`] bytes at a time).
+    fn header(&mut self) -> &mut BytesMut {
+        self.room(HEADER_ROOM)
+    }
     /// Starts a message of `len` protobuf bytes.
     fn prefix(&mut self, len: usize) -> Result<(), Status> {
         let len = u32::try_from(len).map_err(|_| Status::resource_exhausted(format!("a request of {len} bytes is too large for gRPC")))?;
-        self.buf.reserve(PREFIX_LEN + 32);
-        self.buf.put_u8(0);
-        self.buf.put_u32(len);
+        let buf = self.header();
+        buf.put_u8(0);
+        buf.put_u32(len);
         Ok(())
     }
     /// Record bytes: large ones as their own chunk, small ones copied.
@@ -180,7 +196,7 @@ impl Frames {
             self.queued += b.len();
             self.queue.push_back(b.clone());
         } else {
-            self.buf.extend_from_slice(b);
+            self.room(b.len()).extend_from_slice(b);
         }
     }
 }
@@ -192,12 +208,12 @@ impl OutRequest {
         match self {
             OutRequest::Create(m) => {
                 out.prefix(m.encoded_len())?;
-                m.encode_raw(&mut out.buf);
+                m.encode_raw(out.room(m.encoded_len()));
             }
             OutRequest::FlightStart { schema } => {
                 // FlightData { 2: data_header }
                 out.prefix(len_delimited_len(2, schema.len()))?;
-                put_len_delimited_header(2, schema.len(), &mut out.buf);
+                put_len_delimited_header(2, schema.len(), out.header());
                 out.body(schema);
             }
             OutRequest::FlightData { header, body, offset } => {
@@ -207,14 +223,14 @@ impl OutRequest {
                     + meta.as_ref().map_or(0, |m| len_delimited_len(3, m.len()))
                     + if body.is_empty() { 0 } else { len_delimited_len(1000, body.len()) };
                 out.prefix(len)?;
-                put_len_delimited_header(2, header.len(), &mut out.buf);
+                put_len_delimited_header(2, header.len(), out.header());
                 out.body(header);
                 if let Some(m) = meta {
-                    put_len_delimited_header(3, m.len(), &mut out.buf);
-                    out.buf.extend_from_slice(m.as_bytes());
+                    put_len_delimited_header(3, m.len(), out.header());
+                    out.room(m.len()).extend_from_slice(m.as_bytes());
                 }
                 if !body.is_empty() {
-                    put_len_delimited_header(1000, body.len(), &mut out.buf);
+                    put_len_delimited_header(1000, body.len(), out.header());
                     out.body(body);
                 }
             }
@@ -226,10 +242,10 @@ impl OutRequest {
                         let tag = if matches!(payload, Payload::Proto(_)) { 2 } else { 3 };
                         let inner = offset_len + len_delimited_len(tag, b.len());
                         out.prefix(len_delimited_len(REQ_INGEST_RECORD, inner))?;
-                        put_len_delimited_header(REQ_INGEST_RECORD, inner, &mut out.buf);
-                        encode_key(1, WireType::Varint, &mut out.buf);
-                        encode_varint(*offset as u64, &mut out.buf);
-                        put_len_delimited_header(tag, b.len(), &mut out.buf);
+                        put_len_delimited_header(REQ_INGEST_RECORD, inner, out.header());
+                        encode_key(1, WireType::Varint, out.header());
+                        encode_varint(*offset as u64, out.header());
+                        put_len_delimited_header(tag, b.len(), out.header());
                         out.body(b);
                     }
                     Payload::ProtoBatch(recs) | Payload::JsonBatch(recs) => {
@@ -238,18 +254,18 @@ impl OutRequest {
                         let list = recs.list_len();
                         let inner = offset_len + len_delimited_len(tag, list);
                         out.prefix(len_delimited_len(REQ_INGEST_BATCH, inner))?;
-                        put_len_delimited_header(REQ_INGEST_BATCH, inner, &mut out.buf);
-                        encode_key(1, WireType::Varint, &mut out.buf);
-                        encode_varint(*offset as u64, &mut out.buf);
-                        put_len_delimited_header(tag, list, &mut out.buf);
+                        put_len_delimited_header(REQ_INGEST_BATCH, inner, out.header());
+                        encode_key(1, WireType::Varint, out.header());
+                        encode_varint(*offset as u64, out.header());
+                        put_len_delimited_header(tag, list, out.header());
                         match recs {
                             Batch::Handles(recs) => {
                                 for r in recs.iter() {
-                                    put_len_delimited_header(1, r.len(), &mut out.buf);
+                                    put_len_delimited_header(1, r.len(), out.header());
                                     out.body(r);
                                 }
                             }
-                            Batch::Packed { list, .. } => out.body(list),
+                            Batch::Packed(p) => out.body(p.list()),
                         }
                     }
                     Payload::Arrow(_) => unreachable!("Arrow payloads are sent as FlightData messages"),

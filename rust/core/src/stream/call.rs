@@ -14,8 +14,9 @@ use super::transport::connect_error;
 use crate::codec::{Incoming, ResponseDecoder};
 use crate::error::ZerobusError;
 
-/// Headers tonic keeps for itself (and drops from a request's metadata).
-const RESERVED: [&str; 6] = ["te", "user-agent", "content-type", "grpc-message", "grpc-message-type", "grpc-status"];
+/// Headers gRPC sets itself, dropped from a request's metadata as tonic does (a `user-agent` is
+/// kept: the channel appends its own to it).
+const RESERVED: [&str; 5] = ["te", "content-type", "grpc-message", "grpc-message-type", "grpc-status"];
 
 /// Waits until the channel can take a call (connecting if needed).
 pub(super) async fn ready(channel: &mut Channel) -> Result<(), ZerobusError> {
@@ -44,6 +45,10 @@ pub(super) async fn start(
     *request.headers_mut() = headers;
 
     let response = channel.call(request).await.map_err(|e| Status::from_error(Box::new(e)))?;
+    // Nothing but identity is offered (no grpc-accept-encoding), so nothing else is accepted.
+    if let Some(e) = response.headers().get("grpc-encoding").filter(|e| e.as_bytes() != b"identity") {
+        return Err(Status::unimplemented(format!("the server compressed its response ({e:?}), which this client does not ask for")));
+    }
     let decoder = ResponseDecoder { flight };
     match Status::from_header_map(response.headers()) {
         Some(s) if s.code() != Code::Ok => Err(s),

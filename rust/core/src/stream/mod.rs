@@ -1,7 +1,8 @@
 //! The ingestion stream: landing zone, sender, ack reader and recovery.
 //!
-//! Data path (no record byte is copied in user space: large records reach the socket or TLS
-//! from the caller's memory, small ones are copied once into the gathered HTTP/2 chunk):
+//! Data path (records of 64 KiB or more reach the socket, or the TLS encryption, from the
+//! caller's memory; smaller ones are copied once into the HTTP/2 chunk that gathers messages,
+//! after the copy at ingest that records of 1 KiB or less need):
 //! `ingest_*` pushes a [`Payload`] (`Bytes` handles) onto the landing zone ([`landing`]) under one
 //! short lock and wakes the sender only when it is idle. The sender ([`sender`], the HTTP/2
 //! request body of each call ([`call`])) takes entries in chunks, cloning handles (refcount
@@ -660,25 +661,15 @@ fn batch_message_len(records: &Batch) -> usize {
 }
 
 /// Cuts a JSON/protobuf batch into consecutive batches whose messages fit in `limit` (each
-/// record fits on its own: `check` refuses larger ones). Record handles are cloned, not copied.
+/// record fits on its own: `check` refuses larger ones). Records are not copied: handles are
+/// cloned, packed lists sliced.
 fn split_batch(payload: &Payload, limit: usize) -> Vec<Payload> {
-    let records = payload.records();
-    let make = |r: &[Bytes]| match payload {
-        Payload::JsonBatch(_) => Payload::JsonBatch(r.to_vec().into()),
-        _ => Payload::ProtoBatch(r.to_vec().into()),
-    };
-    let mut out = Vec::new();
-    let (mut start, mut size) = (0, options::MESSAGE_OVERHEAD);
-    for (i, r) in records.iter().enumerate() {
-        let add = r.len() + options::PER_RECORD_OVERHEAD;
-        if i > start && size + add > limit {
-            out.push(make(&records[start..i]));
-            (start, size) = (i, options::MESSAGE_OVERHEAD);
-        }
-        size += add;
+    let budget = limit.saturating_sub(options::MESSAGE_OVERHEAD);
+    match payload {
+        Payload::JsonBatch(b) => b.split(budget, options::PER_RECORD_OVERHEAD).into_iter().map(Payload::JsonBatch).collect(),
+        Payload::ProtoBatch(b) => b.split(budget, options::PER_RECORD_OVERHEAD).into_iter().map(Payload::ProtoBatch).collect(),
+        other => vec![other.clone()],
     }
-    out.push(make(&records[start..]));
-    out
 }
 
 fn validate(table: &TableProperties, wire: &Wire, opts: &StreamOptions) -> Result<()> {

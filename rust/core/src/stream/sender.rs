@@ -41,6 +41,15 @@ impl Cancel {
     }
 }
 
+/// The body's error once the call is cancelled. hyper resets the HTTP/2 stream with the reason
+/// found in the error's sources (INTERNAL_ERROR without one): CANCEL, as tonic's own cancellation
+/// does, so the server sees a cancelled call, not a failed one.
+fn abandoned() -> Status {
+    let mut s = Status::cancelled("the stream was abandoned");
+    s.set_source(Arc::new(h2::Error::from(h2::Reason::CANCEL)));
+    s
+}
+
 /// The request body of one call: the sender's requests as gRPC messages.
 pub(super) struct RequestBody {
     out: OutStream,
@@ -63,7 +72,7 @@ impl http_body::Body for RequestBody {
         let me = self.get_mut();
         me.cancel.waker.register(cx.waker());
         if me.cancel.cancelled.load(Ordering::Acquire) {
-            return Poll::Ready(Some(Err(Status::cancelled("the stream was abandoned"))));
+            return Poll::Ready(Some(Err(abandoned())));
         }
         // Gather what the sender has (up to GATHER_LIMIT), then hand on one chunk at a time.
         while !me.ended && me.frames.len() < GATHER_LIMIT {
@@ -137,5 +146,27 @@ fn push_flight(buf: &mut VecDeque<OutRequest>, a: &ArrowPayload, offset: i64) {
             body: m.body.clone(),
             offset: (i == last).then_some(offset),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_abandoned_call_is_reset_with_cancel() {
+        // hyper takes the RST_STREAM reason from the first h2::Error among the error's sources.
+        let s = abandoned();
+        assert_eq!(s.code(), tonic::Code::Cancelled);
+        let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&s);
+        let mut reason = None;
+        while let Some(e) = src {
+            if let Some(h) = e.downcast_ref::<h2::Error>() {
+                reason = h.reason();
+                break;
+            }
+            src = e.source();
+        }
+        assert_eq!(reason, Some(h2::Reason::CANCEL));
     }
 }
