@@ -1,7 +1,8 @@
 //! zerobus-core: a zero-copy Databricks Zerobus ingestion client.
 //!
-//! Records are `bytes::Bytes` from ingest to the gRPC encoder: the landing zone kept for retry,
-//! the sender and recovery replay all hold refcounted handles, never copies.
+//! Records are `bytes::Bytes` from ingest to the HTTP/2 layer: the landing zone kept for retry,
+//! the sender and recovery replay all hold refcounted handles, never copies, and records of
+//! 64 KiB or more are written to the socket from their own memory.
 
 pub mod arrow;
 pub mod auth;

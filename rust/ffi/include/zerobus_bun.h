@@ -36,7 +36,7 @@ typedef struct ZerobusSdk ZerobusSdk;
 
 /**
  * Opaque release sink. Its queue is never freed: records may be released into it long after
- * its streams and its handle are gone (an encoder still holding a copy), and a `'static` queue
+ * its streams and its handle are gone (the HTTP/2 layer still holding a record), and a `'static` queue
  * needs no reference count per record (one per realm: a few hundred bytes).
  */
 typedef struct ZerobusSink ZerobusSink;

@@ -12,7 +12,7 @@ use crate::guard;
 pub(crate) type SinkQueue = crossbeam_queue::SegQueue<u64>;
 
 /// Opaque release sink. Its queue is never freed: records may be released into it long after
-/// its streams and its handle are gone (an encoder still holding a copy), and a `'static` queue
+/// its streams and its handle are gone (the HTTP/2 layer still holding a record), and a `'static` queue
 /// needs no reference count per record (one per realm: a few hundred bytes).
 pub struct ZerobusSink {
     pub(crate) queue: &'static SinkQueue,
