@@ -389,6 +389,26 @@ mod tests {
         assert_eq!(pb.records, vec![small.clone(), big, small]);
     }
 
+    #[test]
+    fn gathered_bytes_are_never_moved() {
+        // A full gather buffer becomes a chunk and the next bytes go to a new one: what was
+        // written stays where it was (a growing buffer would copy it again).
+        let mut f = Frames::default();
+        let rec = Bytes::from(vec![5u8; 1000]);
+        let req = |offset| OutRequest::Records { offset, payload: Payload::Proto(rec.clone()) };
+        req(0).write(&mut f).unwrap();
+        let first = f.buf.as_ptr();
+        for i in 1..2000 {
+            req(i).write(&mut f).unwrap();
+        }
+        let chunks: Vec<Bytes> = std::iter::from_fn(|| f.next_chunk()).collect();
+        assert_eq!(chunks[0].as_ptr(), first, "the first message was moved");
+        assert!(chunks.len() >= 2_000_000 / GATHER_ALLOC, "{} chunks", chunks.len());
+        assert!(chunks.iter().all(|c| c.len() <= GATHER_ALLOC));
+        let (_, messages) = encode(&(0..2000).map(req).collect::<Vec<_>>());
+        assert_eq!(chunks.iter().map(Bytes::len).sum::<usize>(), messages.iter().map(|m| m.len() + 5).sum::<usize>());
+    }
+
     /// `FlightData` as the server reads it.
     #[derive(Clone, PartialEq, prost::Message)]
     struct FlightData {
