@@ -119,6 +119,25 @@ struct Shared {
     headers: SharedHeadersProvider,
 }
 
+/// A stream's shared state for unit tests: a JSON stream, open, on a channel that never connects.
+#[cfg(test)]
+fn test_shared() -> Arc<Shared> {
+    let (progress, _) = watch::channel(Progress { acked: -1, state: StreamState::Open, error: None, stream_id: None, streams_opened: 1 });
+    Arc::new(Shared {
+        state: Mutex::new(State::new()),
+        progress,
+        sent: Notify::new(),
+        stop: Notify::new(),
+        hook: None,
+        log: Mutex::new(Default::default()),
+        opts: StreamOptions::default(),
+        table: TableProperties { table_name: "a.b.c".into(), record_type: RecordType::Json, descriptor_proto: None },
+        wire: Wire::Ephemeral,
+        channel: crate::net::Network::new(Default::default()).unwrap().channel("http://127.0.0.1:1").unwrap(),
+        headers: Arc::new(crate::auth::FnHeaders(|_: &str| Ok(vec![]))),
+    })
+}
+
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave State inconsistent in a way that matters

@@ -152,6 +152,93 @@ fn push_flight(buf: &mut VecDeque<OutRequest>, a: &ArrowPayload, offset: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::ZERO_COPY_MIN;
+    use crate::proto::{ephemeral_stream_request, ingest_record_request, EphemeralStreamRequest};
+    use bytes::Bytes;
+    use prost::Message;
+
+    fn poll(body: &mut RequestBody) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        let waker = futures::task::noop_waker();
+        http_body::Body::poll_frame(Pin::new(body), &mut Context::from_waker(&waker))
+    }
+
+    /// The body's chunks until it has nothing more for now (Pending) or ends (None).
+    fn drain(body: &mut RequestBody) -> (Vec<Bytes>, Poll<()>) {
+        let mut chunks = Vec::new();
+        loop {
+            match poll(body) {
+                Poll::Ready(Some(Ok(f))) => chunks.push(f.into_data().unwrap()),
+                Poll::Ready(Some(Err(e))) => panic!("{e}"),
+                Poll::Ready(None) => return (chunks, Poll::Ready(())),
+                Poll::Pending => return (chunks, Poll::Pending),
+            }
+        }
+    }
+
+    fn messages(chunks: &[Bytes]) -> Vec<EphemeralStreamRequest> {
+        let all: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+        let (mut rest, mut out) = (&all[..], Vec::new());
+        while !rest.is_empty() {
+            let len = u32::from_be_bytes(rest[1..5].try_into().unwrap()) as usize;
+            out.push(EphemeralStreamRequest::decode(&rest[5..5 + len]).unwrap());
+            rest = &rest[5 + len..];
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn the_body_sends_what_lands_in_order_and_ends_only_when_the_stream_is_finished() {
+        let shared = crate::stream::test_shared();
+        let big = Bytes::from(format!("{{\"pad\":\"{}\"}}", "x".repeat(ZERO_COPY_MIN)));
+        {
+            let mut st = shared.lock();
+            st.generation = 1;
+            st.ready = true;
+            st.push([Payload::Json(Bytes::from_static(b"{\"a\":0}")), Payload::Json(big.clone())], 2, 0);
+        }
+        let out = OutStream { shared: shared.clone(), generation: 1, create: Some(OutRequest::Create(Default::default())), buf: VecDeque::new() };
+        let mut body = RequestBody::new(out, Arc::new(Cancel::default()));
+        let (chunks, state) = drain(&mut body);
+        assert!(state.is_pending(), "nothing more to send, but the stream goes on");
+        assert!(chunks.iter().any(|c| c.as_ptr() == big.as_ptr()), "the large record is its own chunk");
+        let m = messages(&chunks);
+        assert_eq!(m.len(), 3, "the create request, then both records");
+        assert_eq!(m[0], EphemeralStreamRequest::default());
+        for (msg, (offset, want)) in m[1..].iter().zip([(0, Bytes::from_static(b"{\"a\":0}")), (1, big)]) {
+            let Some(ephemeral_stream_request::Payload::IngestRecord(r)) = &msg.payload else { panic!() };
+            assert_eq!(r.offset_id, Some(offset));
+            assert_eq!(r.record, Some(ingest_record_request::Record::JsonRecord(String::from_utf8(want.to_vec()).unwrap())));
+        }
+        // A record landing later is sent next; the end comes once the stream is finished.
+        shared.lock().push([Payload::Json(Bytes::from_static(b"{\"a\":2}"))], 1, 0);
+        let (chunks, state) = drain(&mut body);
+        assert!(state.is_pending());
+        assert_eq!(messages(&chunks).len(), 1);
+        shared.lock().finished = true;
+        let (chunks, state) = drain(&mut body);
+        assert!(chunks.is_empty() && state.is_ready(), "half-closed");
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_body_fails_and_an_abandoned_generation_sends_nothing() {
+        let shared = crate::stream::test_shared();
+        {
+            let mut st = shared.lock();
+            st.generation = 2; // a newer physical stream took over
+            st.ready = true;
+            st.push([Payload::Json(Bytes::from_static(b"{}"))], 1, 0);
+        }
+        let out = OutStream { shared: shared.clone(), generation: 1, create: None, buf: VecDeque::new() };
+        let cancel = Arc::new(Cancel::default());
+        let mut body = RequestBody::new(out, cancel.clone());
+        let (chunks, state) = drain(&mut body);
+        assert!(chunks.is_empty() && state.is_pending(), "an old generation neither sends nor half-closes");
+        cancel.cancel();
+        match poll(&mut body) {
+            Poll::Ready(Some(Err(e))) => assert_eq!(e.code(), tonic::Code::Cancelled),
+            other => panic!("expected the cancellation error, got {:?}", other.map(|o| o.map(|r| r.is_ok()))),
+        }
+    }
 
     #[test]
     fn an_abandoned_call_is_reset_with_cancel() {

@@ -486,33 +486,9 @@ fn ack(shared: &Arc<Shared>, physical: i64) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::FnHeaders;
-    use crate::stream::{landing::State, StreamOptions, TableProperties};
-    use crate::RecordType;
-    use std::sync::Mutex;
-    use tokio::sync::{watch, Notify};
 
     fn shared() -> Arc<Shared> {
-        let (progress, _) = watch::channel(super::super::Progress {
-            acked: -1,
-            state: StreamState::Open,
-            error: None,
-            stream_id: None,
-            streams_opened: 1,
-        });
-        Arc::new(Shared {
-            state: Mutex::new(State::new()),
-            progress,
-            sent: Notify::new(),
-            stop: Notify::new(),
-            hook: None,
-            log: Mutex::new(Default::default()),
-            opts: StreamOptions::default(),
-            table: TableProperties { table_name: "a.b.c".into(), record_type: RecordType::Json, descriptor_proto: None },
-            wire: Wire::Ephemeral,
-            channel: crate::net::Network::new(Default::default()).unwrap().channel("http://127.0.0.1:1").unwrap(),
-            headers: Arc::new(FnHeaders(|_: &str| Ok(vec![]))),
-        })
+        crate::stream::test_shared()
     }
 
     #[test]
