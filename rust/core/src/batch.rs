@@ -7,8 +7,10 @@
 
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes};
-use prost::encoding::{decode_varint, encode_varint, encoded_len_varint};
+use bytes::Bytes;
+use prost::encoding::decode_varint;
+
+use crate::codec::{len_delimited_len, put_len_delimited_header};
 
 /// The key of field 1, length-delimited.
 const ENTRY_KEY: u8 = 0x0a;
@@ -48,7 +50,7 @@ impl From<Arc<[Bytes]>> for Batch {
 
 /// Bytes of one list entry holding a record of `len` bytes.
 pub fn entry_len(len: usize) -> usize {
-    1 + encoded_len_varint(len as u64) + len
+    len_delimited_len(1, len)
 }
 
 impl Batch {
@@ -62,8 +64,7 @@ impl Batch {
         }
         let mut list = Vec::with_capacity(size);
         for r in records {
-            list.put_u8(ENTRY_KEY);
-            encode_varint(r.len() as u64, &mut list);
+            put_len_delimited_header(1, r.len(), &mut list);
             list.extend_from_slice(r);
         }
         Batch::Packed(Packed { list: Bytes::from(list), count, bytes })

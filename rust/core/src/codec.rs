@@ -122,11 +122,11 @@ const GATHER_ALLOC: usize = 256 * 1024;
 /// Room kept for the field headers written between two records (each at most 11 bytes).
 const HEADER_ROOM: usize = 64;
 
-fn len_delimited_len(tag: u32, len: usize) -> usize {
+pub(crate) fn len_delimited_len(tag: u32, len: usize) -> usize {
     key_len(tag) + encoded_len_varint(len as u64) + len
 }
 
-fn put_len_delimited_header(tag: u32, len: usize, buf: &mut impl BufMut) {
+pub(crate) fn put_len_delimited_header(tag: u32, len: usize, buf: &mut impl BufMut) {
     encode_key(tag, WireType::LengthDelimited, buf);
     encode_varint(len as u64, buf);
 }
@@ -162,11 +162,15 @@ impl Frames {
         }
         (!self.buf.is_empty()).then(|| self.buf.split().freeze())
     }
+    fn queue_chunk(&mut self, b: Bytes) {
+        self.queued += b.len();
+        self.queue.push_back(b);
+    }
+    /// What is gathered becomes a chunk of its own.
     fn seal(&mut self) {
         if !self.buf.is_empty() {
             let b = self.buf.split().freeze();
-            self.queued += b.len();
-            self.queue.push_back(b);
+            self.queue_chunk(b);
         }
     }
     /// The gather buffer with room for `n` more bytes, without moving what it holds.
@@ -189,12 +193,23 @@ impl Frames {
         buf.put_u32(len);
         Ok(())
     }
+    /// Starts an ingest request (`request`: single record or batch) of `len` bytes of records
+    /// under `tag` (proto or JSON), up to where those bytes go.
+    fn records_header(&mut self, request: u32, offset: i64, tag: u32, len: usize) -> Result<(), Status> {
+        let inner = key_len(1) + encoded_len_varint(offset as u64) + len_delimited_len(tag, len);
+        self.prefix(len_delimited_len(request, inner))?;
+        let buf = self.header();
+        put_len_delimited_header(request, inner, buf);
+        encode_key(1, WireType::Varint, buf);
+        encode_varint(offset as u64, buf);
+        put_len_delimited_header(tag, len, buf);
+        Ok(())
+    }
     /// Record bytes: large ones as their own chunk, small ones copied.
     fn body(&mut self, b: &Bytes) {
         if b.len() >= ZERO_COPY_MIN {
             self.seal();
-            self.queued += b.len();
-            self.queue.push_back(b.clone());
+            self.queue_chunk(b.clone());
         } else {
             self.room(b.len()).extend_from_slice(b);
         }
@@ -207,8 +222,9 @@ impl OutRequest {
     pub fn write(&self, out: &mut Frames) -> Result<(), Status> {
         match self {
             OutRequest::Create(m) => {
-                out.prefix(m.encoded_len())?;
-                m.encode_raw(out.room(m.encoded_len()));
+                let len = m.encoded_len();
+                out.prefix(len)?;
+                m.encode_raw(out.room(len));
             }
             OutRequest::FlightStart { schema } => {
                 // FlightData { 2: data_header }
@@ -235,29 +251,16 @@ impl OutRequest {
                 }
             }
             OutRequest::Records { offset, payload } => {
-                let offset_len = key_len(1) + encoded_len_varint(*offset as u64);
+                // EphemeralStreamRequest { 2: IngestRecordRequest | 3: IngestRecordBatchRequest },
+                // each { 1: offset_id, 2: proto | 3: json } (a batch's 2|3: { repeated 1: record })
+                let tag = if matches!(payload, Payload::Proto(_) | Payload::ProtoBatch(_)) { 2 } else { 3 };
                 match payload {
                     Payload::Proto(b) | Payload::Json(b) => {
-                        // IngestRecordRequest { 1: offset_id, 2: proto bytes | 3: json string }
-                        let tag = if matches!(payload, Payload::Proto(_)) { 2 } else { 3 };
-                        let inner = offset_len + len_delimited_len(tag, b.len());
-                        out.prefix(len_delimited_len(REQ_INGEST_RECORD, inner))?;
-                        put_len_delimited_header(REQ_INGEST_RECORD, inner, out.header());
-                        encode_key(1, WireType::Varint, out.header());
-                        encode_varint(*offset as u64, out.header());
-                        put_len_delimited_header(tag, b.len(), out.header());
+                        out.records_header(REQ_INGEST_RECORD, *offset, tag, b.len())?;
                         out.body(b);
                     }
                     Payload::ProtoBatch(recs) | Payload::JsonBatch(recs) => {
-                        // IngestRecordBatchRequest { 1: offset_id, 2|3: { repeated 1: record } }
-                        let tag = if matches!(payload, Payload::ProtoBatch(_)) { 2 } else { 3 };
-                        let list = recs.list_len();
-                        let inner = offset_len + len_delimited_len(tag, list);
-                        out.prefix(len_delimited_len(REQ_INGEST_BATCH, inner))?;
-                        put_len_delimited_header(REQ_INGEST_BATCH, inner, out.header());
-                        encode_key(1, WireType::Varint, out.header());
-                        encode_varint(*offset as u64, out.header());
-                        put_len_delimited_header(tag, list, out.header());
+                        out.records_header(REQ_INGEST_BATCH, *offset, tag, recs.list_len())?;
                         match recs {
                             Batch::Handles(recs) => {
                                 for r in recs.iter() {
@@ -327,6 +330,20 @@ impl Decoder for ResponseDecoder {
     }
 }
 
+/// The gRPC messages in a body's chunks (5-byte prefixes checked and stripped), for tests.
+#[cfg(test)]
+pub(crate) fn grpc_messages(chunks: &[Bytes]) -> Vec<Vec<u8>> {
+    let all: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+    let (mut rest, mut messages) = (&all[..], Vec::new());
+    while !rest.is_empty() {
+        assert_eq!(rest[0], 0, "uncompressed");
+        let len = u32::from_be_bytes(rest[1..5].try_into().unwrap()) as usize;
+        messages.push(rest[5..5 + len].to_vec());
+        rest = &rest[5 + len..];
+    }
+    messages
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,14 +358,7 @@ mod tests {
         }
         let chunks: Vec<Bytes> = std::iter::from_fn(|| f.next_chunk()).collect();
         assert!(f.is_empty());
-        let all: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
-        let (mut rest, mut messages) = (&all[..], Vec::new());
-        while !rest.is_empty() {
-            assert_eq!(rest[0], 0, "uncompressed");
-            let len = u32::from_be_bytes(rest[1..5].try_into().unwrap()) as usize;
-            messages.push(rest[5..5 + len].to_vec());
-            rest = &rest[5 + len..];
-        }
+        let messages = grpc_messages(&chunks);
         (chunks, messages)
     }
 

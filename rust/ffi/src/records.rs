@@ -166,7 +166,7 @@ pub(crate) unsafe fn bytes_packed(
     let Some(release) = release else {
         return Ok(Batch::packed(cut(slice(data, len), lens)));
     };
-    let whole = bytes_single(data, len, Some(release))?;
+    let whole = Bytes::from_owner(Borrowed { ptr: data, len, _release: release });
     let handles: Vec<Bytes> = cut(&whole, lens).map(|r| whole.slice_ref(r)).collect();
     Ok(handles.into())
 }

@@ -176,14 +176,7 @@ mod tests {
     }
 
     fn messages(chunks: &[Bytes]) -> Vec<EphemeralStreamRequest> {
-        let all: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
-        let (mut rest, mut out) = (&all[..], Vec::new());
-        while !rest.is_empty() {
-            let len = u32::from_be_bytes(rest[1..5].try_into().unwrap()) as usize;
-            out.push(EphemeralStreamRequest::decode(&rest[5..5 + len]).unwrap());
-            rest = &rest[5 + len..];
-        }
-        out
+        crate::codec::grpc_messages(chunks).iter().map(|m| EphemeralStreamRequest::decode(&m[..]).unwrap()).collect()
     }
 
     #[tokio::test]

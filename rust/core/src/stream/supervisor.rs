@@ -487,10 +487,6 @@ fn ack(shared: &Arc<Shared>, physical: i64) -> Option<i64> {
 mod tests {
     use super::*;
 
-    fn shared() -> Arc<Shared> {
-        crate::stream::test_shared()
-    }
-
     #[test]
     fn progress_resets_the_budget_after_half_the_replay_set_or_an_idle_uptime() {
         let mut p = Progress::new(Some((100, 199)));
@@ -510,7 +506,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_task_fails_the_stream_instead_of_leaving_it_hanging() {
-        let shared = shared();
+        let shared = crate::stream::test_shared();
         shared.lock().push([Payload::Json(bytes::Bytes::from_static(b"{}"))], 1, 2);
         let mut rx = shared.progress.subscribe();
         spawn_guarded(shared.clone(), async { panic!("boom in a task") });
