@@ -15,6 +15,7 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
+import { localServerFile } from "../../src/paths";
 
 const args = process.argv.slice(2);
 const opt = (name: string, def: string) => {
@@ -59,7 +60,7 @@ if (haveOfficial && !existsSync(addon)) {
 let built: { lib: string; localServer: string };
 if (process.env.ZEROBUS_BUN_LIB) {
   const lib = process.env.ZEROBUS_BUN_LIB;
-  built = { lib, localServer: process.env.ZEROBUS_LOCAL_BIN ?? join(dirname(lib), process.platform === "win32" ? "zerobus-local.exe" : "zerobus-local") };
+  built = { lib, localServer: process.env.ZEROBUS_LOCAL_BIN ?? join(dirname(lib), localServerFile) };
 } else {
   const { buildNative } = await import("../build");
   built = buildNative({ quiet: true, profile: "dist" });
