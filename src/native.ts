@@ -37,6 +37,8 @@ export const symbols = {
   zerobus_ingest_json_bytes_batch: { args: [T.ptr, T.ptr, T.ptr, T.u64, T.ptr, T.ptr], returns: T.i64_fast },
   zerobus_ingest_proto_bytes_packed: { args: [T.ptr, T.ptr, T.u64, T.ptr, T.u64, T.ptr, T.ptr], returns: T.i64_fast },
   zerobus_ingest_json_bytes_packed: { args: [T.ptr, T.ptr, T.u64, T.ptr, T.u64, T.ptr, T.ptr], returns: T.i64_fast },
+  zerobus_ingest_proto_bytes_each: { args: [T.ptr, T.ptr, T.u64, T.ptr, T.u64], returns: T.i64_fast },
+  zerobus_ingest_json_bytes_each: { args: [T.ptr, T.ptr, T.u64, T.ptr, T.u64], returns: T.i64_fast },
   zerobus_stream_wait_for_offset: { args: [T.ptr, T.i64, T.u64], returns: T.i32 },
   zerobus_stream_close: { args: [T.ptr], returns: T.void },
   zerobus_stream_free: { args: [T.ptr], returns: T.void },

@@ -26,6 +26,17 @@ const scratch = new Uint8Array(new ArrayBuffer(COPY_LIMIT * 3));
 const scratchPtr = ptr(scratch);
 const msgBuf = new Uint8Array(4096);
 const decoder = new TextDecoder();
+/**
+ * Single `ingest()` calls of small records made in one tick are gathered into a run and queued
+ * by one native call (one lock, one copy, one wake-up of the sender for the lot), each still a
+ * request of its own. A run is sent at the end of the tick (a microtask), when it is full, and
+ * before anything else that queues records or reads offsets, so the order of calls is kept.
+ */
+const RUN_BYTES = 256 * 1024;
+const RUN_RECORDS = 4096;
+/** Strings up to this length join a run; byte arrays up to RUN_ARRAY_MAX that would be copied anyway. */
+const RUN_STRING_MAX = 4096;
+const RUN_ARRAY_MAX = Math.min(COPY_MAX, 8192);
 
 /** A stream's running totals (`stream.stats()`). Arrow streams count rows as records. */
 export interface StreamStats {
@@ -167,6 +178,18 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   #blueprint: { recordType: RecordType | "arrow"; optionsJson: string; descriptor?: Uint8Array; timeouts: { flushTimeoutMs?: number; submitTimeoutMs?: number } };
   /** Unacknowledged requests of a failed stream, read before its native handle was freed. */
   #finalUnacked: UnackedRecord[] | undefined;
+  // The run (see RUN_BYTES): records back to back in #runBuf, their lengths in #runLens. Their
+  // waiters are the last #runN entries of the ack waiters, with offset Infinity until queued.
+  #runBuf: Uint8Array | undefined;
+  #runPtr: Pointer = NULL;
+  #runLens: Uint32Array | undefined;
+  #runN = 0;
+  #runAt = 0;
+  #runScheduled = false;
+  #runTask = () => {
+    this.#runScheduled = false;
+    this.#flushRun();
+  };
 
   /**
    * @internal use ZerobusSdk.createStream / createArrowStream. For `"arrow"`, `descriptor` is
@@ -219,6 +242,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   }
   /** Highest logical offset handed out (-1: none). */
   get lastOffset(): number {
+    this.#flushRun();
     return this.#last;
   }
   /** Physical streams opened so far (1 + recoveries). */
@@ -240,6 +264,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
    * Still available after `close()`.
    */
   stats(): StreamStats {
+    this.#flushRun();
     const h = this.#h;
     if (!h) return this.#finalStats ?? emptyStats();
     const raw = JSON.parse(decoder.decode(readNative((buf, cap) => lib.zerobus_stream_stats(h, buf, cap))));
@@ -255,6 +280,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
    * also after `close()`. Copies; the stream keeps its own.
    */
   unackedRecords(): UnackedRecord[] {
+    this.#flushRun();
     const h = this.#h;
     if (!h) return (this.#finalUnacked ?? []).map((u) => ({ offset: u.offset, batch: u.batch, records: u.records.slice() }));
     const buf = readNative((b, cap) => lib.zerobus_stream_unacked(h, b, cap));
@@ -455,6 +481,11 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   #ingest(batch: boolean, input: unknown): Promise<number> {
     try {
       const prepared = batch ? this.#prepareBatch(input as readonly unknown[]) : this.#prepare(input);
+      if (!batch && !this.#arrow && this.#queued.length === 0 && this.#h) {
+        const p = prepared as Prepared;
+        if (typeof p === "string" ? p.length <= RUN_STRING_MAX : p.byteLength <= RUN_ARRAY_MAX) return this.#joinRun(p);
+      }
+      this.#flushRun();
       if (this.#queued.length === 0) {
         const r = this.#submitPrepared(batch, prepared);
         if (r >= 0) return this.#ackPromise(r);
@@ -468,6 +499,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
 
   #submit(batch: boolean, input: unknown): number {
     const prepared = batch ? this.#prepareBatch(input as readonly unknown[]) : this.#prepare(input);
+    this.#flushRun();
     let deadline = 0; // set on the first wait: reading the clock per record costs
     if (this.#queued.length > 0) this.#drainQueueBlocking((deadline = performance.now() + this.#submitTimeoutMs));
     for (;;) {
@@ -567,6 +599,76 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     const fn = this.#json ? lib.zerobus_ingest_json_bytes_batch : lib.zerobus_ingest_proto_bytes_batch;
     if (!pin) return fn(h, ptrs, lens, arrays.length, NULL, NULL) as number;
     return fn(h, ptrs, lens, arrays.length, releaseFn, hold(arrays) as unknown as Pointer) as number;
+  }
+
+  /** Adds a small record to the run; its promise settles like any ingest()'s. */
+  #joinRun(p: Prepared): Promise<number> {
+    const need = typeof p === "string" ? p.length * 3 : p.byteLength;
+    if (this.#runN === RUN_RECORDS || RUN_BYTES - this.#runAt < need) this.#flushRun();
+    if (!this.#runBuf) {
+      this.#runBuf = new Uint8Array(new ArrayBuffer(RUN_BYTES)); // ArrayBuffer-backed: its pointer is stable
+      this.#runPtr = ptr(this.#runBuf);
+      this.#runLens = new Uint32Array(RUN_RECORDS);
+    }
+    let n: number;
+    if (typeof p === "string") n = encoder.encodeInto(p, this.#runBuf.subarray(this.#runAt)).written;
+    else {
+      this.#runBuf.set(p, this.#runAt);
+      n = p.byteLength;
+    }
+    this.#runLens![this.#runN++] = n;
+    this.#runAt += n;
+    if (!this.#runScheduled) {
+      this.#runScheduled = true;
+      queueMicrotask(this.#runTask);
+    }
+    const promise = new Promise<number>((resolve, reject) => {
+      this.#wOff.push(Infinity);
+      this.#wRes.push(resolve);
+      this.#wRej.push(reject);
+    });
+    if (!this.#active) this.#arm();
+    return promise;
+  }
+
+  /** Queues the run: by one native call, or (refused as a whole) one record at a time. */
+  #flushRun(): void {
+    const n = this.#runN;
+    if (n === 0) return;
+    const bytes = this.#runAt;
+    this.#runN = 0;
+    this.#runAt = 0;
+    const start = this.#wOff.length - n;
+    const h = this.#h!; // a run is dropped with its waiters (#settleAll) when the handle goes
+    const fn = this.#json ? lib.zerobus_ingest_json_bytes_each : lib.zerobus_ingest_proto_bytes_each;
+    const last = fn(h, this.#runPtr, bytes, this.#runLens!, n) as number;
+    if (last >= 0) {
+      for (let i = 0, o = last - n + 1; i < n; i++, o++) this.#wOff[start + i] = o;
+      if (last > this.#last) this.#last = last;
+      return;
+    }
+    // A record refused, or not enough capacity for all: each as ingest() alone would have done
+    // it (its own error; the rest wait in the queue for capacity). The run buffer is reused, so
+    // records still needed are copied out of it.
+    const res = this.#wRes.splice(start);
+    const rej = this.#wRej.splice(start);
+    this.#wOff.length = start;
+    for (let i = 0, at = 0; i < n; i++) {
+      const record = this.#runBuf!.slice(at, (at += this.#runLens![i]!));
+      if (this.#queued.length > 0) {
+        this.#queued.push({ batch: false, prepared: record, resolve: res[i]!, reject: rej[i]! });
+        continue;
+      }
+      const r = this.#submitOne(record);
+      if (r >= 0) {
+        if (r > this.#last) this.#last = r;
+        this.#wOff.push(r);
+        this.#wRes.push(res[i]!);
+        this.#wRej.push(rej[i]!);
+      } else if (r === BACKPRESSURE) this.#queued.push({ batch: false, prepared: record, resolve: res[i]!, reject: rej[i]! });
+      else rej[i]!(lastError());
+    }
+    this.#arm();
   }
 
   #ackPromise(offset: number): Promise<number> {
@@ -714,6 +816,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   #poll(): void {
     drainReleased();
     if (!this.#h) return;
+    this.#flushRun();
     lib.zerobus_stream_progress(this.#h, this.#progress);
     const acked = Number(this.#progress[0]);
     const last = Number(this.#progress[1]);
@@ -771,6 +874,8 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     const err =
       this.#error ?? new ZerobusError("stream closed before the record was acknowledged", "STREAM_CLOSED", false);
     for (let i = this.#wHead; i < this.#wOff.length; i++) this.#wRej[i]!(err);
+    this.#runN = 0;
+    this.#runAt = 0;
     this.#wOff = [];
     this.#wRes = [];
     this.#wRej = [];

@@ -98,6 +98,14 @@ int main(int argc, char **argv) {
   uint32_t plens[2] = {7, 7};
   int64_t o2 = zerobus_ingest_json_bytes_packed(s, (const uint8_t *)"{\"n\":4}{\"n\":5}", 14, plens, 2, NULL, NULL);
   CHECK(o2 == 2, "packed offset");
+  /* Records each as a request of its own, copied during the call; all or none. */
+  uint32_t elens[3] = {7, 3, 7};
+  CHECK(zerobus_ingest_json_bytes_each(s, (const uint8_t *)"{\"n\":6}[1]{\"n\":7}", 17, elens, 3) == -ZEROBUS_ERR_INVALID_ARGUMENT, "each: one record refused, none queued");
+  CHECK(zerobus_ingest_json_bytes_each(s, (const uint8_t *)"{}", 2, NULL, 1) == -ZEROBUS_ERR_INVALID_ARGUMENT, "each with NULL lens");
+  CHECK(zerobus_ingest_json_bytes_each(s, (const uint8_t *)"{}{}", 3, bad_lens, 2) == -ZEROBUS_ERR_INVALID_ARGUMENT, "each: lengths that do not add up");
+  uint32_t elens2[2] = {7, 7};
+  o2 = zerobus_ingest_json_bytes_each(s, (const uint8_t *)"{\"n\":6}{\"n\":7}", 14, elens2, 2);
+  CHECK(o2 == 4, "each: consecutive offsets, the last returned");
   CHECK(zerobus_stream_wait_for_offset(s, 99, 1000) == -ZEROBUS_ERR_INVALID_ARGUMENT, "waiting for an offset never handed out");
   CHECK(zerobus_stream_wait_for_offset(s, o2, 10000) == 0, "acknowledged");
   for (int i = 0; i < 100 && released == 0; i++) usleep(1000);

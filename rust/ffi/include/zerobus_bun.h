@@ -333,6 +333,28 @@ int64_t zerobus_ingest_json_bytes_packed(const ZerobusStream *s,
                                          void *ctx);
 
 /**
+ * Queues `count` protobuf records stored back to back in `data` (lengths in `lens`), each as a
+ * request of its own, with consecutive offsets. They are copied during the call. All or none:
+ * when a record is refused, or the in-flight limits cannot take all of them (-4, also on an idle
+ * stream), nothing is queued; queue them one at a time to learn which record failed or how many
+ * fit. Returns the offset of the last.
+ */
+int64_t zerobus_ingest_proto_bytes_each(const ZerobusStream *s,
+                                        const uint8_t *data,
+                                        uintptr_t len,
+                                        const uint32_t *lens,
+                                        uintptr_t count);
+
+/**
+ * JSON form of `zerobus_ingest_proto_bytes_each`.
+ */
+int64_t zerobus_ingest_json_bytes_each(const ZerobusStream *s,
+                                       const uint8_t *data,
+                                       uintptr_t len,
+                                       const uint32_t *lens,
+                                       uintptr_t count);
+
+/**
  * Blocks until `offset` is acknowledged (0), the stream fails (negative code) or `timeout_ms`
  * passes (-8). For C callers; the Bun SDK waits asynchronously on notifications instead.
  */

@@ -149,6 +149,25 @@ pub(crate) unsafe fn bytes_packed(
     count: usize,
     release: Option<Release>,
 ) -> Result<Batch, ZerobusError> {
+    let lens = packed_lens(data, len, lens, count)?;
+    let Some(release) = release else {
+        return Ok(Batch::packed(cut(slice(data, len), lens)));
+    };
+    let whole = Bytes::from_owner(Borrowed { ptr: data, len, _release: release });
+    let handles: Vec<Bytes> = cut(&whole, lens).map(|r| whole.slice_ref(r)).collect();
+    Ok(handles.into())
+}
+
+/// Records packed back to back in one buffer, copied now into one allocation that they share
+/// (each its own request: freed once the last of them is released).
+pub(crate) unsafe fn bytes_each(data: *const u8, len: usize, lens: *const u32, count: usize) -> Result<Vec<Bytes>, ZerobusError> {
+    let lens = packed_lens(data, len, lens, count)?;
+    let whole = Bytes::copy_from_slice(slice(data, len));
+    Ok(cut(&whole, lens).map(|r| whole.slice_ref(r)).collect())
+}
+
+/// The `count` lengths of a packed buffer, checked against it.
+unsafe fn packed_lens<'a>(data: *const u8, len: usize, lens: *const u32, count: usize) -> Result<&'a [u32], ZerobusError> {
     non_empty(count)?;
     if lens.is_null() {
         return Err(ZerobusError::invalid(format!("lens must not be NULL (count is {count})")));
@@ -163,12 +182,7 @@ pub(crate) unsafe fn bytes_packed(
     if data.is_null() && len > 0 {
         return Err(null_data("data", len));
     }
-    let Some(release) = release else {
-        return Ok(Batch::packed(cut(slice(data, len), lens)));
-    };
-    let whole = Bytes::from_owner(Borrowed { ptr: data, len, _release: release });
-    let handles: Vec<Bytes> = cut(&whole, lens).map(|r| whole.slice_ref(r)).collect();
-    Ok(handles.into())
+    Ok(lens)
 }
 
 /// `whole` cut into records of `lens` bytes (which add up to its length).

@@ -12,7 +12,7 @@ use zerobus_core::{
 };
 
 use crate::headers::{parse_headers, JsHeaders};
-use crate::records::{bytes_batch, bytes_packed, bytes_single, Release, ZerobusReleaseFn};
+use crate::records::{bytes_batch, bytes_each, bytes_packed, bytes_single, Release, ZerobusReleaseFn};
 use crate::sink::{SinkQueue, ZerobusSink};
 use crate::{err_code, guard, runtime, set_error, slice, write_str};
 
@@ -652,6 +652,53 @@ pub unsafe extern "C" fn zerobus_ingest_json_bytes_packed(
     guard(-(ErrorCode::Internal as i64), || {
         push(s, release, ctx, |r| Ok(Payload::JsonBatch(bytes_packed(data, len, lens, count, r)?)))
     })
+}
+
+/// Queues `count` protobuf records stored back to back in `data` (lengths in `lens`), each as a
+/// request of its own, with consecutive offsets. They are copied during the call. All or none:
+/// when a record is refused, or the in-flight limits cannot take all of them (-4, also on an idle
+/// stream), nothing is queued; queue them one at a time to learn which record failed or how many
+/// fit. Returns the offset of the last.
+#[no_mangle]
+pub unsafe extern "C" fn zerobus_ingest_proto_bytes_each(
+    s: *const ZerobusStreamHandle,
+    data: *const u8,
+    len: usize,
+    lens: *const u32,
+    count: usize,
+) -> i64 {
+    guard(-(ErrorCode::Internal as i64), || push_each(s, data, len, lens, count, Payload::Proto))
+}
+
+/// JSON form of `zerobus_ingest_proto_bytes_each`.
+#[no_mangle]
+pub unsafe extern "C" fn zerobus_ingest_json_bytes_each(
+    s: *const ZerobusStreamHandle,
+    data: *const u8,
+    len: usize,
+    lens: *const u32,
+    count: usize,
+) -> i64 {
+    guard(-(ErrorCode::Internal as i64), || push_each(s, data, len, lens, count, Payload::Json))
+}
+
+unsafe fn push_each(
+    s: *const ZerobusStreamHandle,
+    data: *const u8,
+    len: usize,
+    lens: *const u32,
+    count: usize,
+    payload: fn(Bytes) -> Payload,
+) -> i64 {
+    let Some(s) = s.as_ref() else {
+        return err_code(ZerobusError::invalid("stream handle is NULL"));
+    };
+    let queued = bytes_each(data, len, lens, count)
+        .and_then(|records| s.stream.try_push_each(records.into_iter().map(payload).collect()).map_err(|(e, _)| e));
+    match queued {
+        Ok(o) => o,
+        Err(e) => err_code(e),
+    }
 }
 
 /// Blocks until `offset` is acknowledged (0), the stream fails (negative code) or `timeout_ms`

@@ -365,7 +365,14 @@ impl ZerobusStream {
             return self.try_push_many(vec![payload]).map_err(|(e, _)| (e, whole));
         }
         // An array, not a Vec: no allocation per record on this hot path.
-        self.enqueue([payload]).map_err(|(e, [p])| (e, p))
+        self.enqueue([payload], Limits::Lenient).map_err(|(e, [p])| (e, p))
+    }
+
+    /// Queues single-record requests (consecutive offsets) all or none: every record is checked,
+    /// and the in-flight limits hold for the whole lot, with no exception for an idle stream
+    /// (callers fall back to one request at a time). Returns the last offset.
+    pub fn try_push_each(&self, payloads: Vec<Payload>) -> std::result::Result<i64, (ZerobusError, Vec<Payload>)> {
+        self.enqueue(payloads, Limits::Strict)
     }
 
     /// Queues several requests atomically (consecutive offsets); returns the last offset. A
@@ -374,9 +381,9 @@ impl ZerobusStream {
         if payloads.iter().any(|p| self.too_big(p)) {
             let limit = self.shared.opts.message_limit(false);
             let fitted = payloads.iter().flat_map(|p| if self.too_big(p) { split_batch(p, limit) } else { vec![p.clone()] }).collect();
-            return self.enqueue(fitted);
+            return self.enqueue(fitted, Limits::Lenient);
         }
-        self.enqueue(payloads)
+        self.enqueue(payloads, Limits::Lenient)
     }
 
     /// A JSON/protobuf batch whose request would exceed the message limit.
@@ -385,7 +392,7 @@ impl ZerobusStream {
     }
 
     /// The one enqueue path: checks, limits, offsets; gives the payloads back on failure.
-    fn enqueue<C>(&self, payloads: C) -> std::result::Result<i64, (ZerobusError, C)>
+    fn enqueue<C>(&self, payloads: C, limits: Limits) -> std::result::Result<i64, (ZerobusError, C)>
     where
         C: AsRef<[Payload]> + IntoIterator<Item = Payload>,
     {
@@ -409,7 +416,7 @@ impl ZerobusStream {
         }
         // A request larger than a limit is still accepted when nothing else is in flight.
         let opts = &self.shared.opts;
-        if st.inflight_records > 0
+        if (st.inflight_records > 0 || limits == Limits::Strict)
             && (st.inflight_records + n > opts.max_inflight_records || st.inflight_bytes + bytes > opts.max_inflight_bytes)
         {
             let e = ZerobusError::new(
@@ -732,4 +739,14 @@ mod tests {
             assert!(!is_json_object_text(bad), "{bad:?}");
         }
     }
+}
+
+/// How the in-flight limits apply to an enqueue.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Limits {
+    /// A request over a limit is still accepted while nothing else is in flight (so that it can
+    /// be sent at all).
+    Lenient,
+    /// The limits hold for the whole lot, also on an idle stream.
+    Strict,
 }
