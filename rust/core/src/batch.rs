@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use prost::encoding::decode_varint;
 
-use crate::codec::{len_delimited_len, put_len_delimited_header};
+use crate::codec::len_delimited_len;
 
 /// The key of field 1, length-delimited.
 const ENTRY_KEY: u8 = 0x0a;
@@ -27,6 +27,8 @@ pub struct Packed {
     list: Bytes,
     count: usize,
     bytes: usize,
+    /// The longest record's length.
+    longest: usize,
 }
 
 impl Packed {
@@ -54,20 +56,36 @@ pub fn entry_len(len: usize) -> usize {
 }
 
 impl Batch {
-    /// Copies `records` into one packed buffer.
+    /// Copies `records` into one packed buffer (from the pool: see `pool.rs`).
     pub fn packed<'a>(records: impl Iterator<Item = &'a [u8]> + Clone) -> Batch {
-        let (mut count, mut bytes, mut size) = (0, 0, 0);
+        let (mut count, mut bytes, mut size, mut longest) = (0, 0, 0, 0);
         for r in records.clone() {
             count += 1;
             bytes += r.len();
             size += entry_len(r.len());
+            longest = longest.max(r.len());
         }
-        let mut list = Vec::with_capacity(size);
+        let mut list = crate::pool::buffer(size);
         for r in records {
-            put_len_delimited_header(1, r.len(), &mut list);
+            // The key and the length's varint byte by byte (a copy call costs more for 2 bytes).
+            list.push(ENTRY_KEY);
+            let mut len = r.len();
+            while len >= 0x80 {
+                list.push((len as u8) | 0x80);
+                len >>= 7;
+            }
+            list.push(len as u8);
             list.extend_from_slice(r);
         }
-        Batch::Packed(Packed { list: Bytes::from(list), count, bytes })
+        Batch::Packed(Packed { list: crate::pool::freeze(list), count, bytes, longest })
+    }
+
+    /// The longest record's length (0 for an empty batch).
+    pub fn longest(&self) -> usize {
+        match self {
+            Batch::Handles(r) => r.iter().map(Bytes::len).max().unwrap_or(0),
+            Batch::Packed(p) => p.longest,
+        }
     }
 
     /// Records in the batch.
@@ -112,25 +130,26 @@ impl Batch {
     /// as its length plus `per_record` (a record over that alone gets a batch of its own). A
     /// packed batch is cut at record boundaries into slices of its list (no copy).
     pub fn split(&self, limit: usize, per_record: usize) -> Vec<Batch> {
-        // (first record, the entries' byte range in the list, records, record bytes) per part
-        let mut parts: Vec<(usize, std::ops::Range<usize>, usize, usize)> = Vec::new();
-        let (mut first, mut start, mut at, mut size, mut bytes) = (0, 0, 0, 0, 0);
+        // (first record, the entries' byte range in the list, records, record bytes, longest) per part
+        let mut parts: Vec<(usize, std::ops::Range<usize>, usize, usize, usize)> = Vec::new();
+        let (mut first, mut start, mut at, mut size, mut bytes, mut longest) = (0, 0, 0, 0, 0, 0);
         for (i, r) in self.slices().enumerate() {
             let add = r.len() + per_record;
             if i > first && size + add > limit {
-                parts.push((first, start..at, i - first, bytes));
-                (first, start, size, bytes) = (i, at, 0, 0);
+                parts.push((first, start..at, i - first, bytes, longest));
+                (first, start, size, bytes, longest) = (i, at, 0, 0, 0);
             }
             size += add;
             bytes += r.len();
+            longest = longest.max(r.len());
             at += entry_len(r.len());
         }
-        parts.push((first, start..at, self.len() - first, bytes));
+        parts.push((first, start..at, self.len() - first, bytes, longest));
         parts
             .into_iter()
-            .map(|(first, range, count, bytes)| match self {
+            .map(|(first, range, count, bytes, longest)| match self {
                 Batch::Handles(h) => Batch::Handles(h[first..first + count].into()),
-                Batch::Packed(p) => Batch::Packed(Packed { list: p.list.slice(range), count, bytes }),
+                Batch::Packed(p) => Batch::Packed(Packed { list: p.list.slice(range), count, bytes, longest }),
             })
             .collect()
     }
@@ -178,6 +197,7 @@ mod tests {
         let b = Batch::packed(records.iter().map(|r| &r[..]));
         assert_eq!(b.len(), 5);
         assert_eq!(b.byte_len(), 1 + 127 + 128 + 70_000);
+        assert_eq!(b.longest(), 70_000);
         let Batch::Packed(p) = &b else { panic!() };
         assert_eq!(&p.list()[..4], &[0x0a, 0x00, 0x0a, 0x01]);
         assert_eq!(b.list_len(), records.iter().map(|r| entry_len(r.len())).sum::<usize>());
@@ -203,6 +223,7 @@ mod tests {
                 let size: usize = p.slices().map(|r| r.len() + 8).sum();
                 assert!(size <= 400 || p.len() == 1, "a part of {size} bytes");
                 assert_eq!(p.byte_len(), p.slices().map(<[u8]>::len).sum::<usize>());
+                assert_eq!(p.longest(), p.slices().map(<[u8]>::len).max().unwrap());
                 assert_eq!(p.list_len(), p.slices().map(|r| entry_len(r.len())).sum::<usize>());
                 assert_eq!(matches!(p, Batch::Packed(_)), matches!(batch, Batch::Packed(_)));
                 all.extend(p.to_vec());

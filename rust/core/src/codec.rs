@@ -70,6 +70,15 @@ impl Payload {
         }
     }
 
+    /// The longest record's length (0 for Arrow).
+    pub fn longest_record(&self) -> usize {
+        match self {
+            Payload::Proto(b) | Payload::Json(b) => b.len(),
+            Payload::ProtoBatch(r) | Payload::JsonBatch(r) => r.longest(),
+            Payload::Arrow(_) => 0,
+        }
+    }
+
     /// Every record of a protobuf / JSON request, in order (empty for Arrow), as handles.
     pub fn records(&self) -> Vec<Bytes> {
         match self {

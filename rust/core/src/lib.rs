@@ -10,6 +10,7 @@ pub mod batch;
 pub mod codec;
 pub mod error;
 pub mod net;
+pub mod pool;
 pub mod sdk;
 pub mod stream;
 

@@ -162,7 +162,7 @@ pub(crate) unsafe fn bytes_packed(
 /// (each its own request: freed once the last of them is released).
 pub(crate) unsafe fn bytes_each(data: *const u8, len: usize, lens: *const u32, count: usize) -> Result<Vec<Bytes>, ZerobusError> {
     let lens = packed_lens(data, len, lens, count)?;
-    let whole = Bytes::copy_from_slice(slice(data, len));
+    let whole = zerobus_core::pool::copy(slice(data, len));
     Ok(cut(&whole, lens).map(|r| whole.slice_ref(r)).collect())
 }
 

@@ -467,32 +467,37 @@ impl ZerobusStream {
         if count == 0 {
             return Err(ZerobusError::invalid("a batch needs at least one record"));
         }
-        for (i, r) in payload.record_slices().enumerate() {
-            let which = || if count > 1 { format!(" {i} of the batch") } else { String::new() };
-            if r.len() > max {
-                return Err(ZerobusError::invalid(format!(
-                    "record{} is {} bytes, more than max_record_bytes ({max})",
-                    which(),
-                    r.len()
-                )));
+        let which = |i: usize| if count > 1 { format!(" {i} of the batch") } else { String::new() };
+        // The longest record decides; only a refusal looks for the record to name.
+        if payload.longest_record() > max.min(fit) {
+            for (i, r) in payload.record_slices().enumerate() {
+                if r.len() > max {
+                    return Err(ZerobusError::invalid(format!(
+                        "record{} is {} bytes, more than max_record_bytes ({max})",
+                        which(i),
+                        r.len()
+                    )));
+                }
+                if r.len() > fit {
+                    return Err(ZerobusError::invalid(format!(
+                        "record{} is {} bytes: it does not fit in one message of max_message_bytes ({})",
+                        which(i),
+                        r.len(),
+                        self.shared.opts.message_limit(false)
+                    )));
+                }
             }
-            if r.len() > fit {
-                return Err(ZerobusError::invalid(format!(
-                    "record{} is {} bytes: it does not fit in one message of max_message_bytes ({})",
-                    which(),
-                    r.len(),
-                    self.shared.opts.message_limit(false)
-                )));
-            }
-            if is_json {
+        }
+        if is_json {
+            for (i, r) in payload.record_slices().enumerate() {
                 let Ok(text) = std::str::from_utf8(r) else {
-                    return Err(ZerobusError::invalid(format!("JSON record{} is not valid UTF-8", which())));
+                    return Err(ZerobusError::invalid(format!("JSON record{} is not valid UTF-8", which(i))));
                 };
                 if !is_json_object_text(text) {
                     let shown: String = text.chars().take(40).collect();
                     return Err(ZerobusError::invalid(format!(
                         "JSON record{} must be one JSON object ({{...}}), got {shown:?}{}",
-                        which(),
+                        which(i),
                         if text.chars().count() > 40 { "..." } else { "" }
                     )));
                 }
