@@ -464,6 +464,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
         await Promise.race([ack, Bun.sleep(Math.max(1, deadline - performance.now()))]);
       }
     }
+    this.#flushRun(); // ingest() calls made while waiting above
     if (this.#h) lib.zerobus_stream_close(this.#h);
     try {
       await this.#waitState(["closed"]);
@@ -603,18 +604,17 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
 
   /** Adds a small record to the run; its promise settles like any ingest()'s. */
   #joinRun(p: Prepared): Promise<number> {
-    const need = typeof p === "string" ? p.length * 3 : p.byteLength;
-    if (this.#runN === RUN_RECORDS || RUN_BYTES - this.#runAt < need) this.#flushRun();
     if (!this.#runBuf) {
       this.#runBuf = new Uint8Array(new ArrayBuffer(RUN_BYTES)); // ArrayBuffer-backed: its pointer is stable
       this.#runPtr = ptr(this.#runBuf);
       this.#runLens = new Uint32Array(RUN_RECORDS);
     }
-    let n: number;
-    if (typeof p === "string") n = encoder.encodeInto(p, this.#runBuf.subarray(this.#runAt)).written;
-    else {
-      this.#runBuf.set(p, this.#runAt);
-      n = p.byteLength;
+    let n = this.#runN === RUN_RECORDS ? -1 : this.#fitRun(p);
+    if (n < 0) {
+      // Full: sent now. If that left records waiting for capacity, this one waits behind them.
+      this.#flushRun();
+      if (this.#queued.length > 0) return this.#enqueue(false, p);
+      n = this.#fitRun(p); // an empty run holds any record small enough to join one
     }
     this.#runLens![this.#runN++] = n;
     this.#runAt += n;
@@ -631,6 +631,19 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     return promise;
   }
 
+  /** Writes `p` at the end of the run; its length, or -1 if it does not fit (nothing is added). */
+  #fitRun(p: Prepared): number {
+    const buf = this.#runBuf!;
+    const at = this.#runAt;
+    if (typeof p === "string") {
+      const r = encoder.encodeInto(p, buf.subarray(at));
+      return r.read === p.length ? r.written : -1;
+    }
+    if (RUN_BYTES - at < p.byteLength) return -1;
+    buf.set(p, at);
+    return p.byteLength;
+  }
+
   /** Queues the run: by one native call, or (refused as a whole) one record at a time. */
   #flushRun(): void {
     const n = this.#runN;
@@ -641,7 +654,8 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     const start = this.#wOff.length - n;
     const h = this.#h!; // a run is dropped with its waiters (#settleAll) when the handle goes
     const fn = this.#json ? lib.zerobus_ingest_json_bytes_each : lib.zerobus_ingest_proto_bytes_each;
-    const last = fn(h, this.#runPtr, bytes, this.#runLens!, n) as number;
+    // Records already waiting for capacity go first: then the run waits behind them.
+    const last = this.#queued.length > 0 ? BACKPRESSURE : (fn(h, this.#runPtr, bytes, this.#runLens!, n) as number);
     if (last >= 0) {
       for (let i = 0, o = last - n + 1; i < n; i++, o++) this.#wOff[start + i] = o;
       if (last > this.#last) this.#last = last;

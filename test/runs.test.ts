@@ -74,6 +74,34 @@ describe("ingest() calls gathered in one tick", () => {
     expect(f.server.records(table).map((r) => r.i)).toEqual(Array.from({ length: n }, (_, i) => i));
   });
 
+  test("a full run never overtakes records already waiting for capacity", async () => {
+    // Over 4,096 records in one tick against a limit of 8: the first run is refused and its
+    // records wait in order; every later record (from the next run on) must wait behind them,
+    // also when acknowledgements free capacity meanwhile.
+    const table = "main.default.run_behind";
+    const s = await jsonStream(table, { maxInflightRecords: 8 });
+    const n = 10_000;
+    const all: Promise<number>[] = [];
+    for (let i = 0; i < n; i++) all.push(s.ingest({ i }));
+    const want = Array.from({ length: n }, (_, i) => i);
+    expect(await Promise.all(all)).toEqual(want);
+    await s.close();
+    expect(f.server.records(table).map((r) => r.i)).toEqual(want);
+  });
+
+  test("a stream failing with records in a run: every promise settles, none hangs", async () => {
+    const table = "main.default.run_failed";
+    await f.server.addFault({ table, failAfterRecords: { records: 3, code: "INVALID_ARGUMENT", message: "injected fatal" } });
+    const s = await jsonStream(table);
+    const first = await Promise.allSettled(Array.from({ length: 50 }, (_, i) => s.ingest({ i })));
+    expect(first.some((r) => r.status === "rejected")).toBe(true);
+    expect(s.state).toBe("failed");
+    // On the failed stream, a new run is refused record by record with the stream's error.
+    const later = await Promise.allSettled(Array.from({ length: 5 }, (_, i) => s.ingest({ i: 50 + i })));
+    expect(later.every((r) => r.status === "rejected" && /stream failed/.test(String(r.reason?.message)))).toBe(true);
+    await s.close().catch(() => {});
+  });
+
   test("more records than one run holds in a single tick: several runs, one order", async () => {
     const table = "main.default.run_full";
     const s = await jsonStream(table);

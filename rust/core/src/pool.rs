@@ -50,22 +50,25 @@ impl Pool {
         Pool { kept: Mutex::new(Kept { free: Vec::new(), bytes: 0 }) }
     }
 
-    /// An empty buffer with room for at least `size` bytes: the smallest released one that is big
-    /// enough, else a new one (sizes in the pooled range rounded up to a power of two, so that
-    /// buffers fit again).
+    /// An empty buffer with room for at least `size` bytes: the smallest released one that fits
+    /// without wasting more than half of `size`, else a new one. New sizes in the pooled range are
+    /// rounded up to an eighth of the next power of two (at most a quarter more), so that buffers
+    /// fit again.
     pub fn buffer(&self, size: usize) -> Vec<u8> {
         if !(MIN..=MAX).contains(&size) {
             return Vec::with_capacity(size);
         }
         let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
-        let best = kept.free.iter().enumerate().filter(|(_, v)| v.capacity() >= size).min_by_key(|(_, v)| v.capacity()).map(|(i, _)| i);
+        let fits = |v: &Vec<u8>| v.capacity() >= size && v.capacity() <= size + size / 2;
+        let best = kept.free.iter().enumerate().filter(|(_, v)| fits(v)).min_by_key(|(_, v)| v.capacity()).map(|(i, _)| i);
         if let Some(i) = best {
             let v = kept.free.swap_remove(i);
             kept.bytes -= v.capacity();
             return v;
         }
         drop(kept);
-        Vec::with_capacity(size.next_power_of_two())
+        let step = size.next_power_of_two() / 8;
+        Vec::with_capacity(size.div_ceil(step) * step)
     }
 
     /// `v` as `Bytes` whose memory comes back to this pool once the last handle is dropped.
@@ -110,7 +113,7 @@ mod tests {
         static P: Pool = Pool::new();
         let size = 100_000;
         let mut v = P.buffer(size);
-        assert_eq!(v.capacity(), 128 << 10, "rounded up to a power of two");
+        assert_eq!(v.capacity(), 112 << 10, "rounded up to an eighth of the next power of two");
         v.extend_from_slice(&[7u8; 100_000]);
         let a = P.freeze(v);
         let first = a.as_ptr();
@@ -122,13 +125,16 @@ mod tests {
         let reused = P.buffer(size);
         assert!(reused.capacity() >= size && reused.is_empty());
         assert_eq!(reused.as_ptr() as *const u8, first, "released: handed out again");
+        drop(P.freeze(reused));
+        let small = P.buffer(40_000);
+        assert_ne!(small.as_ptr() as *const u8, first, "not for a size it would waste more than half of");
         // Small and huge buffers are plain allocations, never kept.
         drop(P.freeze(Vec::with_capacity(100)));
         drop(P.freeze(Vec::with_capacity(MAX * 2)));
-        assert_eq!(P.kept.lock().unwrap().bytes, 0);
+        assert_eq!(P.kept.lock().unwrap().bytes, 112 << 10, "only the 112 KiB buffer is kept");
         // Never more than KEPT_BYTES kept.
         let many: Vec<Bytes> = (0..64).map(|_| P.freeze(P.buffer(1 << 20))).collect();
         drop(many);
-        assert_eq!(P.kept.lock().unwrap().bytes, KEPT_BYTES);
+        assert_eq!(P.kept.lock().unwrap().bytes, (112 << 10) + 7 * (1 << 20), "up to KEPT_BYTES");
     }
 }
