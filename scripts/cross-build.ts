@@ -256,6 +256,14 @@ async function buildOne(p: Platform, tc: Toolchain, zigbuild: string, targetDir:
   console.log(`  ${how}${buildStd ? " -Zbuild-std (std built from rust-src)" : ""}; log: ${logPath}`);
   if (rustflags.length || p.cflags) console.log(`  rustflags: ${rustflags.join(" ") || "-"}; cflags: ${p.cflags?.join(" ") ?? "-"}`);
 
+  // The workspace's own crates always rebuild. Builds of different revisions (--ref exports them
+  // to different directories) share their fingerprints, and cargo judged a crate of a new export
+  // fresh by the files of an older one: it linked a library from stale sources.
+  const fingerprints = join(targetDir, p.triple, "dist", ".fingerprint");
+  if (existsSync(fingerprints)) {
+    for (const d of readdirSync(fingerprints)) if (/^zerobus-(core|bun-ffi|local)-/.test(d)) rmSync(join(fingerprints, d), { recursive: true, force: true });
+  }
+
   const log: string[] = [];
   let compiled = 0;
   let lastCrate = "";
