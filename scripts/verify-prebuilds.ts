@@ -344,7 +344,7 @@ function spawn(cmd: string[], opts: { cwd?: string; env?: Record<string, string>
   return { code: r.exitCode, out: r.stdout.toString() + r.stderr.toString(), ms: Date.now() - t };
 }
 
-const TESTS = ["test/basic.test.ts", "test/recovery.test.ts", "test/arrow.test.ts", "test/integrity.test.ts", "test/workers.test.ts", "test/network.test.ts", "test/token.test.ts", "test/large-messages.test.ts"];
+const TESTS = ["test/basic.test.ts", "test/recovery.test.ts", "test/arrow.test.ts", "test/integrity.test.ts", "test/workers.test.ts", "test/network.test.ts", "test/token.test.ts", "test/large-messages.test.ts", "test/runs.test.ts"];
 
 function summarizeBunTest(out: string): string {
   const lines = out.split("\n").map((l) => l.trim());
