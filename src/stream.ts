@@ -185,11 +185,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   #runLens: Uint32Array | undefined;
   #runN = 0;
   #runAt = 0;
-  #runScheduled = false;
-  #runTask = () => {
-    this.#runScheduled = false;
-    this.#flushRun();
-  };
+  #runTask = () => this.#flushRun();
 
   /**
    * @internal use ZerobusSdk.createStream / createArrowStream. For `"arrow"`, `descriptor` is
@@ -611,24 +607,14 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     }
     let n = this.#runN === RUN_RECORDS ? -1 : this.#fitRun(p);
     if (n < 0) {
-      // Full: sent now. If that left records waiting for capacity, this one waits behind them.
+      // Full: sent now (a run sent while records wait for capacity joins them: #flushRun).
       this.#flushRun();
-      if (this.#queued.length > 0) return this.#enqueue(false, p);
       n = this.#fitRun(p); // an empty run holds any record small enough to join one
     }
     this.#runLens![this.#runN++] = n;
     this.#runAt += n;
-    if (!this.#runScheduled) {
-      this.#runScheduled = true;
-      queueMicrotask(this.#runTask);
-    }
-    const promise = new Promise<number>((resolve, reject) => {
-      this.#wOff.push(Infinity);
-      this.#wRes.push(resolve);
-      this.#wRej.push(reject);
-    });
-    if (!this.#active) this.#arm();
-    return promise;
+    if (this.#runN === 1) queueMicrotask(this.#runTask); // a run's first record: sent at the end of the tick
+    return this.#waiter(Infinity);
   }
 
   /** Writes `p` at the end of the run; its length, or -1 if it does not fit (nothing is added). */
@@ -652,48 +638,47 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     this.#runN = 0;
     this.#runAt = 0;
     const start = this.#wOff.length - n;
-    const h = this.#h!; // a run is dropped with its waiters (#settleAll) when the handle goes
-    const fn = this.#json ? lib.zerobus_ingest_json_bytes_each : lib.zerobus_ingest_proto_bytes_each;
     // Records already waiting for capacity go first: then the run waits behind them.
-    const last = this.#queued.length > 0 ? BACKPRESSURE : (fn(h, this.#runPtr, bytes, this.#runLens!, n) as number);
-    if (last >= 0) {
-      for (let i = 0, o = last - n + 1; i < n; i++, o++) this.#wOff[start + i] = o;
-      if (last > this.#last) this.#last = last;
-      return;
+    if (this.#queued.length === 0) {
+      // A run is dropped with its waiters (#settleAll) when the handle goes: #h is set here.
+      const fn = this.#json ? lib.zerobus_ingest_json_bytes_each : lib.zerobus_ingest_proto_bytes_each;
+      const last = fn(this.#h!, this.#runPtr, bytes, this.#runLens!, n) as number;
+      if (last >= 0) {
+        for (let i = 0, o = last - n + 1; i < n; i++, o++) this.#wOff[start + i] = o;
+        if (last > this.#last) this.#last = last;
+        return;
+      }
     }
-    // A record refused, or not enough capacity for all: each as ingest() alone would have done
-    // it (its own error; the rest wait in the queue for capacity). The run buffer is reused, so
-    // records still needed are copied out of it.
+    // A record refused, or not enough capacity for all: the run's records join the queue, which
+    // takes each as ingest() alone would (its own error; the rest wait for capacity). The run
+    // buffer is reused, so they are copied out of it.
     const res = this.#wRes.splice(start);
     const rej = this.#wRej.splice(start);
     this.#wOff.length = start;
     for (let i = 0, at = 0; i < n; i++) {
       const record = this.#runBuf!.slice(at, (at += this.#runLens![i]!));
-      if (this.#queued.length > 0) {
-        this.#queued.push({ batch: false, prepared: record, resolve: res[i]!, reject: rej[i]! });
-        continue;
-      }
-      const r = this.#submitOne(record);
-      if (r >= 0) {
-        if (r > this.#last) this.#last = r;
-        this.#wOff.push(r);
-        this.#wRes.push(res[i]!);
-        this.#wRej.push(rej[i]!);
-      } else if (r === BACKPRESSURE) this.#queued.push({ batch: false, prepared: record, resolve: res[i]!, reject: rej[i]! });
-      else rej[i]!(lastError());
+      this.#queued.push({ batch: false, prepared: record, resolve: res[i]!, reject: rej[i]! });
     }
+    this.#drainQueue();
     this.#arm();
   }
 
   #ackPromise(offset: number): Promise<number> {
     if (offset > this.#last) this.#last = offset;
-    const p = new Promise<number>((resolve, reject) => {
-      this.#wOff.push(offset);
-      this.#wRes.push(resolve);
-      this.#wRej.push(reject);
-    });
+    return this.#waiter(offset);
+  }
+
+  /** A promise that settles when `offset` is acknowledged (or the stream ends first). */
+  #waiter(offset: number): Promise<number> {
+    const p = new Promise<number>((resolve, reject) => this.#addWaiter(offset, resolve, reject));
     if (!this.#active) this.#arm();
     return p;
+  }
+
+  #addWaiter(offset: number, resolve: (o: number) => void, reject: (e: unknown) => void): void {
+    this.#wOff.push(offset);
+    this.#wRes.push(resolve);
+    this.#wRej.push(reject);
   }
 
   #enqueue(batch: boolean, prepared: Prepared | PreparedBatch): Promise<number> {
@@ -720,9 +705,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
       this.#queued.shift();
       if (r >= 0) {
         if (r > this.#last) this.#last = r;
-        this.#wOff.push(r);
-        this.#wRes.push(q.resolve);
-        this.#wRej.push(q.reject);
+        this.#addWaiter(r, q.resolve, q.reject);
       } else {
         q.reject(lastError());
       }

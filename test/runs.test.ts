@@ -82,7 +82,12 @@ describe("ingest() calls gathered in one tick", () => {
     const s = await jsonStream(table, { maxInflightRecords: 8 });
     const n = 10_000;
     const all: Promise<number>[] = [];
-    for (let i = 0; i < n; i++) all.push(s.ingest({ i }));
+    for (let i = 0; i < n; i++) {
+      all.push(s.ingest({ i }));
+      // Still in the same tick: the thread sleeps while the server acknowledges what was sent,
+      // so the native side has capacity again while records wait in the queue.
+      if (i === 4096) Bun.sleepSync(300);
+    }
     const want = Array.from({ length: n }, (_, i) => i);
     expect(await Promise.all(all)).toEqual(want);
     await s.close();
