@@ -38,6 +38,7 @@ mod faults;
 mod flight;
 mod http_api;
 mod records;
+mod request;
 mod rows_json;
 mod server;
 mod state;

@@ -1,6 +1,5 @@
 //! Record conversion: JSON validation + compaction, PROTO decoding to JSON via prost-reflect.
 
-use bytes::Bytes;
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, SerializeOptions};
 use prost_types::{DescriptorProto, FileDescriptorProto, FileDescriptorSet};
@@ -140,7 +139,7 @@ pub(crate) fn append_json(out: &mut Vec<u8>, s: &str) -> Result<(), String> {
 }
 
 /// Decodes a protobuf record and appends it as a JSON object line.
-pub(crate) fn append_proto(out: &mut Vec<u8>, desc: &MessageDescriptor, bytes: Bytes) -> Result<(), String> {
+pub(crate) fn append_proto(out: &mut Vec<u8>, desc: &MessageDescriptor, bytes: &[u8]) -> Result<(), String> {
     let msg = DynamicMessage::decode(desc.clone(), bytes)
         .map_err(|e| format!("cannot decode protobuf record as {}: {e}", desc.full_name()))?;
     let mark = out.len();

@@ -18,12 +18,10 @@ use tokio_rustls::TlsAcceptor;
 use tonic::codegen::Service;
 
 use crate::flight_proto::flight_service_server::FlightServiceServer;
-use zerobus_core::proto::zerobus_server::ZerobusServer;
 
 use crate::flight::FlightIngestService;
 use crate::http_api::{self, Body};
 use crate::state::State;
-use crate::stream::ZerobusService;
 
 /// Loads a PEM cert chain + key and builds a rustls (ring) acceptor offering h2 and http/1.1.
 pub(crate) fn tls_acceptor(cert_path: &str, key_path: &str) -> Result<TlsAcceptor, String> {
@@ -51,8 +49,8 @@ pub(crate) fn tls_acceptor(cert_path: &str, key_path: &str) -> Result<TlsAccepto
 
 /// The gRPC services served on the port.
 #[derive(Clone)]
+/// (The Zerobus service is [`crate::request::serve_call`].)
 struct Grpc {
-    zerobus: ZerobusServer<ZerobusService>,
     flight: FlightServiceServer<FlightIngestService>,
 }
 
@@ -67,7 +65,7 @@ async fn dispatch(state: Arc<State>, mut grpc: Grpc, req: Request<Incoming>) -> 
         if req.uri().path().starts_with(FLIGHT_PREFIX) {
             grpc.flight.call(req).await
         } else {
-            grpc.zerobus.call(req).await
+            crate::request::serve_call(state, req).await
         }
     } else {
         Ok(http_api::handle(state, req).await)
@@ -102,9 +100,6 @@ pub(crate) async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let grpc = Grpc {
-        zerobus: ZerobusServer::new(ZerobusService::new(state.clone()))
-            .max_decoding_message_size(state.config.max_record_bytes + 64 * 1024)
-            .max_encoding_message_size(usize::MAX),
         // FlightData above max_message_bytes is rejected by the service with INVALID_ARGUMENT;
         // this transport limit only bounds what gets buffered before that check.
         flight: FlightServiceServer::new(FlightIngestService::new(state.clone()))

@@ -19,18 +19,15 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use zerobus_core::proto::ephemeral_stream_request::Payload as ReqPayload;
 use zerobus_core::proto::ephemeral_stream_response::Payload as RespPayload;
-use zerobus_core::proto::ingest_record_batch_request::Batch as BatchPayload;
-use zerobus_core::proto::ingest_record_request::Record as RecordPayload;
-use zerobus_core::proto::zerobus_server::Zerobus;
 use zerobus_core::proto::{
-    CloseStreamSignal, CreateIngestStreamRequest, CreateIngestStreamResponse, EphemeralStreamRequest,
-    EphemeralStreamResponse, IngestRecordResponse, RecordType,
+    CloseStreamSignal, CreateIngestStreamRequest, CreateIngestStreamResponse, EphemeralStreamResponse,
+    IngestRecordResponse, RecordType,
 };
 
 use crate::faults::StreamFaults;
 use crate::records::{self, RecordFormat};
+use crate::request::{Kind, StreamRequest};
 use crate::state::{validate_table_name, State, Table};
 
 /// Group commit caps: messages and bytes gathered into one commit.
@@ -40,16 +37,6 @@ pub(crate) const GROUP_MAX_BYTES: usize = 16 * 1024 * 1024;
 pub(crate) const COMMIT_QUEUE: usize = 4;
 
 type RespTx = mpsc::Sender<Result<EphemeralStreamResponse, Status>>;
-
-pub(crate) struct ZerobusService {
-    state: Arc<State>,
-}
-
-impl ZerobusService {
-    pub fn new(state: Arc<State>) -> Self {
-        Self { state }
-    }
-}
 
 /// Headers of the call that matter to us (EphemeralStream and DoPut).
 pub(crate) struct CallHeaders {
@@ -66,21 +53,16 @@ impl CallHeaders {
     }
 }
 
-#[tonic::async_trait]
-impl Zerobus for ZerobusService {
-    type EphemeralStreamStream = ReceiverStream<Result<EphemeralStreamResponse, Status>>;
-
-    async fn ephemeral_stream(
-        &self,
-        request: Request<Streaming<EphemeralStreamRequest>>,
-    ) -> Result<Response<Self::EphemeralStreamStream>, Status> {
-        let headers = CallHeaders::read(&self.state, request.metadata());
-        let (tx, rx) = mpsc::channel(64);
-        let state = self.state.clone();
-        tokio::spawn(run_stream(state, headers, request.into_inner(), tx));
-        // Returning the response right away makes tonic send the initial metadata now.
-        Ok(Response::new(ReceiverStream::new(rx)))
-    }
+/// An `EphemeralStream` call: the stream runs in a task of its own; the response (whose
+/// messages it sends) is returned at once, so tonic sends the initial metadata now.
+pub(crate) fn ephemeral_stream(
+    state: Arc<State>,
+    request: Request<Streaming<StreamRequest>>,
+) -> Response<ReceiverStream<Result<EphemeralStreamResponse, Status>>> {
+    let headers = CallHeaders::read(&state, request.metadata());
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(run_stream(state, headers, request.into_inner(), tx));
+    Response::new(ReceiverStream::new(rx))
 }
 
 pub(crate) fn invalid(msg: impl Into<String>) -> Status {
@@ -246,28 +228,27 @@ impl Receiver {
         }
     }
 
-    fn append_record(&mut self, rec: RecordPayload) -> Result<(), String> {
-        match (rec, &self.format) {
-            (RecordPayload::JsonRecord(s), RecordFormat::Json) => {
-                self.check_size(s.len())?;
+    /// Checks one record and, unless discarding, appends it as a JSON line.
+    fn append_record(&mut self, kind: Kind, rec: &[u8]) -> Result<(), String> {
+        match (kind, &self.format) {
+            (Kind::Json, RecordFormat::Json) => {
+                self.check_size(rec.len())?;
+                // Checked even when discarding: a JSON record is a protobuf string.
+                let s = std::str::from_utf8(rec).map_err(|e| format!("json_record is not valid UTF-8: {e}"))?;
                 if self.discard {
                     return Ok(());
                 }
-                records::append_json(&mut self.p.buf, &s)
+                records::append_json(&mut self.p.buf, s)
             }
-            (RecordPayload::ProtoEncodedRecord(b), RecordFormat::Proto(desc)) => {
-                self.check_size(b.len())?;
+            (Kind::Proto, RecordFormat::Proto(desc)) => {
+                self.check_size(rec.len())?;
                 if self.discard {
                     return Ok(());
                 }
-                records::append_proto(&mut self.p.buf, desc, b)
+                records::append_proto(&mut self.p.buf, desc, rec)
             }
-            (RecordPayload::JsonRecord(_), RecordFormat::Proto(_)) => {
-                Err("record type mismatch: json_record on a PROTO stream".to_string())
-            }
-            (RecordPayload::ProtoEncodedRecord(_), RecordFormat::Json) => {
-                Err("record type mismatch: proto_encoded_record on a JSON stream".to_string())
-            }
+            (Kind::Json, RecordFormat::Proto(_)) => Err("record type mismatch: json_record on a PROTO stream".to_string()),
+            (Kind::Proto, RecordFormat::Json) => Err("record type mismatch: proto_encoded_record on a JSON stream".to_string()),
         }
     }
 
@@ -288,16 +269,16 @@ impl Receiver {
 }
 
 impl StreamReceiver for Receiver {
-    type Msg = EphemeralStreamRequest;
+    type Msg = StreamRequest;
     type Out = EphemeralStreamResponse;
 
-    fn process(&mut self, req: EphemeralStreamRequest) -> Result<(), Status> {
-        let records = match req.payload {
-            Some(ReqPayload::IngestRecord(r)) => {
+    fn process(&mut self, req: StreamRequest) -> Result<(), Status> {
+        let records = match req {
+            StreamRequest::Record(r) => {
                 let off = self.check_offset(r.offset_id)?;
                 let mark = self.p.buf.len();
-                let res = match r.record {
-                    Some(rec) => self.append_record(rec),
+                let res = match &r.record {
+                    Some((kind, rec)) => self.append_record(*kind, rec),
                     None => Err("request has no record".to_string()),
                 };
                 if let Err(reason) = res {
@@ -306,27 +287,16 @@ impl StreamReceiver for Receiver {
                 }
                 1
             }
-            Some(ReqPayload::IngestRecordBatch(b)) => {
+            StreamRequest::Batch(b) => {
                 let off = self.check_offset(b.offset_id)?;
                 let mark = self.p.buf.len();
                 let mut n = 0u64;
-                let res = match b.batch {
-                    Some(BatchPayload::JsonBatch(batch)) => batch
-                        .records
-                        .into_iter()
-                        .enumerate()
-                        .try_for_each(|(i, s)| {
-                            n += 1;
-                            self.append_record(RecordPayload::JsonRecord(s)).map_err(|e| (i, e))
-                        }),
-                    Some(BatchPayload::ProtoEncodedBatch(batch)) => batch
-                        .records
-                        .into_iter()
-                        .enumerate()
-                        .try_for_each(|(i, b)| {
-                            n += 1;
-                            self.append_record(RecordPayload::ProtoEncodedRecord(b)).map_err(|e| (i, e))
-                        }),
+                let res = match &b.batch {
+                    Some(batch) => batch.records().enumerate().try_for_each(|(i, rec)| {
+                        n += 1;
+                        let rec = rec.map_err(|e| (i, format!("malformed batch: {e}")))?;
+                        self.append_record(batch.kind, rec).map_err(|e| (i, e))
+                    }),
                     None => Err((0, "batch request has no batch".to_string())),
                 };
                 if let Err((i, reason)) = res {
@@ -337,13 +307,13 @@ impl StreamReceiver for Receiver {
                 }
                 n
             }
-            Some(ReqPayload::CreateStream(_)) => {
+            StreamRequest::Create(_) => {
                 return Err(invalid(format!(
                     "request at offset {}: create_stream sent twice on the same stream",
                     self.p.expected_offset
                 )))
             }
-            None => {
+            StreamRequest::Empty => {
                 return Err(invalid(format!(
                     "request at offset {}: empty request",
                     self.p.expected_offset
@@ -370,12 +340,12 @@ impl StreamReceiver for Receiver {
 async fn run_stream(
     state: Arc<State>,
     headers: CallHeaders,
-    mut inbound: Streaming<EphemeralStreamRequest>,
+    mut inbound: Streaming<StreamRequest>,
     tx: RespTx,
 ) {
     let Some(first) = first_message(&state, &mut inbound, &tx).await else { return };
     let create = match first {
-        EphemeralStreamRequest { payload: Some(ReqPayload::CreateStream(c)) } => c,
+        StreamRequest::Create(c) => c,
         _ => return refuse(&state, &tx, invalid("the first message of a stream must be create_stream")).await,
     };
     let setup = match setup_stream(&state, &headers, create) {
