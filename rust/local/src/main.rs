@@ -132,10 +132,17 @@ fn report_startup_panics(path: Option<std::path::PathBuf>, started: &'static std
 /// Started by a parent that stops it by closing standard input: an interrupt (Ctrl-C in the
 /// parent's terminal reaches the whole process group) must not end it before the parent, which
 /// may still be flushing its streams, is done.
+/// The handler is installed before this returns (the server says it is ready only after): an
+/// interrupt right after the ready line must find it, not the default action.
 fn ignore_interrupts() {
-    tokio::spawn(async {
-        while tokio::signal::ctrl_c().await.is_ok() {}
-    });
+    #[cfg(unix)]
+    if let Ok(mut int) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()) {
+        tokio::spawn(async move { while int.recv().await.is_some() {} });
+    }
+    #[cfg(windows)]
+    if let Ok(mut int) = tokio::signal::windows::ctrl_c() {
+        tokio::spawn(async move { while int.recv().await.is_some() {} });
+    }
 }
 
 /// SIGTERM (Unix); never resolves elsewhere.
@@ -218,6 +225,9 @@ async fn serve() -> ExitCode {
         }
     };
     STARTED.store(true, std::sync::atomic::Ordering::Release);
+    if run.exit_on_stdin_close {
+        ignore_interrupts();
+    }
     write_ready(&run, serde_json::json!({ "url": server.url(), "pid": std::process::id() }));
     {
         use std::io::Write;
@@ -226,7 +236,6 @@ async fn serve() -> ExitCode {
         let _ = out.flush();
     }
     if run.exit_on_stdin_close {
-        ignore_interrupts();
         tokio::select! {
             _ = terminated() => {}
             _ = stdin_closed() => {}
