@@ -277,8 +277,8 @@ impl StreamReceiver for Receiver {
             StreamRequest::Record(r) => {
                 let off = self.check_offset(r.offset_id)?;
                 let mark = self.p.buf.len();
-                let res = match &r.record {
-                    Some((kind, rec)) => self.append_record(*kind, rec),
+                let res = match r.record() {
+                    Some((kind, rec)) => self.append_record(kind, rec),
                     None => Err("request has no record".to_string()),
                 };
                 if let Err(reason) = res {
@@ -345,7 +345,7 @@ async fn run_stream(
 ) {
     let Some(first) = first_message(&state, &mut inbound, &tx).await else { return };
     let create = match first {
-        StreamRequest::Create(c) => c,
+        StreamRequest::Create(c) => *c,
         _ => return refuse(&state, &tx, invalid("the first message of a stream must be create_stream")).await,
     };
     let setup = match setup_stream(&state, &headers, create) {
