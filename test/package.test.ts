@@ -67,7 +67,7 @@ beforeAll(() => {
   const main = pack(root);
   const platform = pack(platformPackage());
   ok(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error", main, platform], project);
-}, 300_000); // packing and installing: seconds on a loaded machine (the default hook timeout is 5 s)
+}, 900_000); // two packs and an install, each allowed 240 s by run() (bun's default hook timeout is 5 s)
 
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 

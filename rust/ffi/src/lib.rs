@@ -163,7 +163,6 @@ pub extern "C" fn zerobus_version() -> *const u8 {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr()
 }
 
-
 #[cfg(test)]
 mod tests {
     #[test]

@@ -129,33 +129,48 @@ fn report_startup_panics(path: Option<std::path::PathBuf>, started: &'static std
     }));
 }
 
-/// Started by a parent that stops it by closing standard input: an interrupt (Ctrl-C in the
-/// parent's terminal reaches the whole process group) must not end it before the parent, which
-/// may still be flushing its streams, is done.
-/// The handler is installed before this returns (the server says it is ready only after): an
-/// interrupt right after the ready line must find it, not the default action.
-fn ignore_interrupts() {
+/// Listens for the signals that stop the server, from the moment it is called: the server says
+/// it is ready only after, so a signal right after the ready line finds its handler, not the
+/// default action. The future resolves on SIGTERM (Unix) or, when `interrupts`, Ctrl-C. Without
+/// `interrupts` (started by a parent that stops it by closing standard input) an interrupt is
+/// caught and ignored: Ctrl-C in the parent's terminal reaches the whole process group, and the
+/// parent may still be flushing its streams.
+fn stop_signal(interrupts: bool) -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    if let Ok(mut int) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()) {
-        tokio::spawn(async move { while int.recv().await.is_some() {} });
-    }
-    #[cfg(windows)]
-    if let Ok(mut int) = tokio::signal::windows::ctrl_c() {
-        tokio::spawn(async move { while int.recv().await.is_some() {} });
-    }
-}
-
-/// SIGTERM (Unix); never resolves elsewhere.
-async fn terminated() {
-    #[cfg(unix)]
-    {
+    let (mut term, mut int) = {
         use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            term.recv().await;
-            return;
+        (signal(SignalKind::terminate()).ok(), signal(SignalKind::interrupt()).ok())
+    };
+    #[cfg(windows)]
+    let mut int = tokio::signal::windows::ctrl_c().ok();
+    async move {
+        let interrupted = async {
+            while let Some(i) = int.as_mut() {
+                if i.recv().await.is_none() {
+                    break;
+                }
+                if interrupts {
+                    return;
+                }
+            }
+            std::future::pending::<()>().await
+        };
+        #[cfg(unix)]
+        let terminated = async {
+            if let Some(t) = term.as_mut() {
+                if t.recv().await.is_some() {
+                    return;
+                }
+            }
+            std::future::pending::<()>().await
+        };
+        #[cfg(not(unix))]
+        let terminated = std::future::pending::<()>();
+        tokio::select! {
+            _ = interrupted => {}
+            _ = terminated => {}
         }
     }
-    std::future::pending::<()>().await
 }
 
 /// Resolves when standard input reaches end of file (or fails): the parent closed it or exited.
@@ -171,17 +186,11 @@ async fn stdin_closed() {
     let _ = rx.await;
 }
 
-/// Ctrl-C, or SIGTERM on Unix.
-async fn wait_for_signal() {
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminated() => {}
-    }
-}
-
 /// Keeps freed memory for reuse (glibc): the HTTP/2 read buffers are up to a frame (1 MiB) each,
 /// and glibc gave them back to the system and took them again, a page fault and a page clear per
-/// 4 KiB received (15% of the server's CPU under `perf` in `proto100-batch1000`).
+/// 4 KiB received (15% of the server's CPU under `perf` in `proto100-batch1000`). Allocations
+/// under 4 MiB come from the heap, and up to 16 MiB free at the top of a heap is kept. Settings
+/// made through glibc's environment variables are left alone.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn keep_freed_memory() {
     extern "C" {
@@ -189,10 +198,15 @@ fn keep_freed_memory() {
     }
     const M_TRIM_THRESHOLD: i32 = -1;
     const M_MMAP_THRESHOLD: i32 = -3;
-    // SAFETY: mallopt only sets allocator tunables; called before any other thread starts.
+    let user = |name: &str| std::env::var_os(name).is_some();
+    if user("MALLOC_MMAP_THRESHOLD_") || user("MALLOC_TRIM_THRESHOLD_") || user("GLIBC_TUNABLES") {
+        return;
+    }
+    // SAFETY: mallopt only sets allocator tunables; called before any other thread starts. A
+    // refused value (0) leaves glibc's default in place.
     unsafe {
-        mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
-        mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
+        mallopt(M_MMAP_THRESHOLD, 4 * 1024 * 1024);
+        mallopt(M_TRIM_THRESHOLD, 16 * 1024 * 1024);
     }
 }
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
@@ -225,9 +239,7 @@ async fn serve() -> ExitCode {
         }
     };
     STARTED.store(true, std::sync::atomic::Ordering::Release);
-    if run.exit_on_stdin_close {
-        ignore_interrupts();
-    }
+    let stop = stop_signal(!run.exit_on_stdin_close);
     write_ready(&run, serde_json::json!({ "url": server.url(), "pid": std::process::id() }));
     {
         use std::io::Write;
@@ -237,11 +249,11 @@ async fn serve() -> ExitCode {
     }
     if run.exit_on_stdin_close {
         tokio::select! {
-            _ = terminated() => {}
+            _ = stop => {}
             _ = stdin_closed() => {}
         }
     } else {
-        wait_for_signal().await;
+        stop.await;
     }
     server.shutdown().await;
     write_ready(&run, serde_json::json!({ "stopped": true }));

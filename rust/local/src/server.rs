@@ -47,9 +47,8 @@ pub(crate) fn tls_acceptor(cert_path: &str, key_path: &str) -> Result<TlsAccepto
     Ok(TlsAcceptor::from(Arc::new(cfg)))
 }
 
-/// The gRPC services served on the port.
+/// The gRPC services served on the port (the Zerobus service is [`crate::request::serve_call`]).
 #[derive(Clone)]
-/// (The Zerobus service is [`crate::request::serve_call`].)
 struct Grpc {
     flight: FlightServiceServer<FlightIngestService>,
 }

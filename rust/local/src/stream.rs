@@ -234,7 +234,7 @@ impl Receiver {
             (Kind::Json, RecordFormat::Json) => {
                 self.check_size(rec.len())?;
                 // Checked even when discarding: a JSON record is a protobuf string.
-                let s = std::str::from_utf8(rec).map_err(|e| format!("json_record is not valid UTF-8: {e}"))?;
+                let s = std::str::from_utf8(rec).map_err(|e| format!("JSON record is not valid UTF-8: {e}"))?;
                 if self.discard {
                     return Ok(());
                 }
@@ -395,7 +395,15 @@ pub(crate) async fn first_message<M, O>(
 ) -> Option<M> {
     let mut shutdown = state.shutdown.clone();
     tokio::select! {
-        m = inbound.next() => m?.ok(),
+        m = inbound.next() => match m? {
+            Ok(m) => Some(m),
+            // A message the server cannot decode (or the transport failed): the client is told
+            // why, when it is still there to hear it.
+            Err(status) => {
+                let _ = tx.send(Err(status)).await;
+                None
+            }
+        },
         _ = crate::state::shutdown_requested(&mut shutdown) => {
             let _ = tx.send(Err(Status::unavailable("server shutting down"))).await;
             None
@@ -455,8 +463,9 @@ pub(crate) async fn run_receiver<R, S>(
             Some(Ok(msg)) => Some(msg),
             // Client half-closed: commit what we have, then end OK.
             None => break End::Finish(None),
-            // Client went away / transport error: acks cannot be delivered; discard.
-            Some(Err(_)) => break End::Abort(None),
+            // A message the server cannot decode (too large, malformed), or the client went away
+            // (then the status is not delivered): discard what is not committed.
+            Some(Err(status)) => break End::Abort(Some(status)),
         };
         let mut pending_end: Option<End> = None;
         let mut n_msgs = 0usize;
@@ -493,8 +502,8 @@ pub(crate) async fn run_receiver<R, S>(
                     pending_end = Some(End::Finish(None));
                     None
                 }
-                Some(Some(Err(_))) => {
-                    pending_end = Some(End::Abort(None));
+                Some(Some(Err(status))) => {
+                    pending_end = Some(End::Abort(Some(status)));
                     None
                 }
                 None => None,
@@ -629,6 +638,46 @@ pub(crate) async fn run_committer<T: Send + 'static>(
                 let _ = tx.send(Err(status)).await;
             }
             return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn receiver(discard: bool) -> Receiver {
+        Receiver { format: RecordFormat::Json, max_record_bytes: 1 << 20, discard, p: Pending::new() }
+    }
+
+    /// An EphemeralStreamRequest's bytes: an IngestRecordRequest (field 2) or, with `batch`, an
+    /// IngestRecordBatchRequest with a JSON batch (field 3), carrying `record` at offset 0.
+    fn request(batch: bool, record: &[u8]) -> StreamRequest {
+        let mut inner = vec![0x08, 0x00]; // offset_id 0
+        if batch {
+            let mut list = vec![0x0a, record.len() as u8];
+            list.extend_from_slice(record);
+            inner.extend([0x1a, list.len() as u8]);
+            inner.extend(list);
+        } else {
+            inner.extend([0x1a, record.len() as u8]);
+            inner.extend_from_slice(record);
+        }
+        let mut msg = vec![if batch { 0x1a } else { 0x12 }, inner.len() as u8];
+        msg.extend(inner);
+        StreamRequest::decode(bytes::Bytes::from(msg)).unwrap()
+    }
+
+    #[test]
+    fn json_records_must_be_utf8_even_when_discarded() {
+        for discard in [true, false] {
+            for batch in [false, true] {
+                let mut rx = receiver(discard);
+                let err = rx.process(request(batch, b"{\"a\":\"\xff\"}")).unwrap_err();
+                assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+                assert!(err.message().contains("not valid UTF-8"), "{}", err.message());
+                assert!(rx.process(request(batch, b"{\"a\":1}")).is_ok(), "the same offset, valid: accepted");
+            }
         }
     }
 }

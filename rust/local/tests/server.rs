@@ -641,3 +641,49 @@ async fn shutdown_ends_open_streams() {
     let (_, st) = c.drain().await;
     assert_eq!(st.unwrap().code(), Code::Unavailable);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_the_server_cannot_decode_ends_the_call_with_its_error() {
+    let dir = common::tempdir().unwrap();
+    let srv = server(&dir, |c| c.max_record_bytes = 1024).await;
+    let mut c = open(&srv.url(), TABLE).await;
+    c.create(TABLE, RecordType::Json, None).await.unwrap();
+    let o = c.json(r#"{"a":1}"#).await;
+    c.wait_ack(o).await;
+    // Over max_record_bytes + 64 KiB: tonic refuses to decode the message at all.
+    c.json(&format!(r#"{{"pad":"{}"}}"#, "x".repeat(100 * 1024))).await;
+    let (_, status) = c.drain().await;
+    let status = status.expect("the call ends with the decode error, not OK");
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    assert_eq!(lines(&dir, TABLE).len(), 1, "what was acknowledged stays");
+
+    // The same as the first message of a call.
+    let mut c = open(&srv.url(), TABLE).await;
+    c.send(ReqPayload::CreateStream(CreateIngestStreamRequest {
+        table_name: Some(format!("{}{}", TABLE, " ".repeat(100 * 1024))),
+        record_type: Some(RecordType::Json as i32),
+        ..Default::default()
+    }))
+    .await;
+    let (_, status) = c.drain().await;
+    assert_eq!(status.expect("an error, not OK").code(), Code::OutOfRange);
+    srv.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn other_zerobus_methods_are_unimplemented() {
+    let dir = common::tempdir().unwrap();
+    let srv = server(&dir, |_| {}).await;
+    let channel = tonic::transport::Endpoint::from_shared(srv.url()).unwrap().connect().await.expect("connect");
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.expect("ready");
+    let res: Result<tonic::Response<EphemeralStreamResponse>, Status> = grpc
+        .unary(
+            tonic::Request::new(EphemeralStreamRequest::default()),
+            PathAndQuery::from_static("/databricks.zerobus.Zerobus/CreateIngestStream"),
+            tonic_prost::ProstCodec::<EphemeralStreamRequest, EphemeralStreamResponse>::default(),
+        )
+        .await;
+    assert_eq!(res.unwrap_err().code(), Code::Unimplemented);
+    srv.shutdown().await;
+}
