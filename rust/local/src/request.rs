@@ -208,51 +208,43 @@ fn range_in(msg: &[u8], part: &[u8]) -> Range<usize> {
     start..start + part.len()
 }
 
-/// Reads an `offset_id` (field 1, int64) whose key was just read.
-fn offset_id(wire: WireType, buf: &mut &[u8]) -> Result<i64, Malformed> {
-    if wire != WireType::Varint {
-        return Err(Malformed(format!("invalid wire type {wire:?} for offset_id")));
+/// Reads an `IngestRecordRequest` or an `IngestRecordBatchRequest` (`body`): both are an
+/// `offset_id` (field 1, int64) and a oneof of a protobuf (field 2) or JSON (field 3) payload,
+/// length-delimited. Sets `offset_id`; hands each payload field, in wire order, to `payload`.
+fn read_ingest<'a>(mut body: &'a [u8], offset_id: &mut Option<i64>, mut payload: impl FnMut(Kind, &'a [u8])) -> Result<(), Malformed> {
+    while !body.is_empty() {
+        let (tag, wire) = decode_key(&mut body)?;
+        match tag {
+            1 => {
+                if wire != WireType::Varint {
+                    return Err(Malformed(format!("invalid wire type {wire:?} for offset_id")));
+                }
+                *offset_id = Some(decode_varint(&mut body)? as i64);
+            }
+            2 | 3 => payload(if tag == 2 { Kind::Proto } else { Kind::Json }, len_delimited(wire, &mut body)?),
+            _ => skip_field(wire, tag, &mut body, DecodeContext::default())?,
+        }
     }
-    Ok(decode_varint(buf)? as i64)
+    Ok(())
 }
 
 impl RecordRequest {
     /// Merges an `IngestRecordRequest` (`body`, a slice of `msg`) into this one.
-    fn merge(&mut self, msg: &Bytes, mut body: &[u8]) -> Result<(), Malformed> {
-        while !body.is_empty() {
-            let (tag, wire) = decode_key(&mut body)?;
-            match tag {
-                1 => self.offset_id = Some(offset_id(wire, &mut body)?),
-                2 | 3 => {
-                    let kind = if tag == 2 { Kind::Proto } else { Kind::Json };
-                    self.record = Some((kind, range_in(msg, len_delimited(wire, &mut body)?)));
-                }
-                _ => skip_field(wire, tag, &mut body, DecodeContext::default())?,
-            }
-        }
-        Ok(())
+    fn merge(&mut self, msg: &Bytes, body: &[u8]) -> Result<(), Malformed> {
+        read_ingest(body, &mut self.offset_id, |kind, record| self.record = Some((kind, range_in(msg, record))))
     }
 }
 
 impl BatchRequest {
     /// Merges an `IngestRecordBatchRequest` (`body`, a slice of `msg`) into this one.
-    fn merge(&mut self, msg: &Bytes, mut body: &[u8]) -> Result<(), Malformed> {
-        while !body.is_empty() {
-            let (tag, wire) = decode_key(&mut body)?;
-            match tag {
-                1 => self.offset_id = Some(offset_id(wire, &mut body)?),
-                2 | 3 => {
-                    let kind = if tag == 2 { Kind::Proto } else { Kind::Json };
-                    let part = msg.slice_ref(len_delimited(wire, &mut body)?);
-                    match &mut self.batch {
-                        Some(b) if b.kind == kind => b.parts.push(part),
-                        _ => self.batch = Some(Batch { kind, parts: vec![part] }),
-                    }
-                }
-                _ => skip_field(wire, tag, &mut body, DecodeContext::default())?,
+    fn merge(&mut self, msg: &Bytes, body: &[u8]) -> Result<(), Malformed> {
+        read_ingest(body, &mut self.offset_id, |kind, list| {
+            let part = msg.slice_ref(list);
+            match &mut self.batch {
+                Some(b) if b.kind == kind => b.parts.push(part),
+                _ => self.batch = Some(Batch { kind, parts: vec![part] }),
             }
-        }
-        Ok(())
+        })
     }
 }
 
