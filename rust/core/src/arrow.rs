@@ -8,7 +8,7 @@
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arrow_array::RecordBatch;
 use arrow_ipc::writer::{DictionaryTracker, IpcDataGenerator, IpcWriteOptions};
@@ -81,6 +81,16 @@ pub struct StreamSchema {
     pub schema: Arc<Schema>,
     pub message: Bytes,
     dict_ids: Vec<i64>,
+    /// The last IPC schema message that passed [`split_ipc_stream`]'s check, with its dictionary
+    /// id map: callers send the same schema message with every batch, and a byte-equal message
+    /// is the same schema, so it is not converted and compared again.
+    accepted: Mutex<Option<AcceptedSchema>>,
+}
+
+#[derive(Debug, Clone)]
+struct AcceptedSchema {
+    header: Bytes,
+    id_map: BTreeMap<i64, i64>,
 }
 
 impl StreamSchema {
@@ -97,7 +107,21 @@ impl StreamSchema {
             .and_then(|m| m.header_as_schema())
             .map(|s| dictionary_ids(s.fields()))
             .unwrap_or_default();
-        StreamSchema { schema, message, dict_ids }
+        StreamSchema { schema, message, dict_ids, accepted: Mutex::new(None) }
+    }
+
+    /// The dictionary id map of an IPC schema message (this buffer's ids -> the stream's), after
+    /// checking that it describes the stream's schema.
+    fn accept(&self, header: &[u8], fb: arrow_ipc::Schema<'_>) -> Result<BTreeMap<i64, i64>> {
+        let mut accepted = self.accepted.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(a) = accepted.as_ref().filter(|a| a.header == header) {
+            return Ok(a.id_map.clone());
+        }
+        check_schema(&fb_to_schema(fb)?, &self.schema)?;
+        let id_map: BTreeMap<i64, i64> = dictionary_ids(fb.fields()).into_iter().zip(self.dict_ids.iter().copied()).collect();
+        // A copy: a slice would keep the caller's whole buffer alive with the stream.
+        *accepted = Some(AcceptedSchema { header: Bytes::copy_from_slice(header), id_map: id_map.clone() });
+        Ok(id_map)
     }
 }
 
@@ -171,8 +195,7 @@ pub fn schema_from_ipc(bytes: &[u8]) -> Result<Schema> {
     count(&DECODE_PASSES);
     let mut at = 0;
     match next_message(bytes, &mut at)? {
-        Some((header, _)) => {
-            let msg = parse_message(header).map_err(|e| invalid(format!("bad IPC message: {e}")))?;
+        Some((_, msg, _)) => {
             let fb = msg
                 .header_as_schema()
                 .ok_or_else(|| invalid("the schema IPC bytes must start with a Schema message"))?;
@@ -223,7 +246,7 @@ fn fb_to_schema(fb: arrow_ipc::Schema<'_>) -> Result<Schema> {
 
 /// Splits the next encapsulated message off an IPC stream: (flatbuffer header, body).
 /// Returns None at the end-of-stream marker or the end of the buffer.
-fn next_message<'a>(buf: &'a [u8], at: &mut usize) -> Result<Option<(&'a [u8], std::ops::Range<usize>)>> {
+fn next_message<'a>(buf: &'a [u8], at: &mut usize) -> Result<Option<(&'a [u8], arrow_ipc::Message<'a>, std::ops::Range<usize>)>> {
     let read_i32 = |p: usize| -> Option<i32> { buf.get(p..p + 4).map(|b| i32::from_le_bytes(b.try_into().unwrap())) };
     if *at >= buf.len() {
         return Ok(None);
@@ -257,13 +280,12 @@ fn next_message<'a>(buf: &'a [u8], at: &mut usize) -> Result<Option<(&'a [u8], s
         )));
     }
     *at = body.end;
-    Ok(Some((header, body)))
+    Ok(Some((header, msg, body)))
 }
 
 /// Splits Arrow IPC stream bytes into one payload per record batch, without decoding data.
 /// The stream's schema must equal `schema` (field names, types and nullability).
 pub fn split_ipc_stream(ipc: &Bytes, stream: &StreamSchema) -> Result<Vec<ArrowPayload>> {
-    let schema = &*stream.schema;
     let buf: &[u8] = ipc;
     let mut at = 0usize;
     let mut seen_schema = false;
@@ -279,20 +301,16 @@ pub fn split_ipc_stream(ipc: &Bytes, stream: &StreamSchema) -> Result<Vec<ArrowP
     // dictionary's values aside), hence at most one handle per 8 bytes of input.
     let mut handles = 0usize;
     let slice = |r: std::ops::Range<usize>| ipc.slice(r);
-    while let Some((header, body)) = next_message(buf, &mut at)? {
+    while let Some((header, msg, body)) = next_message(buf, &mut at)? {
         let header_start = header.as_ptr() as usize - buf.as_ptr() as usize;
         let header_bytes = slice(header_start..header_start + header.len());
-        let msg = parse_message(header).map_err(|e| invalid(format!("bad IPC message: {e}")))?;
         match msg.header_type() {
             MessageHeader::Schema => {
                 if seen_schema {
                     return Err(invalid("the IPC stream has a second Schema message"));
                 }
                 seen_schema = true;
-                let fb = msg.header_as_schema().expect("schema header");
-                let got = fb_to_schema(fb)?;
-                check_schema(&got, schema)?;
-                id_map = dictionary_ids(fb.fields()).into_iter().zip(stream.dict_ids.iter().copied()).collect();
+                id_map = stream.accept(header, msg.header_as_schema().expect("schema header"))?;
             }
             MessageHeader::DictionaryBatch => {
                 let d = msg.header_as_dictionary_batch().expect("dictionary header");
@@ -646,12 +664,16 @@ mod tests {
         let rb = RecordBatch::try_new(schema, vec![dict(vec!["x", "y"]), dict(vec!["z", "z"])]).unwrap();
         // Write the buffer with dictionary ids of its own (as another writer would).
         let bytes = ipc(&[rb]);
+        // The second time, the schema message is the one accepted before.
+        for _ in 0..2 {
+            let parts = split_ipc_stream(&bytes, &stream).unwrap();
+            let ids: Vec<i64> = parts[0].messages[..2]
+                .iter()
+                .map(|m| arrow_ipc::root_as_message(&m.header).unwrap().header_as_dictionary_batch().unwrap().id())
+                .collect();
+            assert_eq!(ids, stream.dict_ids);
+        }
         let parts = split_ipc_stream(&bytes, &stream).unwrap();
-        let ids: Vec<i64> = parts[0].messages[..2]
-            .iter()
-            .map(|m| arrow_ipc::root_as_message(&m.header).unwrap().header_as_dictionary_batch().unwrap().id())
-            .collect();
-        assert_eq!(ids, stream.dict_ids);
         let rewritten = with_dictionary_id(&parts[0].messages[1].header, 42).unwrap();
         let m = arrow_ipc::root_as_message(&rewritten).unwrap();
         assert_eq!(m.header_as_dictionary_batch().unwrap().id(), 42);
@@ -675,6 +697,25 @@ mod tests {
         };
         let e = split_ipc_stream(&schema_only, &s).unwrap_err();
         assert!(e.message.contains("no record batch"), "{e}");
+    }
+
+    #[test]
+    fn a_schema_message_seen_before_is_not_converted_again_and_others_are_still_checked() {
+        let s = StreamSchema::new(batch(1).schema());
+        let ids: ArrayRef = Arc::new(arrow_array::Int64Array::from_iter_values(0..2));
+        let names: ArrayRef = Arc::new(StringArray::from_iter_values(["a", "b"]));
+        let wrong = RecordBatch::try_from_iter([("id", ids), ("name", names)]).unwrap();
+        for _ in 0..2 {
+            assert_eq!(split_ipc_stream(&ipc(&[batch(3)]), &s).unwrap()[0].rows, 3);
+            let e = split_ipc_stream(&ipc(&[wrong.clone()]), &s).unwrap_err();
+            assert!(e.message.contains("schema mismatch"), "{e}");
+        }
+        // The remembered message is a copy, not a slice of the caller's buffer.
+        let b = ipc(&[batch(2)]);
+        split_ipc_stream(&b, &s).unwrap();
+        let kept = s.accepted.lock().unwrap().as_ref().unwrap().header.clone();
+        let range = b.as_ptr() as usize..b.as_ptr() as usize + b.len();
+        assert!(!range.contains(&(kept.as_ptr() as usize)));
     }
 
     #[test]
