@@ -1,8 +1,10 @@
 #!/usr/bin/env bun
 // Benchmark: zerobus-bun (on Bun) against the official Databricks SDK (napi addon, on Node) with
 // the same local server in the same run. Prints a Markdown table.
-// usage: bun scripts/bench/run.ts [--seconds N] [--store] [--tls] [--cases a,b,...]
+// usage: bun scripts/bench/run.ts [--seconds N] [--store] [--tls] [--pin] [--cases a,b,...]
 //                                 [--official-runtime node|bun] [--no-alloc] [--alloc-seconds N]
+//   --pin: the server runs on the first half of the CPUs and the SDKs on the other half, so
+//          neither takes the other's CPU time (as with a remote server); default: unpinned
 //   --tls: the server serves TLS with a certificate from a private CA made for the run (both SDKs
 //          trust it through SSL_CERT_FILE), as the real service is TLS-only
 //   CPU: user + system seconds per million records, of the SDK's process (all its threads, from
@@ -26,6 +28,21 @@ const seconds = opt("--seconds", "3");
 const store = args.includes("--store");
 const tls = args.includes("--tls");
 const officialRuntime = opt("--official-runtime", "node");
+// --pin: the server on the first half of the CPUs, each SDK's driver on the other half (taskset).
+const pin = args.includes("--pin");
+let serverPin: string[] = [];
+let sdkPin: string[] = [];
+if (pin) {
+  const cpus = (await import("node:os")).availableParallelism();
+  if (process.platform !== "linux" || cpus < 2 || !Bun.which("taskset")) {
+    console.error("--pin needs Linux, taskset (util-linux) and at least 2 CPUs");
+    process.exit(2);
+  }
+  const half = Math.floor(cpus / 2);
+  const range = (a: number, b: number) => (a === b ? `${a}` : `${a}-${b}`);
+  serverPin = ["taskset", "-c", range(0, half - 1)];
+  sdkPin = ["taskset", "-c", range(half, cpus - 1)];
+}
 const allocSeconds = opt("--alloc-seconds", "1");
 const allCases = [
   "proto100-ingest",
@@ -91,7 +108,7 @@ if (tls) {
   process.env.SSL_CERT_FILE = ca.caPem; // both SDKs' drivers inherit it
 }
 const server = Bun.spawn(
-  [built.localServer, ...tlsArgs, "--port", "0", "--data-dir", dataDir, "--table", "bench.default.t", "--no-fsync", ...(store ? [] : ["--discard"])],
+  [...serverPin, built.localServer, ...tlsArgs, "--port", "0", "--data-dir", dataDir, "--table", "bench.default.t", "--no-fsync", ...(store ? [] : ["--discard"])],
   { stdout: "pipe", stderr: "inherit" },
 );
 const reader = server.stdout.getReader();
@@ -102,7 +119,8 @@ while (!banner.includes("\n")) {
   banner += new TextDecoder().decode(value);
 }
 const endpoint = banner.match(/listening on (\S+)/)![1]!;
-console.error(`local server ${endpoint} (${store ? "storing records" : "--discard"}${tls ? ", TLS" : ""}), ${seconds} s per case`);
+const pinned = pin ? `server on CPUs ${serverPin[2]}, SDKs on CPUs ${sdkPin[2]}` : "";
+console.error(`local server ${endpoint} (${store ? "storing records" : "--discard"}${tls ? ", TLS" : ""}${pin ? `, ${pinned}` : ""}), ${seconds} s per case`);
 
 /** The server's user + system CPU seconds so far (Linux /proc; undefined elsewhere). */
 function serverCpu(): number | undefined {
@@ -155,11 +173,11 @@ function run(cmd: (secs: string) => string[]): Row | undefined {
 
 const rows: { kase: string; ours?: Row; official?: Row }[] = [];
 for (const kase of cases) {
-  const ours = run((secs) => [process.execPath, join(here, "ours.ts"), endpoint, kase, secs]);
+  const ours = run((secs) => [...sdkPin, process.execPath, join(here, "ours.ts"), endpoint, kase, secs]);
   let official: Row | undefined;
   if (haveOfficial && !kase.endsWith("submit")) {
     const rt = officialRuntime === "bun" ? process.execPath : "node";
-    official = run((secs) => [rt, join(here, "official.cjs"), addon, endpoint, kase, secs]);
+    official = run((secs) => [...sdkPin, rt, join(here, "official.cjs"), addon, endpoint, kase, secs]);
   }
   const say = (r?: Row) => (r ? `${r.recordsPerSec} rec/s${r.allocBytesPerRecord !== undefined ? `, ${r.allocBytesPerRecord} B alloc/rec` : ""}` : "-");
   console.error(`${kase}: zerobus-bun ${say(ours)}; official ${say(official)}`);
@@ -179,7 +197,7 @@ const al = (r?: Row) =>
 // CPU seconds per million records: "SDK + server"
 const cpu = (r?: Row) =>
   r?.cpuPerMillion === undefined ? "–" : `${r.cpuPerMillion.toFixed(2)}${r.serverCpuPerMillion !== undefined ? ` + ${r.serverCpuPerMillion.toFixed(2)}` : ""}`;
-console.log(`${tls ? "TLS" : "plaintext"}, ${store ? "records stored" : "server discarding"}; CPU = user+system s per million records, SDK process + server`);
+console.log(`${tls ? "TLS" : "plaintext"}, ${store ? "records stored" : "server discarding"}${pin ? `, ${pinned}` : ""}; CPU = user+system s per million records, SDK process + server`);
 const cp = (r?: Row) => (r?.copiedPerByte === undefined ? "–" : r.copiedPerByte.toFixed(2));
 console.log(`copies = bytes copied by memcpy/memmove of >= 4 KiB in the SDK's process, per byte of record data`);
 console.log(`| case | zerobus-bun records/s | MB/s | allocs/record | copies | CPU | official records/s | MB/s | allocs/record | copies | CPU | speed-up |`);
