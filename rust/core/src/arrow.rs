@@ -113,14 +113,17 @@ impl StreamSchema {
     /// The dictionary id map of an IPC schema message (this buffer's ids -> the stream's), after
     /// checking that it describes the stream's schema.
     fn accept(&self, header: &[u8], fb: arrow_ipc::Schema<'_>) -> Result<BTreeMap<i64, i64>> {
-        let mut accepted = self.accepted.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(a) = accepted.as_ref().filter(|a| a.header == header) {
+        let remembered = || self.accepted.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(a) = remembered().as_ref().filter(|a| a.header == header) {
             return Ok(a.id_map.clone());
         }
         check_schema(&fb_to_schema(fb)?, &self.schema)?;
         let id_map: BTreeMap<i64, i64> = dictionary_ids(fb.fields()).into_iter().zip(self.dict_ids.iter().copied()).collect();
-        // A copy: a slice would keep the caller's whole buffer alive with the stream.
-        *accepted = Some(AcceptedSchema { header: Bytes::copy_from_slice(header), id_map: id_map.clone() });
+        // A copy (a slice would keep the caller's whole buffer alive with the stream), and only
+        // of a header of about the stream schema's size (padding or metadata can make it larger).
+        if header.len() <= 4 * self.message.len() + 4096 {
+            *remembered() = Some(AcceptedSchema { header: Bytes::copy_from_slice(header), id_map: id_map.clone() });
+        }
         Ok(id_map)
     }
 }
@@ -662,7 +665,7 @@ mod tests {
         let schema = Arc::new(arrow_schema::Schema::new(vec![Field::new("a", ty.clone(), true), Field::new("b", ty, true)]));
         let stream = StreamSchema::new(schema.clone());
         let rb = RecordBatch::try_new(schema, vec![dict(vec!["x", "y"]), dict(vec!["z", "z"])]).unwrap();
-        // Write the buffer with dictionary ids of its own (as another writer would).
+        // (The same ids as the stream's: see the test below for a buffer with ids of its own.)
         let bytes = ipc(&[rb]);
         // The second time, the schema message is the one accepted before.
         for _ in 0..2 {
@@ -710,12 +713,53 @@ mod tests {
             let e = split_ipc_stream(&ipc(&[wrong.clone()]), &s).unwrap_err();
             assert!(e.message.contains("schema mismatch"), "{e}");
         }
-        // The remembered message is a copy, not a slice of the caller's buffer.
+        // The remembered message is a copy, not a slice of the caller's buffer, and it is what
+        // the next byte-equal message is compared with (not converted again).
+        let s = StreamSchema::new(batch(1).schema());
         let b = ipc(&[batch(2)]);
         split_ipc_stream(&b, &s).unwrap();
         let kept = s.accepted.lock().unwrap().as_ref().unwrap().header.clone();
         let range = b.as_ptr() as usize..b.as_ptr() as usize + b.len();
         assert!(!range.contains(&(kept.as_ptr() as usize)));
+        split_ipc_stream(&ipc(&[batch(5)]), &s).unwrap();
+        assert_eq!(s.accepted.lock().unwrap().as_ref().unwrap().header.as_ptr(), kept.as_ptr());
+    }
+
+    #[test]
+    fn a_remembered_schema_maps_the_buffers_dictionary_ids_onto_the_streams() {
+        let ty = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        let schema = Arc::new(arrow_schema::Schema::new(vec![Field::new("a", ty.clone(), true), Field::new("b", ty.clone(), true)]));
+        let stream = StreamSchema::new(schema.clone());
+        assert_eq!(stream.dict_ids, vec![0, 1]);
+        // A writer that numbered another dictionary first: this buffer's ids are 1 and 2.
+        let opts = IpcWriteOptions::default();
+        let gen = IpcDataGenerator::default();
+        let mut tracker = DictionaryTracker::new(false);
+        let other = arrow_schema::Schema::new(vec![Field::new("z", ty, true)]);
+        gen.schema_to_bytes_with_dictionary_tracker(&other, &mut tracker, &opts);
+        let sch = gen.schema_to_bytes_with_dictionary_tracker(&schema, &mut tracker, &opts);
+        let dict = |v: Vec<&str>| -> ArrayRef { Arc::new(v.into_iter().collect::<DictionaryArray<Int32Type>>()) };
+        let rb = RecordBatch::try_new(schema.clone(), vec![dict(vec!["x"]), dict(vec!["y"])]).unwrap();
+        let mut fresh = DictionaryTracker::new(false);
+        gen.schema_to_bytes_with_dictionary_tracker(&schema, &mut fresh, &opts);
+        let (dicts, data) = gen.encode(&rb, &mut fresh, &opts, &mut Default::default()).unwrap();
+        // (The encoder numbers the batch's dictionaries 0, 1: renumbered as the schema says.)
+        let messages: Vec<IpcMessage> = dicts
+            .into_iter()
+            .zip([1, 2])
+            .map(|(d, id)| IpcMessage { header: with_dictionary_id(&d.ipc_message, id).unwrap(), body: Bytes::from(d.arrow_data) })
+            .chain(std::iter::once(IpcMessage { header: Bytes::from(data.ipc_message), body: Bytes::from(data.arrow_data) }))
+            .collect();
+        let writer = StreamSchema { schema, message: Bytes::from(sch.ipc_message), dict_ids: vec![], accepted: Mutex::new(None) };
+        let bytes = Bytes::from(ipc_stream_bytes(&writer, &ArrowPayload { messages: messages.into(), rows: 1 }));
+        let id = |m: &IpcMessage| arrow_ipc::root_as_message(&m.header).unwrap().header_as_dictionary_batch().unwrap().id();
+        for _ in 0..2 {
+            let parts = split_ipc_stream(&bytes, &stream).unwrap();
+            let p = &parts[0].messages;
+            assert_eq!(p.len(), 3);
+            assert_eq!([id(&p[0]), id(&p[1])], [0, 1]);
+        }
+        assert_eq!(stream.accepted.lock().unwrap().as_ref().unwrap().id_map, BTreeMap::from([(1, 0), (2, 1)]));
     }
 
     #[test]
