@@ -3,8 +3,10 @@
 // the same local server in the same run. Prints a Markdown table.
 // usage: bun scripts/bench/run.ts [--seconds N] [--store] [--tls] [--pin] [--cases a,b,...]
 //                                 [--official-runtime node|bun] [--no-alloc] [--alloc-seconds N]
-//   --pin: the server runs on the first half of the CPUs and the SDKs on the other half, so
-//          neither takes the other's CPU time (as with a remote server); default: unpinned
+//   --pin: the server runs on the first half of the CPUs this process may use and the SDKs on
+//          the other half (the SDKs get the odd one), so neither takes the other's CPU time, as
+//          with a remote server (hyperthreads of one core may land in both halves); default:
+//          unpinned
 //   --tls: the server serves TLS with a certificate from a private CA made for the run (both SDKs
 //          trust it through SSL_CERT_FILE), as the real service is TLS-only
 //   CPU: user + system seconds per million records, of the SDK's process (all its threads, from
@@ -28,20 +30,29 @@ const seconds = opt("--seconds", "3");
 const store = args.includes("--store");
 const tls = args.includes("--tls");
 const officialRuntime = opt("--official-runtime", "node");
-// --pin: the server on the first half of the CPUs, each SDK's driver on the other half (taskset).
 const pin = args.includes("--pin");
 let serverPin: string[] = [];
 let sdkPin: string[] = [];
 if (pin) {
-  const cpus = (await import("node:os")).availableParallelism();
-  if (process.platform !== "linux" || cpus < 2 || !Bun.which("taskset")) {
+  // The CPUs this process may use (e.g. "0-3,8-11"), split in two halves.
+  const allowed = (() => {
+    try {
+      const list = readFileSync("/proc/self/status", "utf8").match(/^Cpus_allowed_list:\s*(\S+)/m)?.[1] ?? "";
+      return list.split(",").flatMap((r) => {
+        const [a, b = a] = r.split("-").map(Number);
+        return Array.from({ length: b! - a! + 1 }, (_, i) => a! + i);
+      });
+    } catch {
+      return [];
+    }
+  })();
+  if (process.platform !== "linux" || allowed.length < 2 || !Bun.which("taskset")) {
     console.error("--pin needs Linux, taskset (util-linux) and at least 2 CPUs");
     process.exit(2);
   }
-  const half = Math.floor(cpus / 2);
-  const range = (a: number, b: number) => (a === b ? `${a}` : `${a}-${b}`);
-  serverPin = ["taskset", "-c", range(0, half - 1)];
-  sdkPin = ["taskset", "-c", range(half, cpus - 1)];
+  const half = Math.floor(allowed.length / 2);
+  serverPin = ["taskset", "-c", allowed.slice(0, half).join(",")];
+  sdkPin = ["taskset", "-c", allowed.slice(half).join(",")];
 }
 const allocSeconds = opt("--alloc-seconds", "1");
 const allCases = [
