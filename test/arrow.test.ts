@@ -119,6 +119,27 @@ describe("Arrow streams", () => {
     expect(ids).toEqual(Array.from({ length: 10_000 }, (_, i) => i));
   });
 
+  test("batches sharing one dictionary (sent once per call) land right, also when replayed", async () => {
+    const table = "main.default.arrow_shared_dict";
+    await f.server.addTable(table);
+    await f.server.addFault({ table, dropAfterRecords: 1500 });
+    const names = ["red", "green", "blue", "cyan"];
+    const whole = tableFromArrays({
+      id: Int32Array.from({ length: 4000 }, (_, i) => i),
+      name: Array.from({ length: 4000 }, (_, i) => names[i % 7 % 4]!),
+    });
+    // One IPC buffer: the schema, the dictionary once, then 40 record batches that use it.
+    const parts = Array.from({ length: 40 }, (_, k) => whole.slice(k * 100, k * 100 + 100).batches).flat();
+    const ipc = tableToIPC(new Table(parts), "stream");
+    const s = await f.sdk.createArrowStream({ table, schema: whole.schema, ...FAST });
+    expect(await s.ingestBatch(ipc)).toBe(39);
+    expect(s.streamsOpened).toBe(2);
+    await s.close();
+    const rows = f.server.records(table);
+    expect(rows.map((r) => Number(r.id))).toEqual(Array.from({ length: 4000 }, (_, i) => i));
+    expect(rows.every((r, i) => r.name === names[i % 7 % 4])).toBe(true);
+  });
+
   test("unknown table fails stream creation", async () => {
     const err = await f.sdk.createArrowStream({ table: "main.default.arrow_nope", schema: events(0, 1).schema, ...FAST }).catch((e) => e);
     expect(err).toBeInstanceOf(ZerobusError);

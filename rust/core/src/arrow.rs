@@ -38,6 +38,22 @@ fn count(c: &'static std::thread::LocalKey<Cell<u64>>) {
 pub struct IpcMessage {
     pub header: Bytes,
     pub body: Bytes,
+    /// For a dictionary batch that several record batches of one ingest call share: a number no
+    /// other dictionary message has. The sender does not send it again on a call where it was the
+    /// last dictionary sent with its id (see `stream::sender`).
+    pub shared: Option<u64>,
+}
+
+impl IpcMessage {
+    pub fn new(header: Bytes, body: Bytes) -> IpcMessage {
+        IpcMessage { header, body, shared: None }
+    }
+}
+
+/// A new [`IpcMessage::shared`] number.
+fn share_token() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// One record batch as Flight messages: the dictionaries it needs, then the batch itself.
@@ -327,7 +343,7 @@ pub fn split_ipc_stream(ipc: &Bytes, stream: &StreamSchema) -> Result<Vec<ArrowP
                     .get(&d.id())
                     .ok_or_else(|| invalid(format!("dictionary batch with id {} that the schema does not declare", d.id())))?;
                 let header = if id == d.id() { header_bytes } else { with_dictionary_id(header, id)? };
-                dictionaries.insert(id, IpcMessage { header, body: slice(body) });
+                dictionaries.insert(id, IpcMessage { header, body: slice(body), shared: Some(share_token()) });
             }
             MessageHeader::RecordBatch => {
                 if !seen_schema {
@@ -342,7 +358,7 @@ pub fn split_ipc_stream(ipc: &Bytes, stream: &StreamSchema) -> Result<Vec<ArrowP
                     )));
                 }
                 let mut messages: Vec<IpcMessage> = dictionaries.values().cloned().collect();
-                messages.push(IpcMessage { header: header_bytes, body: slice(body) });
+                messages.push(IpcMessage::new(header_bytes, slice(body)));
                 out.push(ArrowPayload { messages: messages.into(), rows });
             }
             other => return Err(invalid(format!("unsupported IPC message type {other:?} in an Arrow stream"))),
@@ -372,7 +388,7 @@ pub fn encode_batch(batch: &RecordBatch, stream: &StreamSchema) -> Result<ArrowP
     let messages: Vec<IpcMessage> = dicts
         .into_iter()
         .chain(std::iter::once(data))
-        .map(|d| IpcMessage { header: Bytes::from(d.ipc_message), body: Bytes::from(d.arrow_data) })
+        .map(|d| IpcMessage::new(Bytes::from(d.ipc_message), Bytes::from(d.arrow_data)))
         .collect();
     Ok(ArrowPayload { messages: messages.into(), rows: batch.num_rows() })
 }
@@ -747,8 +763,8 @@ mod tests {
         let messages: Vec<IpcMessage> = dicts
             .into_iter()
             .zip([1, 2])
-            .map(|(d, id)| IpcMessage { header: with_dictionary_id(&d.ipc_message, id).unwrap(), body: Bytes::from(d.arrow_data) })
-            .chain(std::iter::once(IpcMessage { header: Bytes::from(data.ipc_message), body: Bytes::from(data.arrow_data) }))
+            .map(|(d, id)| IpcMessage::new(with_dictionary_id(&d.ipc_message, id).unwrap(), Bytes::from(d.arrow_data)))
+            .chain(std::iter::once(IpcMessage::new(Bytes::from(data.ipc_message), Bytes::from(data.arrow_data))))
             .collect();
         let writer = StreamSchema { schema, message: Bytes::from(sch.ipc_message), dict_ids: vec![], accepted: Mutex::new(None) };
         let bytes = Bytes::from(ipc_stream_bytes(&writer, &ArrowPayload { messages: messages.into(), rows: 1 }));

@@ -54,7 +54,7 @@ impl Payload {
                 messages: a
                     .messages
                     .iter()
-                    .map(|m| crate::arrow::IpcMessage { header: copy(&m.header), body: copy(&m.body) })
+                    .map(|m| crate::arrow::IpcMessage { header: copy(&m.header), body: copy(&m.body), shared: m.shared })
                     .collect(),
                 rows: a.rows,
             }),

@@ -2,7 +2,7 @@
 //! entries in chunks (cloning `Bytes` handles, never record bytes) and encodes them into
 //! [`Frames`]: large records leave as their own chunks, small ones are gathered.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,10 +20,15 @@ use crate::codec::{Frames, OutRequest, Payload, GATHER_LIMIT};
 const SEND_CHUNK: usize = 512;
 
 pub(super) struct OutStream {
-    pub shared: Arc<Shared>,
-    pub generation: u64,
-    pub create: Option<OutRequest>,
-    pub buf: VecDeque<OutRequest>,
+    shared: Arc<Shared>,
+    generation: u64,
+    create: Option<OutRequest>,
+    buf: VecDeque<OutRequest>,
+    /// Arrow: what was last sent on this call for each dictionary id (the shared number of the
+    /// message, None for one without). The server keeps a dictionary until another with its id
+    /// replaces it, so a batch whose shared dictionary was the last one sent with that id does
+    /// not send it again. A new call starts empty: replayed batches carry their dictionaries.
+    dictionaries: HashMap<i64, Option<u64>>,
 }
 
 /// Resets a call: the request body fails (hyper then resets the HTTP/2 stream, RST_STREAM), so
@@ -91,6 +96,10 @@ impl http_body::Body for RequestBody {
 }
 
 impl OutStream {
+    pub fn new(shared: Arc<Shared>, generation: u64, create: Option<OutRequest>) -> OutStream {
+        OutStream { shared, generation, create, buf: VecDeque::new(), dictionaries: HashMap::new() }
+    }
+
     fn next_request(&mut self, cx: &mut Context<'_>) -> Poll<Option<OutRequest>> {
         if let Some(c) = self.create.take() {
             return Poll::Ready(Some(c));
@@ -114,7 +123,7 @@ impl OutStream {
             for e in st.landing.range(st.sent..end) {
                 let offset = e.offset - base;
                 match &e.payload {
-                    Payload::Arrow(a) => push_flight(&mut self.buf, a, offset),
+                    Payload::Arrow(a) => push_flight(&mut self.buf, &mut self.dictionaries, a, offset),
                     p => self.buf.push_back(OutRequest::Records { offset, payload: p.clone() }),
                 }
             }
@@ -137,16 +146,29 @@ impl OutStream {
     }
 }
 
-/// An Arrow request as FlightData messages: its dictionaries, then the batch with its offset.
-fn push_flight(buf: &mut VecDeque<OutRequest>, a: &ArrowPayload, offset: i64) {
-    let last = a.messages.len() - 1;
-    for (i, m) in a.messages.iter().enumerate() {
-        buf.push_back(OutRequest::FlightData {
-            header: m.header.clone(),
-            body: m.body.clone(),
-            offset: (i == last).then_some(offset),
-        });
+/// An Arrow request as FlightData messages: its dictionaries (those not already in place on
+/// this call), then the batch with its offset.
+fn push_flight(buf: &mut VecDeque<OutRequest>, sent: &mut HashMap<i64, Option<u64>>, a: &ArrowPayload, offset: i64) {
+    let Some((batch, dictionaries)) = a.messages.split_last() else { return };
+    for m in dictionaries {
+        match dictionary_id(&m.header) {
+            Some(id) => {
+                if m.shared.is_some() && sent.get(&id) == Some(&m.shared) {
+                    continue;
+                }
+                sent.insert(id, m.shared);
+            }
+            // Not readable (never the case for headers the core checked or wrote): whatever it
+            // replaces, nothing sent before is known to be in place any more.
+            None => sent.clear(),
+        }
+        buf.push_back(OutRequest::FlightData { header: m.header.clone(), body: m.body.clone(), offset: None });
     }
+    buf.push_back(OutRequest::FlightData { header: batch.header.clone(), body: batch.body.clone(), offset: Some(offset) });
+}
+
+fn dictionary_id(header: &[u8]) -> Option<i64> {
+    arrow_ipc::root_as_message(header).ok()?.header_as_dictionary_batch().map(|d| d.id())
 }
 
 #[cfg(test)]
@@ -189,7 +211,7 @@ mod tests {
             st.ready = true;
             st.push([Payload::Json(Bytes::from_static(b"{\"a\":0}")), Payload::Json(big.clone())], 2, 0);
         }
-        let out = OutStream { shared: shared.clone(), generation: 1, create: Some(OutRequest::Create(Default::default())), buf: VecDeque::new() };
+        let out = OutStream::new(shared.clone(), 1, Some(OutRequest::Create(Default::default())));
         let mut body = RequestBody::new(out, Arc::new(Cancel::default()));
         let (chunks, state) = drain(&mut body);
         assert!(state.is_pending(), "nothing more to send, but the stream goes on");
@@ -221,7 +243,7 @@ mod tests {
             st.ready = true;
             st.push([Payload::Json(Bytes::from_static(b"{}"))], 1, 0);
         }
-        let out = OutStream { shared: shared.clone(), generation: 1, create: None, buf: VecDeque::new() };
+        let out = OutStream::new(shared.clone(), 1, None);
         let cancel = Arc::new(Cancel::default());
         let mut body = RequestBody::new(out, cancel.clone());
         let (chunks, state) = drain(&mut body);
@@ -231,6 +253,50 @@ mod tests {
             Poll::Ready(Some(Err(e))) => assert_eq!(e.code(), tonic::Code::Cancelled),
             other => panic!("expected the cancellation error, got {:?}", other.map(|o| o.map(|r| r.is_ok()))),
         }
+    }
+
+    #[test]
+    fn a_dictionary_shared_by_batches_is_sent_once_per_call() {
+        use crate::arrow::{encode_batch, split_ipc_stream, StreamSchema};
+        use arrow_array::{types::Int32Type, DictionaryArray, RecordBatch};
+        use arrow_schema::{DataType, Field, Schema};
+        let ty = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        let schema = Arc::new(Schema::new(vec![Field::new("d", ty, true)]));
+        let values: DictionaryArray<Int32Type> = ["a", "b", "a", "c", "b", "a"].into_iter().collect();
+        let rb = RecordBatch::try_new(schema.clone(), vec![Arc::new(values)]).unwrap();
+        // One dictionary message, then three record batches (slices share the dictionary).
+        let mut w = arrow_ipc::writer::StreamWriter::try_new(Vec::new(), &schema).unwrap();
+        for i in 0..3 {
+            w.write(&rb.slice(2 * i, 2)).unwrap();
+        }
+        let ipc = Bytes::from(w.into_inner().unwrap());
+        let stream = StreamSchema::new(schema);
+        let parts = split_ipc_stream(&ipc, &stream).unwrap();
+        assert!(parts.iter().all(|p| p.messages.len() == 2), "each batch carries the dictionary");
+        let kinds = |buf: &VecDeque<OutRequest>| -> String {
+            buf.iter().map(|r| match r { OutRequest::FlightData { offset: None, .. } => 'D', _ => 'B' }).collect()
+        };
+        let (mut buf, mut sent) = (VecDeque::new(), HashMap::new());
+        for (i, p) in parts.iter().enumerate() {
+            push_flight(&mut buf, &mut sent, p, i as i64);
+        }
+        assert_eq!(kinds(&buf), "DBBB");
+        // Another ingest's dictionary with the same id replaces it on the server: the first
+        // ingest's is sent again after it. So does one the core encoded (not shared).
+        let again = split_ipc_stream(&ipc, &stream).unwrap();
+        let encoded = encode_batch(&rb.slice(0, 2), &stream).unwrap();
+        assert_eq!(encoded.messages[0].shared, None);
+        buf.clear();
+        for (i, p) in [&again[0], &parts[1], &encoded, &parts[2], &parts[0]].into_iter().enumerate() {
+            push_flight(&mut buf, &mut sent, p, 3 + i as i64);
+        }
+        assert_eq!(kinds(&buf), "DBDBDBDBB");
+        // A new call knows nothing: its first batch sends the dictionary.
+        buf.clear();
+        let mut fresh = HashMap::new();
+        push_flight(&mut buf, &mut fresh, &parts[1], 0);
+        push_flight(&mut buf, &mut fresh, &parts[2], 1);
+        assert_eq!(kinds(&buf), "DBB");
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! Opens physical streams, reads their acks and recovers: on a retryable failure it reopens
 //! after a backoff and replays the landing zone from its first entry, within a retry budget.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -304,7 +303,7 @@ async fn open_within(shared: &Arc<Shared>, stage: &AtomicU8, refused_headers: &R
             true,
         ),
     };
-    let out = OutStream { shared: shared.clone(), generation, create: Some(create), buf: VecDeque::new() };
+    let out = OutStream::new(shared.clone(), generation, Some(create));
     let cancel = Arc::new(Cancel::default());
     let body = RequestBody::new(out, cancel.clone());
     let cancel = CancelOnDrop(Some(cancel));
