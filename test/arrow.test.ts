@@ -131,10 +131,14 @@ describe("Arrow streams", () => {
     // One IPC buffer: the schema, the dictionary once, then 40 record batches that use it.
     const parts = Array.from({ length: 40 }, (_, k) => whole.slice(k * 100, k * 100 + 100).batches).flat();
     const ipc = tableToIPC(new Table(parts), "stream");
+    const dictionaries = async () => (await f.server.stats()).dictionaryBatches as number;
+    const before = await dictionaries();
     const s = await f.sdk.createArrowStream({ table, schema: whole.schema, ...FAST });
     expect(await s.ingestBatch(ipc)).toBe(39);
     expect(s.streamsOpened).toBe(2);
     await s.close();
+    // Once on the first call, once more with the first batch replayed on the second.
+    expect((await dictionaries()) - before).toBe(2);
     const rows = f.server.records(table);
     expect(rows.map((r) => Number(r.id))).toEqual(Array.from({ length: 4000 }, (_, i) => i));
     expect(rows.every((r, i) => r.name === names[i % 7 % 4])).toBe(true);

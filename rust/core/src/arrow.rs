@@ -38,22 +38,30 @@ fn count(c: &'static std::thread::LocalKey<Cell<u64>>) {
 pub struct IpcMessage {
     pub header: Bytes,
     pub body: Bytes,
-    /// For a dictionary batch that several record batches of one ingest call share: a number no
-    /// other dictionary message has. The sender does not send it again on a call where it was the
-    /// last dictionary sent with its id (see `stream::sender`).
-    pub shared: Option<u64>,
+    /// Set on a dictionary batch that several record batches of one ingest call may share. The
+    /// sender does not send it again on a call where it was the last dictionary sent with its id
+    /// (see `stream::sender`). Only [`split_ipc_stream`] makes these.
+    pub(crate) shared: Option<SharedDictionary>,
+}
+
+/// The stream's id of a dictionary batch, and a number no other dictionary message has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SharedDictionary {
+    pub id: i64,
+    pub number: u64,
+}
+
+impl SharedDictionary {
+    fn new(id: i64) -> SharedDictionary {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        SharedDictionary { id, number: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) }
+    }
 }
 
 impl IpcMessage {
     pub fn new(header: Bytes, body: Bytes) -> IpcMessage {
         IpcMessage { header, body, shared: None }
     }
-}
-
-/// A new [`IpcMessage::shared`] number.
-fn share_token() -> u64 {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// One record batch as Flight messages: the dictionaries it needs, then the batch itself.
@@ -343,7 +351,7 @@ pub fn split_ipc_stream(ipc: &Bytes, stream: &StreamSchema) -> Result<Vec<ArrowP
                     .get(&d.id())
                     .ok_or_else(|| invalid(format!("dictionary batch with id {} that the schema does not declare", d.id())))?;
                 let header = if id == d.id() { header_bytes } else { with_dictionary_id(header, id)? };
-                dictionaries.insert(id, IpcMessage { header, body: slice(body), shared: Some(share_token()) });
+                dictionaries.insert(id, IpcMessage { header, body: slice(body), shared: Some(SharedDictionary::new(id)) });
             }
             MessageHeader::RecordBatch => {
                 if !seen_schema {

@@ -320,6 +320,7 @@ fn parse_offset(app_metadata: &[u8]) -> Result<i64, String> {
 
 /// Receiver-side state of one DoPut stream.
 struct PutReceiver {
+    state: Arc<State>,
     schema: SchemaRef,
     dictionaries: HashMap<i64, ArrayRef>,
     discard: bool,
@@ -381,9 +382,10 @@ impl StreamReceiver for PutReceiver {
         match msg.header_type() {
             MessageHeader::RecordBatch => {}
             MessageHeader::DictionaryBatch => {
-                return self
-                    .read_dictionary(&fd, &msg)
-                    .map_err(|e| invalid(format!("dictionary batch before offset {at}: {e}")));
+                self.read_dictionary(&fd, &msg)
+                    .map_err(|e| invalid(format!("dictionary batch before offset {at}: {e}")))?;
+                self.state.dictionary_batches.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
             }
             MessageHeader::Schema => {
                 // A repeated identical schema is harmless; a different one is not supported.
@@ -481,6 +483,7 @@ async fn run_put(state: Arc<State>, headers: CallHeaders, mut inbound: Streaming
     };
 
     let rx = PutReceiver {
+        state: state.clone(),
         schema,
         dictionaries: HashMap::new(),
         discard: state.config.discard,

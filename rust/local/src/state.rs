@@ -83,6 +83,8 @@ pub(crate) struct State {
     pub streams_active: AtomicI64,
     pub create_failures: AtomicU64,
     pub streams_failed: AtomicU64,
+    /// Arrow dictionary batches received (DoPut), all streams.
+    pub dictionary_batches: AtomicU64,
     next_id: AtomicU64,
 }
 
@@ -123,6 +125,7 @@ impl State {
             streams_active: AtomicI64::new(0),
             create_failures: AtomicU64::new(0),
             streams_failed: AtomicU64::new(0),
+            dictionary_batches: AtomicU64::new(0),
             next_id: AtomicU64::new(1),
         };
         for t in &config.tables {
@@ -285,6 +288,7 @@ impl State {
             "streamsActive": self.streams_active.load(Ordering::Relaxed),
             "streamsFailed": self.streams_failed.load(Ordering::Relaxed),
             "createFailures": self.create_failures.load(Ordering::Relaxed),
+            "dictionaryBatches": self.dictionary_batches.load(Ordering::Relaxed),
             "tokensIssued": stats.tokens_issued,
             "tokenRequests": stats.token_requests,
             "authRefusals": stats.auth_refusals,
@@ -308,6 +312,7 @@ impl State {
         self.streams_opened.store(0, Ordering::Relaxed);
         self.create_failures.store(0, Ordering::Relaxed);
         self.streams_failed.store(0, Ordering::Relaxed);
+        self.dictionary_batches.store(0, Ordering::Relaxed);
         for t in self.tables.read().unwrap().values() {
             t.committed_records.store(0, Ordering::Relaxed);
             t.committed_bytes.store(0, Ordering::Relaxed);

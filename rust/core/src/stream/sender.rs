@@ -24,8 +24,8 @@ pub(super) struct OutStream {
     generation: u64,
     create: Option<OutRequest>,
     buf: VecDeque<OutRequest>,
-    /// Arrow: what was last sent on this call for each dictionary id (the shared number of the
-    /// message, None for one without). The server keeps a dictionary until another with its id
+    /// Arrow: what was last sent on this call for each dictionary id (the message's shared
+    /// number, None for one without). The server keeps a dictionary until another with its id
     /// replaces it, so a batch whose shared dictionary was the last one sent with that id does
     /// not send it again. A new call starts empty: replayed batches carry their dictionaries.
     dictionaries: HashMap<i64, Option<u64>>,
@@ -149,18 +149,25 @@ impl OutStream {
 /// An Arrow request as FlightData messages: its dictionaries (those not already in place on
 /// this call), then the batch with its offset.
 fn push_flight(buf: &mut VecDeque<OutRequest>, sent: &mut HashMap<i64, Option<u64>>, a: &ArrowPayload, offset: i64) {
-    let Some((batch, dictionaries)) = a.messages.split_last() else { return };
+    let Some((batch, dictionaries)) = a.messages.split_last() else {
+        debug_assert!(false, "an Arrow payload without its record batch");
+        return;
+    };
     for m in dictionaries {
-        match dictionary_id(&m.header) {
-            Some(id) => {
-                if m.shared.is_some() && sent.get(&id) == Some(&m.shared) {
-                    continue;
-                }
-                sent.insert(id, m.shared);
+        match m.shared {
+            Some(d) if sent.get(&d.id) == Some(&Some(d.number)) => continue,
+            Some(d) => {
+                sent.insert(d.id, Some(d.number));
             }
-            // Not readable (never the case for headers the core checked or wrote): whatever it
-            // replaces, nothing sent before is known to be in place any more.
-            None => sent.clear(),
+            // A dictionary the core encoded: it replaces the one with its id on the server.
+            None => match dictionary_id(&m.header) {
+                Some(id) => {
+                    sent.insert(id, None);
+                }
+                // Not readable (never the case for headers the core wrote): nothing sent
+                // before is known to be in place any more.
+                None => sent.clear(),
+            },
         }
         buf.push_back(OutRequest::FlightData { header: m.header.clone(), body: m.body.clone(), offset: None });
     }
