@@ -40,7 +40,8 @@ pub struct IpcMessage {
     pub body: Bytes,
     /// Set on a dictionary batch that several record batches of one ingest call may share. The
     /// sender does not send it again on a call where it was the last dictionary sent with its id
-    /// (see `stream::sender`). Only [`split_ipc_stream`] makes these.
+    /// (see `stream::sender`). Only [`split_ipc_stream`] assigns one; changing the header or body
+    /// of a message that has one is not supported (the sender could skip the changed bytes).
     pub(crate) shared: Option<SharedDictionary>,
 }
 
@@ -271,7 +272,8 @@ fn fb_to_schema(fb: arrow_ipc::Schema<'_>) -> Result<Schema> {
     arrow_ipc::convert::try_fb_to_schema(fb).map_err(|e| invalid(format!("bad IPC schema: {e}")))
 }
 
-/// Splits the next encapsulated message off an IPC stream: (flatbuffer header, body).
+/// Splits the next encapsulated message off an IPC stream: (flatbuffer header, the verified
+/// message, body range).
 /// Returns None at the end-of-stream marker or the end of the buffer.
 fn next_message<'a>(buf: &'a [u8], at: &mut usize) -> Result<Option<(&'a [u8], arrow_ipc::Message<'a>, std::ops::Range<usize>)>> {
     let read_i32 = |p: usize| -> Option<i32> { buf.get(p..p + 4).map(|b| i32::from_le_bytes(b.try_into().unwrap())) };

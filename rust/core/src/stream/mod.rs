@@ -447,10 +447,7 @@ impl ZerobusStream {
             }));
         }
         if let Payload::Arrow(a) = payload {
-            if a.byte_len() > self.shared.opts.max_record_bytes.max(64 * 1024 * 1024) {
-                return Err(ZerobusError::invalid(format!("Arrow batch of {} bytes is more than 64 MiB", a.byte_len())));
-            }
-            return Ok(());
+            return check_arrow(a, self.shared.opts.max_record_bytes);
         }
         let want_json = self.shared.table.record_type == RecordType::Json;
         let is_json = matches!(payload, Payload::Json(_) | Payload::JsonBatch(_));
@@ -703,6 +700,18 @@ fn split_batch(payload: &Payload, limit: usize) -> Vec<Payload> {
     }
 }
 
+/// An Arrow request ends with its record batch (the offset travels with it) and is at most
+/// 64 MiB (or `max_record_bytes`, if larger).
+fn check_arrow(a: &crate::arrow::ArrowPayload, max_record_bytes: usize) -> Result<()> {
+    if a.messages.is_empty() {
+        return Err(ZerobusError::invalid("an Arrow request needs its record batch message"));
+    }
+    if a.byte_len() > max_record_bytes.max(64 * 1024 * 1024) {
+        return Err(ZerobusError::invalid(format!("Arrow batch of {} bytes is more than 64 MiB", a.byte_len())));
+    }
+    Ok(())
+}
+
 fn validate(table: &TableProperties, wire: &Wire, opts: &StreamOptions) -> Result<()> {
     let parts: Vec<&str> = table.table_name.split('.').collect();
     if parts.len() != 3 || parts.iter().any(|p| p.is_empty()) {
@@ -733,7 +742,18 @@ fn is_json_object_text(text: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::is_json_object_text;
+    use super::{check_arrow, is_json_object_text};
+
+    #[test]
+    fn an_arrow_request_without_messages_is_refused() {
+        // It would never be acknowledged: its offset travels with its record batch.
+        let empty = crate::arrow::ArrowPayload { messages: std::sync::Arc::from([]), rows: 0 };
+        let e = check_arrow(&empty, 1024).unwrap_err();
+        assert_eq!(e.code, crate::ErrorCode::InvalidArgument);
+        let one = crate::arrow::IpcMessage::new(bytes::Bytes::from_static(b"h"), bytes::Bytes::new());
+        let ok = crate::arrow::ArrowPayload { messages: std::sync::Arc::from([one]), rows: 1 };
+        assert!(check_arrow(&ok, 1024).is_ok());
+    }
 
     #[test]
     fn json_records_must_look_like_objects() {
