@@ -168,27 +168,20 @@ impl StreamRequest {
                 continue;
             }
             let body = len_delimited(wire, &mut buf)?;
-            out = match (tag, out) {
-                (1, StreamRequest::Create(mut c)) => {
+            // The same payload again merges into it; another one starts from its default.
+            out = match tag {
+                1 => {
+                    let mut c = if let StreamRequest::Create(c) = out { c } else { Box::default() };
                     c.merge(body)?;
                     StreamRequest::Create(c)
                 }
-                (1, _) => StreamRequest::Create(Box::new(CreateIngestStreamRequest::decode(body)?)),
-                (2, StreamRequest::Record(mut r)) => {
+                2 => {
+                    let mut r = if let StreamRequest::Record(r) = out { r } else { RecordRequest::default() };
                     r.merge(&msg, body)?;
                     StreamRequest::Record(r)
                 }
-                (2, _) => {
-                    let mut r = RecordRequest::default();
-                    r.merge(&msg, body)?;
-                    StreamRequest::Record(r)
-                }
-                (_, StreamRequest::Batch(mut b)) => {
-                    b.merge(&msg, body)?;
-                    StreamRequest::Batch(b)
-                }
-                (_, _) => {
-                    let mut b = BatchRequest::default();
+                _ => {
+                    let mut b = if let StreamRequest::Batch(b) = out { b } else { BatchRequest::default() };
                     b.merge(&msg, body)?;
                     StreamRequest::Batch(b)
                 }

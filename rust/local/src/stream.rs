@@ -652,6 +652,7 @@ mod tests {
 
     /// An EphemeralStreamRequest's bytes: an IngestRecordRequest (field 2) or, with `batch`, an
     /// IngestRecordBatchRequest with a JSON batch (field 3), carrying `record` at offset 0.
+    /// Written by hand: prost's `String` fields cannot carry the invalid UTF-8 the test needs.
     fn request(batch: bool, record: &[u8]) -> StreamRequest {
         let mut inner = vec![0x08, 0x00]; // offset_id 0
         if batch {
