@@ -33,6 +33,8 @@ const officialRuntime = opt("--official-runtime", "node");
 const pin = args.includes("--pin");
 let serverPin: string[] = [];
 let sdkPin: string[] = [];
+/** How the run is pinned, for the table's heading ("" when unpinned). */
+let pinned = "";
 if (pin) {
   // The CPUs this process may use (e.g. "0-3,8-11"), split in two halves.
   const allowed = (() => {
@@ -51,8 +53,10 @@ if (pin) {
     process.exit(2);
   }
   const half = Math.floor(allowed.length / 2);
-  serverPin = ["taskset", "-c", allowed.slice(0, half).join(",")];
-  sdkPin = ["taskset", "-c", allowed.slice(half).join(",")];
+  const [serverCpus, sdkCpus] = [allowed.slice(0, half).join(","), allowed.slice(half).join(",")];
+  serverPin = ["taskset", "-c", serverCpus];
+  sdkPin = ["taskset", "-c", sdkCpus];
+  pinned = `, server on CPUs ${serverCpus}, SDKs on CPUs ${sdkCpus}`;
 }
 const allocSeconds = opt("--alloc-seconds", "1");
 const allCases = [
@@ -130,8 +134,7 @@ while (!banner.includes("\n")) {
   banner += new TextDecoder().decode(value);
 }
 const endpoint = banner.match(/listening on (\S+)/)![1]!;
-const pinned = pin ? `server on CPUs ${serverPin[2]}, SDKs on CPUs ${sdkPin[2]}` : "";
-console.error(`local server ${endpoint} (${store ? "storing records" : "--discard"}${tls ? ", TLS" : ""}${pin ? `, ${pinned}` : ""}), ${seconds} s per case`);
+console.error(`local server ${endpoint} (${store ? "storing records" : "--discard"}${tls ? ", TLS" : ""}${pinned}), ${seconds} s per case`);
 
 /** The server's user + system CPU seconds so far (Linux /proc; undefined elsewhere). */
 function serverCpu(): number | undefined {
@@ -208,7 +211,7 @@ const al = (r?: Row) =>
 // CPU seconds per million records: "SDK + server"
 const cpu = (r?: Row) =>
   r?.cpuPerMillion === undefined ? "–" : `${r.cpuPerMillion.toFixed(2)}${r.serverCpuPerMillion !== undefined ? ` + ${r.serverCpuPerMillion.toFixed(2)}` : ""}`;
-console.log(`${tls ? "TLS" : "plaintext"}, ${store ? "records stored" : "server discarding"}${pin ? `, ${pinned}` : ""}; CPU = user+system s per million records, SDK process + server`);
+console.log(`${tls ? "TLS" : "plaintext"}, ${store ? "records stored" : "server discarding"}${pinned}; CPU = user+system s per million records, SDK process + server`);
 const cp = (r?: Row) => (r?.copiedPerByte === undefined ? "–" : r.copiedPerByte.toFixed(2));
 console.log(`copies = bytes copied by memcpy/memmove of >= 4 KiB in the SDK's process, per byte of record data`);
 console.log(`| case | zerobus-bun records/s | MB/s | allocs/record | copies | CPU | official records/s | MB/s | allocs/record | copies | CPU | speed-up |`);
