@@ -52,6 +52,12 @@ export interface Fault {
   failCreate?: StatusSpec;
   failAfterRecords?: StatusSpec & { records: number };
   closeSignalAfterRecords?: { records: number; durationMs: number };
+  /** Once `records` arrived, acknowledge `offset` (beyond what was sent: a protocol violation). */
+  ackBeyond?: { records: number; offset: number };
+  /** After every acknowledgement, acknowledge offset 0 again (an ack that goes backwards). */
+  ackBackwards?: boolean;
+  /** Acknowledge offset 0 before confirming the stream. */
+  ackBeforeCreate?: boolean;
 }
 
 /** How long `startLocalServer` waits for the server to listen, and `stop()` for it to finish. */

@@ -55,6 +55,23 @@ pub struct FaultSpec {
     pub fail_after_records: Option<FailAfterRecords>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub close_signal_after_records: Option<CloseSignalAfterRecords>,
+    /// Once this many records arrived, acknowledge `offset` (beyond what the client sent: a
+    /// protocol violation), then go on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack_beyond: Option<AckBeyond>,
+    /// After every acknowledgement, acknowledge offset 0 again (an ack that goes backwards).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ack_backwards: bool,
+    /// Acknowledge offset 0 before confirming the stream.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ack_before_create: bool,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AckBeyond {
+    pub records: u64,
+    pub offset: i64,
 }
 
 fn one() -> u32 {
@@ -123,6 +140,9 @@ pub(crate) struct StreamFaults {
     pub fail_create: Option<Status>,
     pub fail_after_records: Option<(u64, Status)>,
     pub close_signal_after_records: Option<(u64, Duration)>,
+    pub ack_beyond: Option<AckBeyond>,
+    pub ack_backwards: bool,
+    pub ack_before_create: bool,
 }
 
 impl StreamFaults {
@@ -135,6 +155,11 @@ impl StreamFaults {
         }
         self.withhold_acks |= f.withhold_acks;
         self.lose_acks |= f.lose_acks;
+        self.ack_backwards |= f.ack_backwards;
+        self.ack_before_create |= f.ack_before_create;
+        if self.ack_beyond.is_none() {
+            self.ack_beyond = f.ack_beyond;
+        }
         if let Some(s) = &f.fail_create {
             if self.fail_create.is_none() {
                 self.fail_create = Some(status(&s.code, &s.message, "injected fault: create_stream failed"));

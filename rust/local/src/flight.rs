@@ -37,7 +37,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::faults::StreamFaults;
 use crate::state::{validate_table_name, State, Table};
 use crate::stream::{
-    accept, check_auth, check_table_header, first_message, invalid, refuse, resolve_table, run_committer, run_receiver,
+    accept, check_auth, check_table_header, first_message, invalid, refuse, resolve_table, run_committer, run_receiver, AckFaults,
     CallHeaders, Pending, StreamReceiver, COMMIT_QUEUE,
 };
 
@@ -433,6 +433,10 @@ impl StreamReceiver for PutReceiver {
         &mut self.p
     }
 
+    fn ack(offset: i64, records: u64) -> PutResult {
+        put_result(offset, records, None)
+    }
+
     fn close_signal(&self, dur: Duration) -> PutResult {
         put_result(
             self.acked.offset.load(Ordering::Acquire),
@@ -455,6 +459,9 @@ async fn run_put(state: Arc<State>, headers: CallHeaders, mut inbound: Streaming
         Err(status) => return refuse(&state, &tx, status).await,
     };
     drop(first);
+    if setup.faults.ack_before_create && tx.send(Ok(put_result(0, 1, None))).await.is_err() {
+        return;
+    }
     if !accept(&state, &tx, put_result(-1, 0, None)).await {
         return;
     }
@@ -472,8 +479,7 @@ async fn run_put(state: Arc<State>, headers: CallHeaders, mut inbound: Streaming
             table,
             crx,
             tx.clone(),
-            faults.ack_delay,
-            faults.lose_acks,
+            AckFaults::of(&faults),
             move |offset, rows| {
                 acked.offset.store(offset, Ordering::Release);
                 acked.rows.store(rows, Ordering::Release);

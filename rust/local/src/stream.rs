@@ -205,6 +205,8 @@ pub(crate) trait StreamReceiver {
     fn pending(&mut self) -> &mut Pending;
     /// The message telling the client that the server closes the stream in `dur`.
     fn close_signal(&self, dur: Duration) -> Self::Out;
+    /// An acknowledgement of `offset` (`records` committed so far), for injected faults.
+    fn ack(offset: i64, records: u64) -> Self::Out;
 }
 
 /// Receiver-side state of one EphemeralStream.
@@ -328,12 +330,22 @@ impl StreamReceiver for Receiver {
         &mut self.p
     }
 
+    fn ack(offset: i64, _records: u64) -> EphemeralStreamResponse {
+        ephemeral_ack(offset)
+    }
+
     fn close_signal(&self, dur: Duration) -> EphemeralStreamResponse {
         EphemeralStreamResponse {
             payload: Some(RespPayload::CloseStreamSignal(CloseStreamSignal {
                 duration: Some(prost_types::Duration { seconds: dur.as_secs() as i64, nanos: dur.subsec_nanos() as i32 }),
             })),
         }
+    }
+}
+
+fn ephemeral_ack(offset: i64) -> EphemeralStreamResponse {
+    EphemeralStreamResponse {
+        payload: Some(RespPayload::IngestRecordResponse(IngestRecordResponse { durability_ack_up_to_offset: Some(offset) })),
     }
 }
 
@@ -352,6 +364,9 @@ async fn run_stream(
         Ok(s) => s,
         Err(status) => return refuse(&state, &tx, status).await,
     };
+    if setup.faults.ack_before_create && tx.send(Ok(ephemeral_ack(0))).await.is_err() {
+        return;
+    }
     let created = EphemeralStreamResponse {
         payload: Some(RespPayload::CreateStreamResponse(CreateIngestStreamResponse {
             stream_id: Some(state.next_stream_id()),
@@ -368,13 +383,8 @@ async fn run_stream(
         table,
         crx,
         tx.clone(),
-        faults.ack_delay,
-        faults.lose_acks,
-        |offset, _records| EphemeralStreamResponse {
-            payload: Some(RespPayload::IngestRecordResponse(IngestRecordResponse {
-                durability_ack_up_to_offset: Some(offset),
-            })),
-        },
+        AckFaults::of(&faults),
+        |offset, _records| ephemeral_ack(offset),
     ));
 
     let rx = Receiver {
@@ -447,6 +457,7 @@ pub(crate) async fn run_receiver<R, S>(
     let mut shutdown = state.shutdown.clone();
     let far_future = Instant::now() + Duration::from_secs(86400 * 365);
     let mut close_deadline: Option<Instant> = None;
+    let mut ack_beyond = faults.ack_beyond;
 
     let end: End = 'outer: loop {
         let first = tokio::select! {
@@ -476,6 +487,10 @@ pub(crate) async fn run_receiver<R, S>(
             }
             n_msgs += 1;
             let received = rx.pending().received;
+            if let Some(a) = ack_beyond.filter(|a| received >= a.records) {
+                ack_beyond = None;
+                let _ = tx.send(Ok(R::ack(a.offset, received))).await;
+            }
             if let Some(n) = faults.drop_after_records {
                 if received >= n {
                     break 'outer End::Abort(Some(Status::unavailable("injected fault: stream dropped")));
@@ -572,6 +587,21 @@ pub(crate) async fn finish_receiver(
     state.streams_active.fetch_sub(1, Ordering::Relaxed);
 }
 
+/// What injected faults do to a committer's acknowledgements.
+pub(crate) struct AckFaults {
+    pub delay: Option<Duration>,
+    /// Commit, but never send the acks.
+    pub lose: bool,
+    /// After every ack, acknowledge offset 0 again.
+    pub backwards: bool,
+}
+
+impl AckFaults {
+    pub fn of(f: &StreamFaults) -> AckFaults {
+        AckFaults { delay: f.ack_delay, lose: f.lose_acks, backwards: f.ack_backwards }
+    }
+}
+
 /// Commits batches (one write per commit) and sends one cumulative ack per commit, built by
 /// `make_ack(last committed offset, records committed on this stream so far)`.
 pub(crate) async fn run_committer<T: Send + 'static>(
@@ -579,10 +609,10 @@ pub(crate) async fn run_committer<T: Send + 'static>(
     table: Arc<Table>,
     mut crx: mpsc::Receiver<CommitMsg>,
     tx: mpsc::Sender<Result<T, Status>>,
-    ack_delay: Option<Duration>,
-    lose_acks: bool,
+    faults: AckFaults,
     mut make_ack: impl FnMut(i64, u64) -> T + Send,
 ) {
+    let AckFaults { delay: ack_delay, lose: lose_acks, backwards } = faults;
     let fsync = state.config.fsync;
     let mut committed_records = 0u64;
     let mut msgs: Vec<CommitMsg> = Vec::new();
@@ -630,6 +660,9 @@ pub(crate) async fn run_committer<T: Send + 'static>(
             committed_records += records;
             let ack = make_ack(offset, committed_records);
             if !lose_acks && tx.send(Ok(ack)).await.is_err() {
+                return;
+            }
+            if backwards && !lose_acks && offset > 0 && tx.send(Ok(make_ack(0, committed_records))).await.is_err() {
                 return;
             }
         }
