@@ -138,6 +138,8 @@ const dropped = new FinalizationRegistry<Pointer>((h) => {
 });
 
 const closedError = () => new ZerobusError("stream is closed", "STREAM_CLOSED", false);
+const closingError = () =>
+  new ZerobusError("stream is closing (close() was called): it takes no more records", "STREAM_CLOSED", false);
 
 export class ZerobusStream<T = unknown> implements AsyncDisposable {
   #h: Pointer | null;
@@ -148,6 +150,8 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   #streamsOpened = 0;
   #finalStats: StreamStats | undefined;
   #state: StreamState = "opening";
+  /** close() was called: no more records are taken. */
+  #closing = false;
   #error: ZerobusError | undefined;
   #json: boolean;
   #arrow: boolean;
@@ -438,30 +442,31 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   }
 
   /**
-   * Flushes, then closes the stream. Rejects if any record could not be made durable within
-   * `flushTimeoutMs` (the stream then fails with the reason).
+   * Stops taking records at once (later `ingest`/`submit` calls fail with `STREAM_CLOSED`), then
+   * waits until everything taken before is durable and closes the stream. Settles within
+   * `flushTimeoutMs`: it rejects if any record could not be made durable by then (the stream then
+   * fails with the reason).
    */
   async close(): Promise<void> {
     if (!this.#h) {
       if (this.#error) throw this.#error;
       return;
     }
+    this.#closing = true;
     this.#poll();
     if (this.#state === "failed") {
       this.#free();
       throw this.#error;
     }
     // Ingests still waiting for capacity are queued first; the native close then waits for every
-    // acknowledgement (flushTimeoutMs) and ends the stream, or fails it.
-    if (this.#queued.length > 0) {
-      const deadline = performance.now() + this.#flushTimeoutMs;
-      while (this.#queued.length > 0 && this.#h && performance.now() < deadline) {
-        const ack = this.waitForOffset(this.#acked + 1).catch(() => Bun.sleep(1));
-        await Promise.race([ack, Bun.sleep(Math.max(1, deadline - performance.now()))]);
-      }
+    // acknowledgement in what is left of the budget and ends the stream, or fails it.
+    const deadline = performance.now() + this.#flushTimeoutMs;
+    while (this.#queued.length > 0 && this.#h && performance.now() < deadline) {
+      const ack = this.waitForOffset(this.#acked + 1).catch(() => Bun.sleep(1));
+      await Promise.race([ack, Bun.sleep(Math.max(1, deadline - performance.now()))]);
     }
-    this.#flushRun(); // ingest() calls made while waiting above
-    if (this.#h) lib.zerobus_stream_close(this.#h);
+    this.#flushRun(); // the run of ingest() calls made before close()
+    if (this.#h) lib.zerobus_stream_close_within(this.#h, Math.max(0, Math.ceil(deadline - performance.now())));
     try {
       await this.#waitState(["closed"]);
     } finally {
@@ -477,6 +482,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
 
   #ingest(batch: boolean, input: unknown): Promise<number> {
     try {
+      if (this.#closing) throw this.#h ? closingError() : closedError();
       const prepared = batch ? this.#prepareBatch(input as readonly unknown[]) : this.#prepare(input);
       if (!batch && !this.#arrow && this.#queued.length === 0 && this.#h) {
         const p = prepared as Prepared;
@@ -495,6 +501,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   }
 
   #submit(batch: boolean, input: unknown): number {
+    if (this.#closing) throw this.#h ? closingError() : closedError();
     const prepared = batch ? this.#prepareBatch(input as readonly unknown[]) : this.#prepare(input);
     this.#flushRun();
     let deadline = 0; // set on the first wait: reading the clock per record costs

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::auth::{workspace_id_from_endpoint, FnHeaders, Headers, OAuthHeaders, SharedHeadersProvider};
 use crate::error::{Result, ZerobusError};
 use crate::net::{NetOptions, Network};
-use crate::stream::{endpoint_url, ProgressHook, StreamOptions, TableProperties, Wire, ZerobusStream};
+use crate::stream::{endpoint_url, Connect, ProgressHook, StreamOptions, TableProperties, Wire, ZerobusStream};
 use crate::RecordType;
 
 /// How streams authenticate.
@@ -94,8 +94,10 @@ impl ZerobusSdk {
 
     fn start(&self, table: TableProperties, wire: Wire, auth: Auth, opts: StreamOptions, hook: Option<ProgressHook>) -> Result<ZerobusStream> {
         let provider = self.provider(auth)?;
-        let channel = self.net.channel(&self.endpoint)?;
-        ZerobusStream::start(channel, table, wire, provider, opts, hook)
+        // Each physical stream makes its own channel; this one only checks the settings (TLS).
+        self.net.channel(&self.endpoint, None)?;
+        let connect = Connect { net: self.net.clone(), endpoint: self.endpoint.clone() };
+        ZerobusStream::start(connect, table, wire, provider, opts, hook)
     }
 
     /// Starts an Arrow stream (Arrow Flight `DoPut`) in the background and returns it at once.

@@ -271,7 +271,7 @@ uintptr_t zerobus_stream_id(const ZerobusStream *s, uint8_t *buf, uintptr_t cap)
 
 /**
  * Queues one protobuf-encoded record. Returns its logical offset, or a negative error code
- * (-4: too many records in flight; wait for acks or call `zerobus_stream_wait_capacity`).
+ * (-4: too many records in flight; wait for acks, e.g. with `zerobus_stream_wait_for_offset`).
  */
 int64_t zerobus_ingest_proto_bytes(const ZerobusStream *s,
                                    const uint8_t *data,
@@ -365,6 +365,12 @@ int32_t zerobus_stream_wait_for_offset(const ZerobusStream *s, int64_t offset, u
  * completion is reported through progress (state 4 closed, or 5 failed).
  */
 void zerobus_stream_close(const ZerobusStream *s);
+
+/**
+ * As `zerobus_stream_close`, with `timeout_ms` (instead of the stream's flush timeout) for the
+ * acknowledgements: what is not acknowledged by then fails the stream.
+ */
+void zerobus_stream_close_within(const ZerobusStream *s, uint64_t timeout_ms);
 
 /**
  * Frees a stream handle. A stream that is not closed is aborted: unacknowledged records are

@@ -566,7 +566,7 @@ unsafe fn push(
 }
 
 /// Queues one protobuf-encoded record. Returns its logical offset, or a negative error code
-/// (-4: too many records in flight; wait for acks or call `zerobus_stream_wait_capacity`).
+/// (-4: too many records in flight; wait for acks, e.g. with `zerobus_stream_wait_for_offset`).
 #[no_mangle]
 pub unsafe extern "C" fn zerobus_ingest_proto_bytes(
     s: *const ZerobusStreamHandle,
@@ -729,6 +729,18 @@ pub unsafe extern "C" fn zerobus_stream_close(s: *const ZerobusStreamHandle) {
         if let Some(s) = s.as_ref() {
             let _enter = runtime().enter();
             s.stream.begin_close();
+        }
+    })
+}
+
+/// As `zerobus_stream_close`, with `timeout_ms` (instead of the stream's flush timeout) for the
+/// acknowledgements: what is not acknowledged by then fails the stream.
+#[no_mangle]
+pub unsafe extern "C" fn zerobus_stream_close_within(s: *const ZerobusStreamHandle, timeout_ms: u64) {
+    guard((), || {
+        if let Some(s) = s.as_ref() {
+            let _enter = runtime().enter();
+            s.stream.begin_close_within(std::time::Duration::from_millis(timeout_ms));
         }
     })
 }

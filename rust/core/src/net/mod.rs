@@ -1,6 +1,7 @@
 //! Connections to the Zerobus endpoint and to the token endpoint: which certificate authorities
 //! are trusted ([`tls`]), which proxy is used ([`proxy`]), and the user agent.
 
+mod link;
 mod proxy;
 mod tls;
 
@@ -13,8 +14,14 @@ use hyper_util::rt::TokioExecutor;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::error::{Result, ZerobusError};
+pub use link::{Meter, ResetOnDrop, PROGRESS_BYTES};
 pub use proxy::{no_proxy_matches, redact, Connector, Proxy, ProxySetting};
 pub use tls::{parse_pem, Trust};
+
+/// Silence from the server after which an HTTP/2 keepalive ping is sent.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+/// Time a keepalive ping has to be answered before the connection is closed as dead.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How an SDK's connections are made.
 #[derive(Clone, Debug)]
@@ -91,13 +98,18 @@ impl Network {
         self.trust.get_or_init(|| Trust::load(self.extra_pem.as_deref())).as_ref().map_err(Clone::clone)
     }
 
-    /// TCP connections, through the proxy when one applies.
-    pub fn connector(&self) -> Connector {
-        Connector { proxy: self.proxy.clone(), connect_timeout: self.connect_timeout, user_agent: self.user_agent.clone() }
+    /// TCP connections, through the proxy when one applies, reporting to `meter`.
+    pub fn connector(&self, meter: Option<Arc<Meter>>) -> Connector {
+        Connector { proxy: self.proxy.clone(), connect_timeout: self.connect_timeout, user_agent: self.user_agent.clone(), meter }
     }
 
-    /// The HTTP/2 channel to a Zerobus endpoint (connects lazily).
-    pub fn channel(&self, endpoint: &str) -> Result<Channel> {
+    /// An HTTP/2 channel to a Zerobus endpoint (connects lazily), whose socket reports to
+    /// `meter`. Each physical stream has a channel, so a connection of its own: a stream that
+    /// gives up on one (ack or creation timeout) reopens on a new connection, never on the dead
+    /// one. HTTP/2 keepalive finds a dead idle connection within [`KEEPALIVE_INTERVAL`] +
+    /// [`KEEPALIVE_TIMEOUT`]: a ping after that long without a frame from the server, and the
+    /// connection closed when its answer does not come in time.
+    pub fn channel(&self, endpoint: &str, meter: Option<Arc<Meter>>) -> Result<Channel> {
         let url = crate::stream::endpoint_url(endpoint)?;
         let mut ep = Endpoint::from_shared(url.clone())
             .map_err(|e| ZerobusError::invalid(format!("invalid endpoint {endpoint:?}: {e}")))?
@@ -105,14 +117,15 @@ impl Network {
             .map_err(|e| ZerobusError::invalid(format!("user agent: {e}")))?
             .initial_stream_window_size(Some(16 * 1024 * 1024))
             .initial_connection_window_size(Some(32 * 1024 * 1024))
-            .http2_keep_alive_interval(Duration::from_secs(30))
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
             .keep_alive_while_idle(true);
         if url.starts_with("https://") {
             let trust = self.trust()?;
             let tls = ClientTlsConfig::new().trust_anchors(trust.roots.roots.iter().cloned());
             ep = ep.tls_config(tls).map_err(|e| ZerobusError::invalid(format!("TLS config: {e}")))?;
         }
-        Ok(ep.connect_with_connector_lazy(self.connector()))
+        Ok(ep.connect_with_connector_lazy(self.connector(meter)))
     }
 
     /// An HTTP/1.1 client (https or http) for the token endpoint.
@@ -122,7 +135,7 @@ impl Network {
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
-            .wrap_connector(self.connector());
+            .wrap_connector(self.connector(None));
         Ok(Client::builder(TokioExecutor::new()).build(https))
     }
 }

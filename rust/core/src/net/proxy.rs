@@ -21,6 +21,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::link::{Meter, Metered};
 use crate::error::{Result, ZerobusError};
 
 /// How connections pick a proxy.
@@ -218,10 +219,12 @@ pub struct Connector {
     pub(crate) proxy: Arc<ProxySetting>,
     pub(crate) connect_timeout: Duration,
     pub(crate) user_agent: Arc<str>,
+    /// Reports the socket's traffic and resets it on request (a stream's connection).
+    pub(crate) meter: Option<Arc<Meter>>,
 }
 
 impl tower_service::Service<Uri> for Connector {
-    type Response = TokioIo<TcpStream>;
+    type Response = TokioIo<Metered>;
     type Error = BoxError;
     type Future = Pin<Box<dyn Future<Output = std::result::Result<Self::Response, BoxError>> + Send>>;
 
@@ -247,7 +250,7 @@ impl tower_service::Service<Uri> for Connector {
                     Some(p) => format!("connecting to {host}:{port} through proxy {}:{} timed out", p.host, p.port).into(),
                 }
             })??;
-            Ok(TokioIo::new(stream))
+            Ok(TokioIo::new(Metered::new(stream, this.meter.clone())))
         })
     }
 }

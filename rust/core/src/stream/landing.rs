@@ -52,10 +52,12 @@ pub(super) struct State {
     /// stream until the stream is dropped (or aborted).
     pub kept: VecDeque<Entry>,
     pub sender_waker: Option<Waker>,
-    /// When requests were handed to the current physical stream, in order: (last logical offset
-    /// handed over at once, when). The front is the oldest unacknowledged send: the ack timeout
-    /// counts from it.
-    send_marks: VecDeque<(i64, Instant)>,
+    /// Since when requests handed to the current physical stream wait for their ack without a
+    /// break (None: none waits). The ack timeout counts from it, or from a later sign of life.
+    outstanding_since: Option<Instant>,
+    /// The last logical offset handed to the current physical stream (None: nothing yet). An
+    /// acknowledgement beyond it acknowledges what the server never received.
+    sent_upto: Option<i64>,
 }
 
 impl State {
@@ -77,7 +79,8 @@ impl State {
             failed: None,
             kept: VecDeque::new(),
             sender_waker: None,
-            send_marks: VecDeque::new(),
+            outstanding_since: None,
+            sent_upto: None,
         }
     }
 
@@ -98,27 +101,36 @@ impl State {
     /// A new physical stream starts: nothing is sent on it yet.
     pub fn restart_sending(&mut self) {
         self.sent = 0;
-        self.send_marks.clear();
+        self.outstanding_since = None;
+        self.sent_upto = None;
     }
 
     /// Records that the landing entries up to index `end` were handed to the physical stream now.
     /// Returns true if nothing was waiting for an ack before (the ack timer has to start).
     pub fn mark_sent(&mut self, end: usize) -> bool {
-        let was_idle = self.send_marks.is_empty();
+        let was_idle = self.sent == 0;
         for e in self.landing.range(self.sent..end) {
             self.counters.sent_records += e.payload.record_count() as u64;
             self.counters.sent_bytes += e.payload.byte_len() as u64;
         }
-        self.sent = end;
-        if let Some(last) = self.landing.get(end.wrapping_sub(1)) {
-            self.send_marks.push_back((last.offset, Instant::now()));
+        if end > self.sent {
+            self.sent = end;
+            self.sent_upto = Some(self.landing[end - 1].offset);
+            if was_idle {
+                self.outstanding_since = Some(Instant::now());
+            }
         }
         was_idle
     }
 
-    /// When the oldest request that is sent and not yet acknowledged was sent.
-    pub fn oldest_unacked_send(&self) -> Option<Instant> {
-        self.send_marks.front().map(|(_, t)| *t)
+    /// Since when requests sent on the current physical stream wait for an ack without a break.
+    pub fn outstanding_since(&self) -> Option<Instant> {
+        self.outstanding_since
+    }
+
+    /// The last logical offset handed to the current physical stream.
+    pub fn sent_upto(&self) -> Option<i64> {
+        self.sent_upto
     }
 
     /// Takes the sent entries up to logical offset `upto` off the landing zone into `out`;
@@ -136,8 +148,8 @@ impl State {
             acked = Some(e.offset);
             out.push(e.payload);
         }
-        while self.send_marks.front().is_some_and(|(o, _)| *o <= upto) {
-            self.send_marks.pop_front();
+        if self.sent == 0 {
+            self.outstanding_since = None;
         }
         acked
     }
@@ -146,7 +158,7 @@ impl State {
     /// outside the lock, which releases the records' memory.
     pub fn take_all(&mut self) -> VecDeque<Entry> {
         self.sent = 0;
-        self.send_marks.clear();
+        self.outstanding_since = None;
         self.inflight_records = 0;
         self.inflight_bytes = 0;
         std::mem::take(&mut self.landing)
@@ -163,21 +175,27 @@ mod tests {
     }
 
     #[test]
-    fn ack_timer_starts_at_the_oldest_unacknowledged_send() {
+    fn the_ack_timer_runs_while_sent_requests_wait_for_their_ack() {
         let mut st = State::new();
         assert_eq!(st.push(json(3), 3, 6), 2);
-        assert!(st.oldest_unacked_send().is_none(), "nothing sent yet");
+        assert!(st.outstanding_since().is_none() && st.sent_upto().is_none(), "nothing sent yet");
         assert!(st.mark_sent(2), "first send starts the timer");
-        let first = st.oldest_unacked_send().unwrap();
+        let first = st.outstanding_since().unwrap();
+        assert_eq!(st.sent_upto(), Some(1));
         assert!(!st.mark_sent(3));
+        assert_eq!(st.sent_upto(), Some(2));
         let mut out = Vec::new();
         assert_eq!(st.pop_acked(0, &mut out), Some(0));
-        assert_eq!(st.oldest_unacked_send(), Some(first), "offset 1 was sent with offset 0");
-        assert_eq!(st.pop_acked(1, &mut out), Some(1));
-        assert!(st.oldest_unacked_send().unwrap() >= first, "now the second send is the oldest");
+        assert_eq!(st.outstanding_since(), Some(first), "still waiting without a break");
         assert_eq!(st.pop_acked(2, &mut out), Some(2));
-        assert!(st.oldest_unacked_send().is_none());
-        assert_eq!((st.inflight_records, st.inflight_bytes, out.len()), (0, 0, 3));
+        assert!(st.outstanding_since().is_none(), "everything sent is acknowledged");
+        assert_eq!(st.sent_upto(), Some(2), "what was sent stays known until the next physical stream");
+        st.push(json(1), 1, 2);
+        assert!(st.mark_sent(1), "a send after a break starts the timer again");
+        assert!(st.outstanding_since().unwrap() >= first);
+        assert_eq!((st.inflight_records, st.inflight_bytes, out.len()), (1, 2, 3));
+        st.restart_sending();
+        assert!(st.outstanding_since().is_none() && st.sent_upto().is_none());
     }
 
     #[test]

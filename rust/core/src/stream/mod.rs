@@ -24,7 +24,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{watch, Notify};
-use tonic::transport::Channel;
 
 use crate::auth::SharedHeadersProvider;
 use crate::codec::{Batch, Payload};
@@ -115,8 +114,16 @@ struct Shared {
     opts: StreamOptions,
     table: TableProperties,
     wire: Wire,
-    channel: Channel,
+    connect: Connect,
     headers: SharedHeadersProvider,
+}
+
+/// Where a stream's physical streams connect. Each opens a connection of its own
+/// ([`crate::net::Network::channel`]), so a stream that gives up on a connection never reopens
+/// on it.
+pub(crate) struct Connect {
+    pub net: Arc<crate::net::Network>,
+    pub endpoint: String,
 }
 
 /// A stream's shared state for unit tests: a JSON stream, open, on a channel that never connects.
@@ -133,7 +140,7 @@ fn test_shared() -> Arc<Shared> {
         opts: StreamOptions::default(),
         table: TableProperties { table_name: "a.b.c".into(), record_type: RecordType::Json, descriptor_proto: None },
         wire: Wire::Ephemeral,
-        channel: crate::net::Network::new(Default::default()).unwrap().channel("http://127.0.0.1:1").unwrap(),
+        connect: Connect { net: Arc::new(crate::net::Network::new(Default::default()).unwrap()), endpoint: "http://127.0.0.1:1".into() },
         headers: Arc::new(crate::auth::FnHeaders(|_: &str| Ok(vec![]))),
     })
 }
@@ -231,7 +238,7 @@ impl ZerobusStream {
     /// Starts a stream in the background and returns at once (state `Opening`). Must be called
     /// inside a tokio runtime. Records ingested before the stream is open wait in the landing zone.
     pub(crate) fn start(
-        channel: Channel,
+        connect: Connect,
         table: TableProperties,
         wire: Wire,
         headers: SharedHeadersProvider,
@@ -256,7 +263,7 @@ impl ZerobusStream {
             opts,
             table,
             wire,
-            channel,
+            connect,
             headers,
         });
         supervisor::spawn_guarded(shared.clone(), supervisor::supervise(shared.clone()));
@@ -616,24 +623,39 @@ impl ZerobusStream {
         self.shared.lock().next_offset - 1
     }
 
-    /// Waits until every request queued so far is acknowledged.
+    /// Waits until every request queued so far is acknowledged, at most `flush_timeout_ms`.
     pub async fn flush(&self) -> Result<()> {
+        self.flush_within(Duration::from_millis(self.shared.opts.flush_timeout_ms)).await
+    }
+
+    /// Waits until every request queued so far is acknowledged, at most `t`.
+    pub async fn flush_within(&self, t: Duration) -> Result<()> {
         let last = self.last_offset();
-        let t = Duration::from_millis(self.shared.opts.flush_timeout_ms);
         match tokio::time::timeout(t, self.wait_for_offset(last)).await {
             Ok(r) => r,
-            Err(_) => Err(ZerobusError::new(ErrorCode::Timeout, format!("flush timed out after {t:?}"))),
+            Err(_) => {
+                let acked = self.shared.progress.borrow().acked;
+                Err(ZerobusError::new(
+                    ErrorCode::Timeout,
+                    format!("flush timed out after {t:?} (acknowledged through offset {acked} of {last})"),
+                ))
+            }
         }
     }
 
-    /// Starts closing: no more ingests; the stream ends once everything queued is acknowledged.
-    /// Returns at once; `close` is the awaiting form.
+    /// Starts closing: no more ingests; the stream ends once everything queued is acknowledged
+    /// (within `flush_timeout_ms`, else it fails). Returns at once; `close` is the awaiting form.
     pub fn begin_close(&self) {
+        self.begin_close_within(Duration::from_millis(self.shared.opts.flush_timeout_ms))
+    }
+
+    /// As [`begin_close`](Self::begin_close), with `t` for the acknowledgements.
+    pub fn begin_close_within(&self, t: Duration) {
         self.shared.lock().closing = true;
         let shared = self.shared.clone();
         let this = self.clone();
         supervisor::spawn_guarded(self.shared.clone(), async move {
-            if let Err(e) = this.flush().await {
+            if let Err(e) = this.flush_within(t).await {
                 // What is not durable by now will not be: fail the stream with the reason.
                 shared.fail(ZerobusError::new(e.code, format!("close: {}", e.message)));
                 return;

@@ -16,6 +16,7 @@ use super::transport::status_error;
 use super::{LogLevel, Shared, StreamState, Wire};
 use crate::codec::{Incoming, OutRequest, Payload};
 use crate::error::{ErrorCode, Result, ZerobusError};
+use crate::net::{Meter, ResetOnDrop};
 use crate::proto::{ephemeral_stream_request, CreateIngestStreamRequest, EphemeralStreamRequest};
 
 /// Runs `task` on the runtime; if it panics, the stream fails with `Internal` instead of hanging.
@@ -121,7 +122,9 @@ pub(super) async fn supervise(shared: Arc<Shared>) {
                 let outcome = read_acks(&shared, &mut physical, &mut progress).await;
                 let broken = match outcome {
                     Outcome::Finished => {
-                        physical.cancel.0 = None; // ended cleanly: nothing to reset
+                        // Ended cleanly: nothing to reset; the connection closes gracefully.
+                        physical.cancel.0 = None;
+                        physical.reset.0 = None;
                         shared.update(|p| {
                             if p.state != StreamState::Failed {
                                 p.state = StreamState::Closed
@@ -223,11 +226,17 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// One open physical stream: its responses, the handle that resets it when abandoned, and the
-/// logical offsets that were waiting in the landing zone when it opened (its replay set).
+/// One open physical stream: its responses, the handles that reset the call and its connection
+/// when it is abandoned, its connection's meter, and the logical offsets that were waiting in the
+/// landing zone when it opened (its replay set).
 struct Physical {
     responses: Responses,
     cancel: CancelOnDrop,
+    meter: Arc<Meter>,
+    /// Declared after `responses` and `cancel`: the call ends before its connection is reset.
+    reset: ResetOnDrop,
+    /// The channel of this physical stream alone (its connection lives as long as it does).
+    _channel: tonic::transport::Channel,
     replay: Option<(i64, i64)>,
 }
 
@@ -318,7 +327,10 @@ async fn open_within(shared: &Arc<Shared>, stage: &AtomicU8, refused_headers: &R
         .map_err(|_| ZerobusError::invalid("table name is not a valid header value"))?;
     md.insert("x-databricks-zerobus-table-name", table);
 
-    let mut channel = shared.channel.clone();
+    // A connection of its own (see `Connect`), reset if the open fails or times out.
+    let meter = Meter::new();
+    let reset = ResetOnDrop(Some(meter.clone()));
+    let mut channel = shared.connect.net.channel(&shared.connect.endpoint, Some(meter.clone()))?;
     call::ready(&mut channel).await?;
     stage.store(2, Ordering::Relaxed);
     let refused = |s: &tonic::Status| {
@@ -327,14 +339,32 @@ async fn open_within(shared: &Arc<Shared>, stage: &AtomicU8, refused_headers: &R
         }
         status_error(s)
     };
-    let mut responses = call::start(&mut channel, path, md, body, flight).await.map_err(|s| refused(&s))?;
+    // A server's answer (an error status, the end of the call) leaves the connection to close
+    // gracefully; a timeout or a broken protocol resets it (`reset` is armed).
+    let mut reset = reset;
+    let mut responses = match call::start(&mut channel, path, md, body, flight).await {
+        Ok(r) => r,
+        Err(s) => {
+            reset.0 = None;
+            return Err(refused(&s));
+        }
+    };
     let stream_id = match responses.message().await {
         Ok(Some(Incoming::Created(id))) => id.unwrap_or_default(),
         Ok(Some(other)) => {
-            return Err(ZerobusError::new(ErrorCode::Server, format!("expected the stream to be confirmed first, got {other:?}")))
+            // A server that breaks the protocol once may not the next time: retryable, within
+            // the retry budget.
+            return Err(ZerobusError::new(ErrorCode::Server, format!("expected the stream to be confirmed first, got {other:?}"))
+                .retryable(true));
         }
-        Ok(None) => return Err(ZerobusError::new(ErrorCode::Transport, "server closed the stream during creation")),
-        Err(s) => return Err(refused(&s)),
+        Ok(None) => {
+            reset.0 = None;
+            return Err(ZerobusError::new(ErrorCode::Transport, "server closed the stream during creation"));
+        }
+        Err(s) => {
+            reset.0 = None;
+            return Err(refused(&s));
+        }
     };
     let (waker, replay) = {
         let mut st = shared.lock();
@@ -362,34 +392,44 @@ async fn open_within(shared: &Arc<Shared>, stage: &AtomicU8, refused_headers: &R
         let n = replay.map_or(0, |(a, b)| b - a + 1);
         format!("physical stream opened (id {stream_id}), replaying {n} requests")
     });
-    Ok(Physical { responses, cancel, replay })
+    Ok(Physical { responses, cancel, meter, reset, _channel: channel, replay })
 }
 
 async fn read_acks(shared: &Arc<Shared>, physical: &mut Physical, progress: &mut Progress) -> Outcome {
     let ack_timeout = Duration::from_millis(shared.opts.server_lack_of_ack_timeout_ms);
+    let meter = physical.meter.clone();
     let responses = &mut physical.responses;
+    // The connection is reset when the stream gives up on it (a timeout, a protocol violation);
+    // after the server's own end of the call (a status, end of stream, a close signal) it
+    // closes gracefully.
+    let reset = &mut physical.reset;
     // Built once and polled again on every turn: acks arrive by the thousand, and a timer or
     // waiter registered per message would cost more than the ack itself.
     let stop = failed(shared);
     tokio::pin!(stop);
     let timer = tokio::time::sleep(ack_timeout);
     tokio::pin!(timer);
-    // What the timer is set for. The ack timeout counts from the oldest request sent and not
-    // yet acknowledged; the timer is set to that deadline and, when it fires, checked against
-    // the oldest request then (acks may have moved it on) and set again. With nothing
-    // outstanding there is no deadline until the sender sends again. Once closing is done (all
-    // acknowledged, half-closed), the server gets that long to end the call.
+    // The ack timeout measures the server's silence, not the link's speed: while requests sent
+    // on this stream wait for their acks, the stream is broken once, for `ack_timeout`, no ack
+    // moved on and the connection took no more of our bytes (see `crate::net::Meter`). A slow
+    // link keeps taking bytes and a live server keeps acknowledging; a dead connection does
+    // neither. The timer is set to that deadline and, when it fires, checked against what
+    // happened meanwhile and set again. With nothing outstanding there is no deadline until
+    // the sender sends again. Once closing is done (all acknowledged, half-closed), the server
+    // gets that long to end the call.
+    let mut last_ack: Option<std::time::Instant> = None;
+    let deadline = |last_ack: Option<std::time::Instant>| -> (Option<std::time::Instant>, bool) {
+        let st = shared.lock();
+        let since = st.outstanding_since().map(|t| t.max(last_ack.unwrap_or(t)).max(meter.last_progress().unwrap_or(t)));
+        (since.map(|t| t + ack_timeout), st.finished && st.landing.is_empty())
+    };
     let mut armed: Option<Deadline> = None;
     loop {
         if armed.is_none() {
-            let (oldest, finished) = {
-                let st = shared.lock();
-                (st.oldest_unacked_send(), st.finished && st.landing.is_empty())
-            };
-            armed = match oldest {
-                Some(sent) => Some(Deadline::Ack(sent + ack_timeout)),
-                None if finished => Some(Deadline::Finish(std::time::Instant::now() + ack_timeout)),
-                None => None,
+            armed = match deadline(last_ack) {
+                (Some(at), _) => Some(Deadline::Ack(at)),
+                (None, true) => Some(Deadline::Finish(std::time::Instant::now() + ack_timeout)),
+                (None, false) => None,
             };
             if let Some(Deadline::Ack(at) | Deadline::Finish(at)) = armed {
                 timer.as_mut().reset(at.into());
@@ -400,17 +440,17 @@ async fn read_acks(shared: &Arc<Shared>, physical: &mut Physical, progress: &mut
             _ = &mut stop => return Outcome::Stopped,
             _ = &mut timer, if armed.is_some() => {
                 let kind = armed.take();
-                let (oldest, finished) = {
-                    let st = shared.lock();
-                    (st.oldest_unacked_send(), st.finished && st.landing.is_empty())
-                };
-                if oldest.is_some_and(|t| t.elapsed() >= ack_timeout) {
+                let (at, finished) = deadline(last_ack);
+                if at.is_some_and(|at| at <= std::time::Instant::now()) {
+                    let waiting = { let st = shared.lock(); st.sent };
                     return Outcome::Broken(ZerobusError::new(
                         ErrorCode::Timeout,
-                        format!("no acknowledgement from the server within {ack_timeout:?} of sending"),
+                        format!(
+                            "no acknowledgement from the server for {ack_timeout:?} while {waiting} requests waited for one, and the connection took none of the bytes sent meanwhile"
+                        ),
                     ));
                 }
-                if matches!(kind, Some(Deadline::Finish(_))) && oldest.is_none() && finished {
+                if matches!(kind, Some(Deadline::Finish(_))) && at.is_none() && finished {
                     return Outcome::Finished;
                 }
                 continue;
@@ -420,8 +460,13 @@ async fn read_acks(shared: &Arc<Shared>, physical: &mut Physical, progress: &mut
         // Everything but a close announcement is handled in place.
         let close_after: Option<Duration> = match msg {
             Ok(Some(Incoming::Ack { offset, close_after })) => {
-                if let Some(acked) = (offset >= 0).then(|| ack(shared, offset)).flatten() {
-                    progress.ack(acked);
+                match ack(shared, offset) {
+                    Ok(Some(acked)) => {
+                        progress.ack(acked);
+                        last_ack = Some(std::time::Instant::now());
+                    }
+                    Ok(None) => {}
+                    Err(e) => return Outcome::Broken(e),
                 }
                 match close_after {
                     Some(d) => Some(d),
@@ -431,6 +476,7 @@ async fn read_acks(shared: &Arc<Shared>, physical: &mut Physical, progress: &mut
             Ok(Some(Incoming::Close(d))) => d,
             Ok(Some(Incoming::Created(_) | Incoming::Other)) => continue,
             Ok(None) => {
+                reset.0 = None;
                 let st = shared.lock();
                 if st.finished && st.landing.is_empty() {
                     return Outcome::Finished;
@@ -438,6 +484,7 @@ async fn read_acks(shared: &Arc<Shared>, physical: &mut Physical, progress: &mut
                 return Outcome::Broken(ZerobusError::new(ErrorCode::Transport, "server ended the stream"));
             }
             Err(status) => {
+                reset.0 = None;
                 let e = status_error(&status);
                 return if e.retryable { Outcome::Broken(e) } else { Outcome::Fail(e) };
             }
@@ -451,35 +498,61 @@ async fn read_acks(shared: &Arc<Shared>, physical: &mut Physical, progress: &mut
         if let Some(max) = shared.opts.stream_paused_max_wait_time_ms {
             grace = grace.min(Duration::from_millis(max));
         }
-        let _ = tokio::time::timeout(grace, drain_acks(shared, responses, progress)).await;
-        return Outcome::Handover;
+        return match tokio::time::timeout(grace, drain_acks(shared, responses, progress)).await {
+            Ok(Err(e)) => Outcome::Broken(e),
+            _ => {
+                reset.0 = None;
+                Outcome::Handover
+            }
+        };
     }
 }
 
-/// Applies acks until the (draining) stream ends.
-async fn drain_acks(shared: &Arc<Shared>, responses: &mut Responses, progress: &mut Progress) {
+/// Applies acks until the (draining) stream ends; fails on an acknowledgement of what was never
+/// sent.
+async fn drain_acks(shared: &Arc<Shared>, responses: &mut Responses, progress: &mut Progress) -> Result<()> {
     while let Ok(Some(resp)) = responses.message().await {
         if let Incoming::Ack { offset, .. } = resp {
-            if let Some(acked) = (offset >= 0).then(|| ack(shared, offset)).flatten() {
+            if let Some(acked) = ack(shared, offset)? {
                 progress.ack(acked);
             }
         }
     }
+    Ok(())
 }
 
 /// Applies a cumulative ack of physical offset `physical`. Returns the highest logical offset
-/// it acknowledged, if any.
-fn ack(shared: &Arc<Shared>, physical: i64) -> Option<i64> {
+/// it acknowledged, if any (None for an ack of what was acknowledged before, and for negative
+/// offsets: a Flight stream's first PutResult says -1). An ack beyond the last offset sent on
+/// this physical stream is a protocol violation: it acknowledges records the server never
+/// received, so it is not applied, and the stream is treated as broken (what is not
+/// acknowledged is replayed on a new one).
+fn ack(shared: &Arc<Shared>, physical: i64) -> Result<Option<i64>> {
+    if physical < 0 {
+        return Ok(None);
+    }
     let mut popped: Vec<Payload> = Vec::new();
     let acked = {
         let mut st = shared.lock();
-        let upto = st.base + physical;
+        let upto = st.base.saturating_add(physical);
+        match st.sent_upto() {
+            Some(last) if upto <= last => {}
+            last => {
+                let sent = last.map_or_else(|| "nothing was sent on it".to_string(), |l| format!("the last offset sent on it is {}", l - st.base));
+                return Err(ZerobusError::new(
+                    ErrorCode::Server,
+                    format!("the server acknowledged offset {physical} of this stream, but {sent}: an acknowledgement of records it never received is not applied"),
+                )
+                .retryable(true));
+            }
+        }
         st.pop_acked(upto, &mut popped)
-    }?;
+    };
+    let Some(acked) = acked else { return Ok(None) };
     // Releasing record buffers (possibly caller callbacks) happens outside the lock.
     drop(popped);
     shared.update(|p| p.acked = p.acked.max(acked));
-    Some(acked)
+    Ok(Some(acked))
 }
 
 #[cfg(test)]

@@ -1,0 +1,225 @@
+//! One connection's socket, metered and resettable.
+//!
+//! A stream's ack timeout has to tell a slow link from a dead one. Acknowledgements are one sign
+//! of life; the other is the socket taking our bytes: the kernel accepts writes only as the peer
+//! acknowledges earlier ones (once its send buffer is full), so a link that carries 100 KB/s
+//! keeps taking bytes while a black-holed one stops. [`Meter`] records when the socket last took
+//! another [`PROGRESS_BYTES`]; small writes (HTTP/2 pings, window updates) do not count, so a
+//! dead link's keepalive pings do not look like progress.
+//!
+//! A connection that a stream gives up on is reset ([`Meter::reset`]): the socket is closed with
+//! RST (SO_LINGER 0), so bytes still queued in the kernel are discarded rather than delivered
+//! late (where they would be written a second time after the replay), and nothing waits on a
+//! dead peer to close.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures::task::AtomicWaker;
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// Bytes the socket must take for it to count as progress.
+pub const PROGRESS_BYTES: u64 = 16 * 1024;
+
+/// What one connection's socket did, shared between the socket and the stream that uses it.
+pub struct Meter {
+    start: Instant,
+    written: AtomicU64,
+    /// `written` when progress was last recorded.
+    mark: AtomicU64,
+    /// When progress was last recorded, in nanoseconds since `start` (0: never).
+    progress_at: AtomicU64,
+    reset: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl Meter {
+    pub fn new() -> Arc<Meter> {
+        Arc::new(Meter {
+            start: Instant::now(),
+            written: AtomicU64::new(0),
+            mark: AtomicU64::new(0),
+            progress_at: AtomicU64::new(0),
+            reset: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
+        })
+    }
+
+    fn wrote(&self, n: usize) {
+        let total = self.written.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+        if total - self.mark.load(Ordering::Relaxed) >= PROGRESS_BYTES {
+            self.mark.store(total, Ordering::Relaxed);
+            let at = (self.start.elapsed().as_nanos() as u64).max(1);
+            self.progress_at.store(at, Ordering::Relaxed);
+        }
+    }
+
+    /// Bytes the socket took so far.
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    /// When the socket last took another [`PROGRESS_BYTES`] (None: not yet).
+    pub fn last_progress(&self) -> Option<Instant> {
+        match self.progress_at.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(self.start + Duration::from_nanos(n)),
+        }
+    }
+
+    /// Closes the connection with RST: its next read or write fails, and the socket is dropped
+    /// with SO_LINGER 0.
+    pub fn reset(&self) {
+        self.reset.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    fn is_reset(&self) -> bool {
+        self.reset.load(Ordering::Acquire)
+    }
+}
+
+/// Resets a connection when dropped, unless disarmed: a physical stream that is given up on
+/// takes its connection with it.
+pub struct ResetOnDrop(pub Option<Arc<Meter>>);
+
+impl Drop for ResetOnDrop {
+    fn drop(&mut self) {
+        if let Some(m) = self.0.take() {
+            m.reset();
+        }
+    }
+}
+
+/// A TCP socket that reports to a [`Meter`].
+pub struct Metered {
+    io: TcpStream,
+    meter: Option<Arc<Meter>>,
+}
+
+impl Metered {
+    pub fn new(io: TcpStream, meter: Option<Arc<Meter>>) -> Metered {
+        Metered { io, meter }
+    }
+
+    /// The error a reset connection gives, after arranging for the socket to send RST on close.
+    fn reset_error(&self) -> io::Error {
+        let _ = self.io.set_zero_linger();
+        io::Error::new(io::ErrorKind::ConnectionAborted, "the stream gave up on this connection")
+    }
+
+    fn check(&self, cx: &Context<'_>) -> Option<io::Error> {
+        let m = self.meter.as_ref()?;
+        m.waker.register(cx.waker());
+        m.is_reset().then(|| self.reset_error())
+    }
+}
+
+impl AsyncRead for Metered {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let me = self.get_mut();
+        if let Some(e) = me.check(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut me.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Metered {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let me = self.get_mut();
+        if let Some(e) = me.check(cx) {
+            return Poll::Ready(Err(e));
+        }
+        let r = Pin::new(&mut me.io).poll_write(cx, buf);
+        if let (Poll::Ready(Ok(n)), Some(m)) = (&r, &me.meter) {
+            m.wrote(*n);
+        }
+        r
+    }
+
+    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        let me = self.get_mut();
+        if let Some(e) = me.check(cx) {
+            return Poll::Ready(Err(e));
+        }
+        let r = Pin::new(&mut me.io).poll_write_vectored(cx, bufs);
+        if let (Poll::Ready(Ok(n)), Some(m)) = (&r, &me.meter) {
+            m.wrote(*n);
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+impl Connection for Metered {
+    fn connected(&self) -> Connected {
+        self.io.connected()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn only_a_good_share_of_bytes_counts_as_progress() {
+        let m = Meter::new();
+        assert!(m.last_progress().is_none());
+        for _ in 0..100 {
+            m.wrote(17); // pings
+        }
+        assert!(m.last_progress().is_none(), "1,700 bytes of pings are not progress");
+        m.wrote(PROGRESS_BYTES as usize);
+        let first = m.last_progress().expect("progress");
+        m.wrote(100);
+        assert_eq!(m.last_progress(), Some(first), "the next mark is another PROGRESS_BYTES on");
+        assert_eq!(m.written(), 1_700 + PROGRESS_BYTES + 100);
+    }
+
+    #[tokio::test]
+    async fn a_reset_connection_fails_and_its_peer_sees_rst() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        let meter = Meter::new();
+        let mut io = Metered::new(client, Some(meter.clone()));
+        io.write_all(&[1u8; 20_000]).await.unwrap();
+        assert!(meter.last_progress().is_some());
+        let mut got = vec![0u8; 20_000];
+        server.read_exact(&mut got).await.unwrap();
+        // A pending read is woken by the reset and fails; dropping the socket sends RST.
+        let reader = tokio::spawn(async move {
+            let mut b = [0u8; 1];
+            let r = io.read(&mut b).await;
+            drop(io);
+            r
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        ResetOnDrop(Some(meter)).0.take().unwrap().reset();
+        let r = reader.await.unwrap();
+        assert_eq!(r.unwrap_err().kind(), io::ErrorKind::ConnectionAborted);
+        let mut b = [0u8; 1];
+        let e = server.read(&mut b).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "RST, not FIN");
+    }
+}
