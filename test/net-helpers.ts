@@ -5,11 +5,14 @@ import { createServer, connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-/** A private CA and a certificate for 127.0.0.1/localhost signed by it (files in a temp dir). */
-export function privateCa(): { dir: string; caPem: string; certPem: string; keyPem: string } {
+/**
+ * A private CA and a certificate signed by it (files in a temp dir), for 127.0.0.1 and localhost
+ * unless `names` (a subjectAltName value) says otherwise.
+ */
+export function privateCa(names = "IP:127.0.0.1,DNS:localhost"): { dir: string; caPem: string; certPem: string; keyPem: string } {
   const dir = mkdtempSync(join(tmpdir(), "zerobus-ca-"));
   const f = (n: string) => join(dir, n);
-  writeFileSync(f("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n");
+  writeFileSync(f("ext.cnf"), `subjectAltName=${names}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n`);
   const run = (args: string[]) => {
     const r = Bun.spawnSync(["openssl", ...args], { stderr: "pipe" });
     if (r.exitCode !== 0) throw new Error(`openssl ${args[0]}: ${r.stderr.toString()}`);

@@ -1,8 +1,10 @@
 // OAuth token cache and token endpoint failures against the local server's token endpoint
 // (which counts requests, can issue short-lived tokens, revoke them and inject failures).
 import { afterEach, describe, expect, test } from "bun:test";
+import { readFileSync, rmSync } from "node:fs";
 import { fixture, TABLE } from "./helpers";
-import { ZerobusError } from "../src/index";
+import { privateCa } from "./net-helpers";
+import { ZerobusError, ZerobusSdk } from "../src/index";
 
 const CREDS = { clientId: "sp-id", clientSecret: "sp-secret" } as const;
 const QUICK = { recoveryBackoffMs: 20, recoveryTimeoutMs: 5000, recoveryRetries: 10 } as const;
@@ -117,5 +119,62 @@ describe("token endpoint failures", () => {
     expect(err.code).toBe("AUTH");
     expect(err.message).toContain("503");
     expect(await tokenRequests()).toBe(3);
+  });
+});
+
+describe("token endpoints that misbehave", () => {
+  test("an endless response body is read no further than 256 KiB, and the open fails saying so", async () => {
+    f = fixture();
+    let served = 0;
+    const endless = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch: () =>
+        new Response(
+          new ReadableStream({
+            pull(c) {
+              served += 65536;
+              c.enqueue(new Uint8Array(65536).fill(32));
+            },
+          }),
+          { headers: { "content-type": "application/json" } },
+        ),
+    });
+    try {
+      const sdk = new ZerobusSdk({ endpoint: f.server.url, unityCatalogUrl: `http://127.0.0.1:${endless.port}` });
+      const err = await sdk.createStream({ table: TABLE, recordType: "json", ...CREDS, ...QUICK, recoveryRetries: 1 }).catch((e) => e);
+      sdk.close();
+      expect(err).toBeInstanceOf(ZerobusError);
+      expect(err.code).toBe("TRANSPORT");
+      expect(err.message).toContain("more than 256 KiB");
+      // What the endpoint could push is bounded by the socket buffers, not by the open timeout.
+      expect(served).toBeLessThan(256 << 20);
+    } finally {
+      endless.stop(true);
+    }
+  });
+
+  test("a certificate for another host on the token endpoint fails at once, without retries", async () => {
+    f = fixture();
+    const ca = privateCa("DNS:wrong.example");
+    const tls = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      tls: { cert: readFileSync(ca.certPem, "utf8"), key: readFileSync(ca.keyPem, "utf8") },
+      fetch: () => Response.json({ access_token: "t", expires_in: 3600 }),
+    });
+    try {
+      const sdk = new ZerobusSdk({ endpoint: f.server.url, unityCatalogUrl: `https://127.0.0.1:${tls.port}`, caCertificates: readFileSync(ca.caPem, "utf8") });
+      const err = await sdk.createStream({ table: TABLE, recordType: "json", ...CREDS, ...QUICK }).catch((e) => e);
+      sdk.close();
+      expect(err).toBeInstanceOf(ZerobusError);
+      expect(err.retryable).toBe(false);
+      expect(err.message).toContain("TLS certificate problem");
+      expect(err.message).toContain("wrong.example");
+      expect(err.message).not.toContain("gave up");
+    } finally {
+      tls.stop(true);
+      rmSync(ca.dir, { recursive: true, force: true });
+    }
   });
 });

@@ -202,6 +202,9 @@ impl OAuthHeaders {
     }
 }
 
+/// The largest token response read.
+const MAX_TOKEN_RESPONSE: usize = 256 * 1024;
+
 /// Fetches a token; returns it with its lifetime (`expires_in`, 1 hour when absent). 429 and 5xx
 /// answers and connection failures are retryable (the stream retries with backoff); other
 /// answers fail with `AUTH` and the endpoint's message.
@@ -224,11 +227,19 @@ async fn fetch_token(net: &Network, req: TokenRequest) -> Result<(String, Durati
         }
     })?;
     let status = resp.status();
-    let body = resp
-        .into_body()
+    // A token response is a few KB: a body over the limit is not read on (an endpoint that
+    // streams without end cannot fill the memory).
+    let body = http_body_util::Limited::new(resp.into_body(), MAX_TOKEN_RESPONSE)
         .collect()
         .await
-        .map_err(|e| ZerobusError::new(ErrorCode::Transport, format!("token response: {e}")))?
+        .map_err(|e| {
+            let what = if e.is::<http_body_util::LengthLimitError>() {
+                format!("more than {} KiB, which no token response needs", MAX_TOKEN_RESPONSE / 1024)
+            } else {
+                e.to_string()
+            };
+            ZerobusError::new(ErrorCode::Transport, format!("token response from {}: {what}", req.url))
+        })?
         .to_bytes();
     if !status.is_success() {
         let err = auth_err(format!(

@@ -24,10 +24,7 @@ pub(crate) fn endpoint_url(endpoint: &str) -> Result<String> {
 pub(crate) fn tls_certificate_problem(err: &(dyn StdError + 'static)) -> Option<String> {
     let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
     while let Some(e) = cur {
-        let tls = e
-            .downcast_ref::<rustls::Error>()
-            .or_else(|| e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).and_then(|i| i.downcast_ref::<rustls::Error>()));
-        if let Some(t) = tls {
+        if let Some(t) = rustls_error(e) {
             if matches!(
                 t,
                 rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented | rustls::Error::InvalidCertRevocationList(_)
@@ -38,6 +35,17 @@ pub(crate) fn tls_certificate_problem(err: &(dyn StdError + 'static)) -> Option<
         cur = e.source();
     }
     None
+}
+
+/// The rustls error `e` is, or holds inside (nested) `io::Error`s. An `io::Error`'s `source()`
+/// skips the error it wraps (it returns that error's source), so the chain alone misses a
+/// rustls error wrapped twice, as hyper-rustls wraps tokio-rustls' handshake error.
+fn rustls_error<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(t) = e.downcast_ref::<rustls::Error>() {
+        return Some(t);
+    }
+    let inner: &'a (dyn StdError + 'static) = e.downcast_ref::<std::io::Error>()?.get_ref()?;
+    rustls_error(inner)
 }
 
 /// A failed gRPC call as an error, with certificate problems made non-retryable.
@@ -95,5 +103,29 @@ mod tests {
         assert!(e.message.contains("TLS certificate problem") && e.message.contains("UnknownIssuer"), "{}", e.message);
         let plain = tonic::Status::unavailable("down");
         assert!(status_error(&plain).retryable);
+    }
+
+    #[test]
+    fn certificate_errors_wrapped_in_several_io_errors_are_found() {
+        // hyper-rustls: io::Error::other(tokio-rustls' io::Error(rustls::Error)), inside the
+        // HTTP client's connect error.
+        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName);
+        let twice = std::io::Error::other(std::io::Error::new(std::io::ErrorKind::InvalidData, tls));
+        let wrapped: Box<dyn StdError + Send + Sync> = Box::new(twice);
+        #[derive(Debug)]
+        struct Connect(Box<dyn StdError + Send + Sync>);
+        impl std::fmt::Display for Connect {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("client error (Connect)")
+            }
+        }
+        impl StdError for Connect {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                Some(&*self.0)
+            }
+        }
+        let m = tls_certificate_problem(&Connect(wrapped)).expect("found");
+        assert!(m.contains("NotValidForName"), "{m}");
+        assert!(tls_certificate_problem(&std::io::Error::other("no tls here")).is_none());
     }
 }
