@@ -85,6 +85,27 @@ describe("connections that die or crawl", () => {
     }
   }, 30_000);
 
+  test("a server that reads everything but acknowledges nothing is given up while records keep flowing to it", async () => {
+    const t = await table("readsnoacks");
+    await f.server.addFault({ table: t, withholdAcks: true });
+    const s = await sdk.createStream({ table: t, recordType: "json", ...FAST, serverLackOfAckTimeoutMs: 1000 });
+    // A producer that keeps sending for 5 ack timeouts: the socket keeps taking its bytes, which
+    // must not count as a sign of life of a server that never acknowledges.
+    const pad = "p".repeat(1000);
+    const acks: Promise<number>[] = [];
+    let i = 0;
+    const until = performance.now() + 5000;
+    while (performance.now() < until) {
+      for (let k = 0; k < 100; k++, i++) acks.push(s.ingest({ i, pad }));
+      await Bun.sleep(20);
+    }
+    const openedWhileProducing = s.streamsOpened;
+    await Promise.all(acks);
+    await s.close();
+    expect(openedWhileProducing).toBeGreaterThanOrEqual(2);
+    expect(stored(t).distinct.size).toBe(i);
+  }, 30_000);
+
   test("a reset connection and a half-closed one are recovered from", async () => {
     for (const fault of ["reset", "half-close"] as const) {
       const t = await table(fault === "reset" ? "rst" : "fin");

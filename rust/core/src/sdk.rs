@@ -95,7 +95,7 @@ impl ZerobusSdk {
     fn start(&self, table: TableProperties, wire: Wire, auth: Auth, opts: StreamOptions, hook: Option<ProgressHook>) -> Result<ZerobusStream> {
         let provider = self.provider(auth)?;
         // Each physical stream makes its own channel; this one only checks the settings (TLS).
-        self.net.channel(&self.endpoint, None)?;
+        self.net.channel(&self.endpoint, None, std::time::Duration::from_secs(60))?;
         let connect = Connect { net: self.net.clone(), endpoint: self.endpoint.clone() };
         ZerobusStream::start(connect, table, wire, provider, opts, hook)
     }

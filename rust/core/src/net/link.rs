@@ -5,7 +5,10 @@
 //! acknowledges earlier ones (once its send buffer is full), so a link that carries 100 KB/s
 //! keeps taking bytes while a black-holed one stops. [`Meter`] records when the socket last took
 //! another [`PROGRESS_BYTES`]; small writes (HTTP/2 pings, window updates) do not count, so a
-//! dead link's keepalive pings do not look like progress.
+//! dead link's keepalive pings do not look like progress. Bytes count only up to a credit the
+//! stream grants ([`Meter::credit`]: what was waiting for acks when it last heard from the
+//! server), so a server that reads everything and acknowledges nothing is not kept alive by new
+//! records sent to it.
 //!
 //! A connection that a stream gives up on is reset ([`Meter::reset`]): the socket is closed with
 //! RST (SO_LINGER 0), so bytes still queued in the kernel are discarded rather than delivered
@@ -35,6 +38,10 @@ pub struct Meter {
     mark: AtomicU64,
     /// When progress was last recorded, in nanoseconds since `start` (0: never).
     progress_at: AtomicU64,
+    /// The byte count up to which writes are credited as progress (u64::MAX: no limit).
+    credit_upto: AtomicU64,
+    /// When `written` reached `credit_upto`, in nanoseconds since `start` (0: not yet).
+    spent_at: AtomicU64,
     reset: AtomicBool,
     waker: AtomicWaker,
 }
@@ -46,18 +53,45 @@ impl Meter {
             written: AtomicU64::new(0),
             mark: AtomicU64::new(0),
             progress_at: AtomicU64::new(0),
+            credit_upto: AtomicU64::new(u64::MAX),
+            spent_at: AtomicU64::new(0),
             reset: AtomicBool::new(false),
             waker: AtomicWaker::new(),
         })
     }
 
+    fn now(&self) -> u64 {
+        (self.start.elapsed().as_nanos() as u64).max(1)
+    }
+
+    fn at(&self, nanos: u64) -> Option<Instant> {
+        (nanos != 0).then(|| self.start + Duration::from_nanos(nanos))
+    }
+
     fn wrote(&self, n: usize) {
         let total = self.written.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
-        if total - self.mark.load(Ordering::Relaxed) >= PROGRESS_BYTES {
-            self.mark.store(total, Ordering::Relaxed);
-            let at = (self.start.elapsed().as_nanos() as u64).max(1);
-            self.progress_at.store(at, Ordering::Relaxed);
+        let progress = total - self.mark.load(Ordering::Relaxed) >= PROGRESS_BYTES;
+        let spent = total >= self.credit_upto.load(Ordering::Relaxed) && self.spent_at.load(Ordering::Relaxed) == 0;
+        if progress || spent {
+            let now = self.now();
+            if progress {
+                self.mark.store(total, Ordering::Relaxed);
+                self.progress_at.store(now, Ordering::Relaxed);
+            }
+            if spent {
+                self.spent_at.store(now, Ordering::Relaxed);
+            }
         }
+    }
+
+    /// From now on, the next `bytes` the socket takes count as progress, and no more.
+    pub fn credit(&self, bytes: u64) {
+        // Progress past a spent credit stays uncounted.
+        let spent = self.spent_at.swap(0, Ordering::Relaxed);
+        if spent != 0 {
+            self.progress_at.fetch_min(spent, Ordering::Relaxed);
+        }
+        self.credit_upto.store(self.written().saturating_add(bytes), Ordering::Relaxed);
     }
 
     /// Bytes the socket took so far.
@@ -65,11 +99,13 @@ impl Meter {
         self.written.load(Ordering::Relaxed)
     }
 
-    /// When the socket last took another [`PROGRESS_BYTES`] (None: not yet).
+    /// When the socket last took another [`PROGRESS_BYTES`] within its credit (None: not yet):
+    /// once the credit is spent, the time it was.
     pub fn last_progress(&self) -> Option<Instant> {
-        match self.progress_at.load(Ordering::Relaxed) {
-            0 => None,
-            n => Some(self.start + Duration::from_nanos(n)),
+        let p = self.at(self.progress_at.load(Ordering::Relaxed));
+        match self.at(self.spent_at.load(Ordering::Relaxed)) {
+            Some(spent) => p.map(|p| p.min(spent)),
+            None => p,
         }
     }
 
@@ -193,6 +229,26 @@ mod tests {
         m.wrote(100);
         assert_eq!(m.last_progress(), Some(first), "the next mark is another PROGRESS_BYTES on");
         assert_eq!(m.written(), 1_700 + PROGRESS_BYTES + 100);
+    }
+
+    #[test]
+    fn bytes_beyond_the_credit_are_not_progress() {
+        let m = Meter::new();
+        m.credit(2 * PROGRESS_BYTES);
+        m.wrote(PROGRESS_BYTES as usize);
+        let first = m.last_progress().expect("within the credit");
+        std::thread::sleep(Duration::from_millis(5));
+        m.wrote(PROGRESS_BYTES as usize); // spends the credit
+        let spent = m.last_progress().expect("progress");
+        assert!(spent > first);
+        std::thread::sleep(Duration::from_millis(5));
+        m.wrote(4 * PROGRESS_BYTES as usize);
+        assert_eq!(m.last_progress(), Some(spent), "bytes past the credit do not move it");
+        std::thread::sleep(Duration::from_millis(5));
+        m.credit(2 * PROGRESS_BYTES);
+        assert_eq!(m.last_progress(), Some(spent), "what was past the old credit stays uncounted");
+        m.wrote(PROGRESS_BYTES as usize);
+        assert!(m.last_progress().unwrap() > spent, "a new credit counts again");
     }
 
     #[tokio::test]

@@ -20,8 +20,6 @@ pub use tls::{parse_pem, Trust};
 
 /// Silence from the server after which an HTTP/2 keepalive ping is sent.
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
-/// Time a keepalive ping has to be answered before the connection is closed as dead.
-pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How an SDK's connections are made.
 #[derive(Clone, Debug)]
@@ -106,10 +104,12 @@ impl Network {
     /// An HTTP/2 channel to a Zerobus endpoint (connects lazily), whose socket reports to
     /// `meter`. Each physical stream has a channel, so a connection of its own: a stream that
     /// gives up on one (ack or creation timeout) reopens on a new connection, never on the dead
-    /// one. HTTP/2 keepalive finds a dead idle connection within [`KEEPALIVE_INTERVAL`] +
-    /// [`KEEPALIVE_TIMEOUT`]: a ping after that long without a frame from the server, and the
-    /// connection closed when its answer does not come in time.
-    pub fn channel(&self, endpoint: &str, meter: Option<Arc<Meter>>) -> Result<Channel> {
+    /// one. HTTP/2 keepalive finds a dead connection within [`KEEPALIVE_INTERVAL`] +
+    /// `keepalive_timeout`: a ping after that long without a frame from the server, and the
+    /// connection closed when its answer does not come in time. A ping waits behind the bytes
+    /// queued before it, so a stream passes its ack timeout here: keepalive never gives up on a
+    /// slow link sooner than the ack timeout would.
+    pub fn channel(&self, endpoint: &str, meter: Option<Arc<Meter>>, keepalive_timeout: Duration) -> Result<Channel> {
         let url = crate::stream::endpoint_url(endpoint)?;
         let mut ep = Endpoint::from_shared(url.clone())
             .map_err(|e| ZerobusError::invalid(format!("invalid endpoint {endpoint:?}: {e}")))?
@@ -118,7 +118,7 @@ impl Network {
             .initial_stream_window_size(Some(16 * 1024 * 1024))
             .initial_connection_window_size(Some(32 * 1024 * 1024))
             .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
-            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_timeout(keepalive_timeout)
             .keep_alive_while_idle(true);
         if url.starts_with("https://") {
             let trust = self.trust()?;

@@ -58,6 +58,8 @@ pub(super) struct State {
     /// The last logical offset handed to the current physical stream (None: nothing yet). An
     /// acknowledgement beyond it acknowledges what the server never received.
     sent_upto: Option<i64>,
+    /// Record bytes of the entries handed to the current physical stream and not acknowledged.
+    sent_bytes: usize,
 }
 
 impl State {
@@ -81,6 +83,7 @@ impl State {
             sender_waker: None,
             outstanding_since: None,
             sent_upto: None,
+            sent_bytes: 0,
         }
     }
 
@@ -103,6 +106,7 @@ impl State {
         self.sent = 0;
         self.outstanding_since = None;
         self.sent_upto = None;
+        self.sent_bytes = 0;
     }
 
     /// Records that the landing entries up to index `end` were handed to the physical stream now.
@@ -110,8 +114,10 @@ impl State {
     pub fn mark_sent(&mut self, end: usize) -> bool {
         let was_idle = self.sent == 0;
         for e in self.landing.range(self.sent..end) {
+            let b = e.payload.byte_len();
             self.counters.sent_records += e.payload.record_count() as u64;
-            self.counters.sent_bytes += e.payload.byte_len() as u64;
+            self.counters.sent_bytes += b as u64;
+            self.sent_bytes += b;
         }
         if end > self.sent {
             self.sent = end;
@@ -133,6 +139,11 @@ impl State {
         self.sent_upto
     }
 
+    /// Record bytes handed to the current physical stream and waiting for their ack.
+    pub fn sent_unacked_bytes(&self) -> usize {
+        self.sent_bytes
+    }
+
     /// Takes the sent entries up to logical offset `upto` off the landing zone into `out`;
     /// returns the highest offset taken.
     pub fn pop_acked(&mut self, upto: i64, out: &mut Vec<Payload>) -> Option<i64> {
@@ -143,6 +154,7 @@ impl State {
             let (n, b) = (e.payload.record_count(), e.payload.byte_len());
             self.inflight_records -= n;
             self.inflight_bytes -= b;
+            self.sent_bytes -= b;
             self.counters.acked_records += n as u64;
             self.counters.acked_bytes += b as u64;
             acked = Some(e.offset);
@@ -158,6 +170,7 @@ impl State {
     /// outside the lock, which releases the records' memory.
     pub fn take_all(&mut self) -> VecDeque<Entry> {
         self.sent = 0;
+        self.sent_bytes = 0;
         self.outstanding_since = None;
         self.inflight_records = 0;
         self.inflight_bytes = 0;
@@ -194,8 +207,10 @@ mod tests {
         assert!(st.mark_sent(1), "a send after a break starts the timer again");
         assert!(st.outstanding_since().unwrap() >= first);
         assert_eq!((st.inflight_records, st.inflight_bytes, out.len()), (1, 2, 3));
+        assert_eq!(st.sent_unacked_bytes(), 2);
         st.restart_sending();
         assert!(st.outstanding_since().is_none() && st.sent_upto().is_none());
+        assert_eq!(st.sent_unacked_bytes(), 0);
     }
 
     #[test]

@@ -330,7 +330,8 @@ async fn open_within(shared: &Arc<Shared>, stage: &AtomicU8, refused_headers: &R
     // A connection of its own (see `Connect`), reset if the open fails or times out.
     let meter = Meter::new();
     let reset = ResetOnDrop(Some(meter.clone()));
-    let mut channel = shared.connect.net.channel(&shared.connect.endpoint, Some(meter.clone()))?;
+    let ack_timeout = Duration::from_millis(shared.opts.server_lack_of_ack_timeout_ms);
+    let mut channel = shared.connect.net.channel(&shared.connect.endpoint, Some(meter.clone()), ack_timeout)?;
     call::ready(&mut channel).await?;
     stage.store(2, Ordering::Relaxed);
     let refused = |s: &tonic::Status| {
@@ -411,16 +412,30 @@ async fn read_acks(shared: &Arc<Shared>, physical: &mut Physical, progress: &mut
     tokio::pin!(timer);
     // The ack timeout measures the server's silence, not the link's speed: while requests sent
     // on this stream wait for their acks, the stream is broken once, for `ack_timeout`, no ack
-    // moved on and the connection took no more of our bytes (see `crate::net::Meter`). A slow
-    // link keeps taking bytes and a live server keeps acknowledging; a dead connection does
-    // neither. The timer is set to that deadline and, when it fires, checked against what
-    // happened meanwhile and set again. With nothing outstanding there is no deadline until
-    // the sender sends again. Once closing is done (all acknowledged, half-closed), the server
-    // gets that long to end the call.
+    // moved on and the connection took no more of the bytes that were waiting when the server
+    // was last heard from (see `crate::net::Meter`). A slow link keeps taking those bytes and a
+    // live server keeps acknowledging; a dead connection does neither, and a server that reads
+    // everything but acknowledges nothing gets no credit for records sent after its last ack.
+    // The timer is set to that deadline and, when it fires, checked against what happened
+    // meanwhile and set again. With nothing outstanding there is no deadline until the sender
+    // sends again. Once closing is done (all acknowledged, half-closed), the server gets that
+    // long to end the call.
     let mut last_ack: Option<std::time::Instant> = None;
-    let deadline = |last_ack: Option<std::time::Instant>| -> (Option<std::time::Instant>, bool) {
+    // The outstanding period the meter's credit was last granted for.
+    let mut credited: Option<std::time::Instant> = None;
+    let credit = |st: &super::landing::State| {
+        // What waits for acks, with room for the framing around it.
+        let b = st.sent_unacked_bytes() as u64;
+        meter.credit(b + b / 4 + 64 * 1024);
+    };
+    let mut deadline = |last_ack: Option<std::time::Instant>| -> (Option<std::time::Instant>, bool) {
         let st = shared.lock();
-        let since = st.outstanding_since().map(|t| t.max(last_ack.unwrap_or(t)).max(meter.last_progress().unwrap_or(t)));
+        let since = st.outstanding_since();
+        if since.is_some() && since != credited {
+            credited = since;
+            credit(&st);
+        }
+        let since = since.map(|t| t.max(last_ack.unwrap_or(t)).max(meter.last_progress().unwrap_or(t)));
         (since.map(|t| t + ack_timeout), st.finished && st.landing.is_empty())
     };
     let mut armed: Option<Deadline> = None;
@@ -464,6 +479,7 @@ async fn read_acks(shared: &Arc<Shared>, physical: &mut Physical, progress: &mut
                     Ok(Some(acked)) => {
                         progress.ack(acked);
                         last_ack = Some(std::time::Instant::now());
+                        credit(&shared.lock());
                     }
                     Ok(None) => {}
                     Err(e) => return Outcome::Broken(e),
