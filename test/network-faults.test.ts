@@ -210,7 +210,7 @@ describe("close() while producers keep going", () => {
     expect(refused.length).toBeGreaterThan(0);
     expect(refused.every((e) => e instanceof ZerobusError && e.code === "STREAM_CLOSED" && e.message.includes("closing"))).toBe(true);
     expect(stored(t).rows).toEqual(Array.from({ length: taken }, (_, i) => i));
-  });
+  }, 60_000);
 
   test("close() settles within flushTimeoutMs when the server never acknowledges", async () => {
     const t = await table("closebudget");

@@ -196,10 +196,13 @@ function child(host: string, port: number): void {
   const open = new Set<Conn>();
   let accepted = 0;
   let defaults: { up: DirectionFault; down: DirectionFault } = { up: {}, down: {} };
-  const close = (c: Conn) => {
+  // One side closed (FIN: the other gets FIN) or failed (RST: the other gets RST).
+  const close = (c: Conn, reset = false) => {
     if (!open.delete(c)) return;
-    c.client?.end();
-    c.server?.end();
+    for (const s of [c.client, c.server]) {
+      if (reset) s?.terminate();
+      else s?.end();
+    }
   };
   // The pipe a socket's bytes go into, and the one that writes to it.
   const from = (s: Sock) => (s.data.side === "client" ? s.data.conn.up : s.data.conn.down);
@@ -209,7 +212,7 @@ function child(host: string, port: number): void {
     drain: (s: Sock) => to(s).pump(),
     end: (s: Sock) => from(s).end(),
     close: (s: Sock) => close(s.data.conn),
-    error: (s: Sock) => close(s.data.conn),
+    error: (s: Sock) => close(s.data.conn, true),
   };
   const server = Bun.listen<{ conn: Conn; side: "client" | "server" }>({
     hostname: "127.0.0.1",
@@ -235,6 +238,7 @@ function child(host: string, port: number): void {
               conn.up.dst = srv;
               conn.down.src = srv;
               conn.down.apply(conn.down.fault);
+              conn.up.apply(conn.up.fault); // a half-close set before the server side was there
               conn.up.pump();
               if (!open.has(conn)) srv.end();
             },

@@ -18,7 +18,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -38,10 +38,11 @@ pub struct Meter {
     mark: AtomicU64,
     /// When progress was last recorded, in nanoseconds since `start` (0: never).
     progress_at: AtomicU64,
-    /// The byte count up to which writes are credited as progress (u64::MAX: no limit).
-    credit_upto: AtomicU64,
-    /// When `written` reached `credit_upto`, in nanoseconds since `start` (0: not yet).
-    spent_at: AtomicU64,
+    /// `credit.upto`, read without the lock by every write: below it nothing is to be done.
+    credit_hint: AtomicU64,
+    credit: Mutex<Credit>,
+    /// A TCP connection was made (TLS and the HTTP/2 handshake may still be under way).
+    connected: AtomicBool,
     reset: AtomicBool,
     waker: AtomicWaker,
 }
@@ -53,8 +54,9 @@ impl Meter {
             written: AtomicU64::new(0),
             mark: AtomicU64::new(0),
             progress_at: AtomicU64::new(0),
-            credit_upto: AtomicU64::new(u64::MAX),
-            spent_at: AtomicU64::new(0),
+            credit_hint: AtomicU64::new(u64::MAX),
+            credit: Mutex::new(Credit { upto: u64::MAX, spent_at: 0 }),
+            connected: AtomicBool::new(false),
             reset: AtomicBool::new(false),
             waker: AtomicWaker::new(),
         })
@@ -68,30 +70,46 @@ impl Meter {
         (nanos != 0).then(|| self.start + Duration::from_nanos(nanos))
     }
 
+    fn credit_lock(&self) -> std::sync::MutexGuard<'_, Credit> {
+        self.credit.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn wrote(&self, n: usize) {
         let total = self.written.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
         let progress = total - self.mark.load(Ordering::Relaxed) >= PROGRESS_BYTES;
-        let spent = total >= self.credit_upto.load(Ordering::Relaxed) && self.spent_at.load(Ordering::Relaxed) == 0;
-        if progress || spent {
-            let now = self.now();
-            if progress {
-                self.mark.store(total, Ordering::Relaxed);
-                self.progress_at.store(now, Ordering::Relaxed);
+        let at_credit = total >= self.credit_hint.load(Ordering::Relaxed);
+        if !(progress || at_credit) {
+            return;
+        }
+        let now = self.now();
+        if at_credit {
+            // Under the lock: a credit granted meanwhile is not taken as spent.
+            let mut c = self.credit_lock();
+            if total >= c.upto && c.spent_at == 0 {
+                c.spent_at = now;
             }
-            if spent {
-                self.spent_at.store(now, Ordering::Relaxed);
-            }
+        }
+        if progress {
+            self.mark.store(total, Ordering::Relaxed);
+            self.progress_at.store(now, Ordering::Relaxed);
         }
     }
 
     /// From now on, the next `bytes` the socket takes count as progress, and no more.
     pub fn credit(&self, bytes: u64) {
+        let mut c = self.credit_lock();
         // Progress past a spent credit stays uncounted.
-        let spent = self.spent_at.swap(0, Ordering::Relaxed);
-        if spent != 0 {
-            self.progress_at.fetch_min(spent, Ordering::Relaxed);
+        if c.spent_at != 0 {
+            self.progress_at.fetch_min(c.spent_at, Ordering::Relaxed);
         }
-        self.credit_upto.store(self.written().saturating_add(bytes), Ordering::Relaxed);
+        c.spent_at = 0;
+        c.upto = self.written().saturating_add(bytes);
+        self.credit_hint.store(c.upto, Ordering::Relaxed);
+    }
+
+    /// Whether a TCP connection was made.
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
     }
 
     /// Bytes the socket took so far.
@@ -102,8 +120,9 @@ impl Meter {
     /// When the socket last took another [`PROGRESS_BYTES`] within its credit (None: not yet):
     /// once the credit is spent, the time it was.
     pub fn last_progress(&self) -> Option<Instant> {
+        let spent = self.credit_lock().spent_at;
         let p = self.at(self.progress_at.load(Ordering::Relaxed));
-        match self.at(self.spent_at.load(Ordering::Relaxed)) {
+        match self.at(spent) {
             Some(spent) => p.map(|p| p.min(spent)),
             None => p,
         }
@@ -119,6 +138,14 @@ impl Meter {
     fn is_reset(&self) -> bool {
         self.reset.load(Ordering::Acquire)
     }
+}
+
+/// The bytes credited as progress, and when they were spent.
+struct Credit {
+    /// The byte count up to which writes count as progress (u64::MAX: no limit).
+    upto: u64,
+    /// When `written` reached `upto`, in nanoseconds since `start` (0: not yet).
+    spent_at: u64,
 }
 
 /// Resets a connection when dropped, unless disarmed: a physical stream that is given up on
@@ -141,6 +168,9 @@ pub struct Metered {
 
 impl Metered {
     pub fn new(io: TcpStream, meter: Option<Arc<Meter>>) -> Metered {
+        if let Some(m) = &meter {
+            m.connected.store(true, Ordering::Relaxed);
+        }
         Metered { io, meter }
     }
 

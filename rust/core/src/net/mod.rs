@@ -19,7 +19,7 @@ pub use proxy::{no_proxy_matches, redact, Connector, Proxy, ProxySetting};
 pub use tls::{parse_pem, Trust};
 
 /// Silence from the server after which an HTTP/2 keepalive ping is sent.
-pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 
 /// How an SDK's connections are made.
 #[derive(Clone, Debug)]

@@ -660,7 +660,15 @@ impl ZerobusStream {
                 shared.fail(ZerobusError::new(e.code, format!("close: {}", e.message)));
                 return;
             }
+            // Everything is acknowledged: the stream is closed. The call ends in the background
+            // (the request side half-closes and the server ends it, or the supervisor gives it
+            // the ack timeout), and nothing reopens.
             shared.change_and_wake_sender(|st| st.finished = true);
+            shared.update(|p| {
+                if p.state != StreamState::Failed {
+                    p.state = StreamState::Closed;
+                }
+            });
         });
     }
 

@@ -115,6 +115,9 @@ pub(super) async fn supervise(shared: Arc<Shared>) {
     // Physical streams in a row that ended without catching up (failed opens included).
     let mut failures = 0u32;
     loop {
+        if { let st = shared.lock(); st.finished && st.landing.is_empty() } {
+            return; // closed: everything acknowledged, nothing to open a stream for
+        }
         let (broken, progress) = match open_physical(&shared).await {
             Err(e) => (e, Progress::none()),
             Ok(mut physical) => {
@@ -165,7 +168,14 @@ pub(super) async fn supervise(shared: Arc<Shared>) {
                 (broken, progress)
             }
         };
-        shared.lock().last_error = Some(broken.clone());
+        {
+            let mut st = shared.lock();
+            if st.finished && st.landing.is_empty() {
+                // Closed (everything acknowledged) while the call was ending: nothing to reopen for.
+                return;
+            }
+            st.last_error = Some(broken.clone());
+        }
         if progress.progressed() {
             failures = 0;
         }
@@ -233,7 +243,8 @@ struct Physical {
     responses: Responses,
     cancel: CancelOnDrop,
     meter: Arc<Meter>,
-    /// Declared after `responses` and `cancel`: the call ends before its connection is reset.
+    /// Resets the connection when the physical stream is dropped, unless disarmed (both signals
+    /// are asynchronous: the call's RST_STREAM may or may not reach the socket before the RST).
     reset: ResetOnDrop,
     /// The channel of this physical stream alone (its connection lives as long as it does).
     _channel: tonic::transport::Channel,
@@ -264,19 +275,25 @@ type Refused = std::sync::Mutex<Option<crate::auth::Headers>>;
 async fn open_timed(shared: &Arc<Shared>, refused: &Refused) -> Result<Physical> {
     let timeout = Duration::from_millis(shared.opts.recovery_timeout_ms);
     let stage = AtomicU8::new(0);
-    match tokio::time::timeout(timeout, open_within(shared, &stage, refused)).await {
+    // The connection's meter: it also tells whether the TCP connection was made, since the
+    // channel connects inside the call.
+    let meter = Meter::new();
+    match tokio::time::timeout(timeout, open_within(shared, &stage, refused, meter.clone())).await {
         Ok(r) => r,
-        Err(_) => Err(ZerobusError::new(
-            ErrorCode::Timeout,
-            format!(
-                "stream creation timed out after {timeout:?} ({})",
-                STAGES[stage.load(Ordering::Relaxed) as usize % STAGES.len()]
-            ),
-        )),
+        Err(_) => {
+            let stage = match stage.load(Ordering::Relaxed) {
+                2 if !meter.connected() => 1,
+                s => s,
+            };
+            Err(ZerobusError::new(
+                ErrorCode::Timeout,
+                format!("stream creation timed out after {timeout:?} ({})", STAGES[stage as usize % STAGES.len()]),
+            ))
+        }
     }
 }
 
-async fn open_within(shared: &Arc<Shared>, stage: &AtomicU8, refused_headers: &Refused) -> Result<Physical> {
+async fn open_within(shared: &Arc<Shared>, stage: &AtomicU8, refused_headers: &Refused, meter: Arc<Meter>) -> Result<Physical> {
     let fetched = shared.headers.tokens_fetched();
     let headers = shared.headers.headers(&shared.table.table_name).await?;
     if shared.headers.tokens_fetched() > fetched {
@@ -328,7 +345,6 @@ async fn open_within(shared: &Arc<Shared>, stage: &AtomicU8, refused_headers: &R
     md.insert("x-databricks-zerobus-table-name", table);
 
     // A connection of its own (see `Connect`), reset if the open fails or times out.
-    let meter = Meter::new();
     let reset = ResetOnDrop(Some(meter.clone()));
     let ack_timeout = Duration::from_millis(shared.opts.server_lack_of_ack_timeout_ms);
     let mut channel = shared.connect.net.channel(&shared.connect.endpoint, Some(meter.clone()), ack_timeout)?;
@@ -346,7 +362,9 @@ async fn open_within(shared: &Arc<Shared>, stage: &AtomicU8, refused_headers: &R
     let mut responses = match call::start(&mut channel, path, md, body, flight).await {
         Ok(r) => r,
         Err(s) => {
-            reset.0 = None;
+            if from_server(&s) {
+                reset.0 = None;
+            }
             return Err(refused(&s));
         }
     };
@@ -363,7 +381,9 @@ async fn open_within(shared: &Arc<Shared>, stage: &AtomicU8, refused_headers: &R
             return Err(ZerobusError::new(ErrorCode::Transport, "server closed the stream during creation"));
         }
         Err(s) => {
-            reset.0 = None;
+            if from_server(&s) {
+                reset.0 = None;
+            }
             return Err(refused(&s));
         }
     };
@@ -382,8 +402,8 @@ async fn open_within(shared: &Arc<Shared>, stage: &AtomicU8, refused_headers: &R
         w.wake();
     }
     shared.update(|p| {
-        if p.state == StreamState::Failed {
-            return; // failed meanwhile: the supervisor stops at its next step
+        if matches!(p.state, StreamState::Failed | StreamState::Closed) {
+            return; // failed or closed meanwhile: the supervisor stops at its next step
         }
         p.state = if p.state == StreamState::Closing { StreamState::Closing } else { StreamState::Open };
         p.stream_id = Some(stream_id.clone());
@@ -500,7 +520,9 @@ async fn read_acks(shared: &Arc<Shared>, physical: &mut Physical, progress: &mut
                 return Outcome::Broken(ZerobusError::new(ErrorCode::Transport, "server ended the stream"));
             }
             Err(status) => {
-                reset.0 = None;
+                if from_server(&status) {
+                    reset.0 = None;
+                }
                 let e = status_error(&status);
                 return if e.retryable { Outcome::Broken(e) } else { Outcome::Fail(e) };
             }
@@ -516,12 +538,21 @@ async fn read_acks(shared: &Arc<Shared>, physical: &mut Physical, progress: &mut
         }
         return match tokio::time::timeout(grace, drain_acks(shared, responses, progress)).await {
             Ok(Err(e)) => Outcome::Broken(e),
-            _ => {
+            // The server ended the call: the connection closes gracefully.
+            Ok(Ok(())) => {
                 reset.0 = None;
                 Outcome::Handover
             }
+            // The grace ran out: given up on, like a timeout.
+            Err(_) => Outcome::Handover,
         };
     }
+}
+
+/// A status the server sent (its trailers), rather than one made here from a local error (a
+/// connection, HTTP/2 or decoding error carries its cause as the source).
+fn from_server(status: &tonic::Status) -> bool {
+    std::error::Error::source(status).is_none()
 }
 
 /// Applies acks until the (draining) stream ends; fails on an acknowledgement of what was never
