@@ -41,7 +41,7 @@ export const symbols = {
   zerobus_ingest_json_bytes_each: { args: [T.ptr, T.ptr, T.u64, T.ptr, T.u64], returns: T.i64_fast },
   zerobus_stream_wait_for_offset: { args: [T.ptr, T.i64, T.u64], returns: T.i32 },
   zerobus_stream_close: { args: [T.ptr], returns: T.void },
-  zerobus_stream_close_within: { args: [T.ptr, T.u64], returns: T.void },
+  zerobus_stream_lift_limits: { args: [T.ptr], returns: T.void },
   zerobus_stream_free: { args: [T.ptr], returns: T.void },
 } as const;
 

@@ -138,6 +138,17 @@ const dropped = new FinalizationRegistry<Pointer>((h) => {
 });
 
 const closedError = () => new ZerobusError("stream is closed", "STREAM_CLOSED", false);
+/**
+ * A record the SDK could not take, as a typed error: what encoding it threw (a message schema
+ * refusing a value, JSON.stringify refusing a BigInt or a cycle, a detached ArrayBuffer).
+ */
+function refusedRecord(e: unknown): ZerobusError {
+  if (e instanceof ZerobusError) return e;
+  const why = e instanceof Error ? e.message : String(e);
+  const err = new InvalidArgumentError(`the record cannot be taken: ${why}`, "INVALID_ARGUMENT", false);
+  (err as { cause?: unknown }).cause = e;
+  return err;
+}
 const closingError = () =>
   new ZerobusError("stream is closing (close() was called): it takes no more records", "STREAM_CLOSED", false);
 
@@ -425,11 +436,8 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   flushSync(timeoutMs: number): number {
     const deadline = performance.now() + Math.max(0, timeoutMs);
     this.#poll();
-    try {
-      this.#drainQueueBlocking(deadline); // ingests still waiting for capacity go first
-    } catch {
-      // failed or out of time: counted below
-    }
+    this.#handOverQueued(); // ingests still waiting for capacity go first
+    this.#poll();
     // In slices, answering a sync headers function between them: a reconnect during the wait
     // may need headers.
     while (this.#h && this.#last > this.#acked && this.#state !== "failed" && this.#state !== "closed") {
@@ -458,15 +466,12 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
       this.#free();
       throw this.#error;
     }
-    // Ingests still waiting for capacity are queued first; the native close then waits for every
-    // acknowledgement in what is left of the budget and ends the stream, or fails it.
-    const deadline = performance.now() + this.#flushTimeoutMs;
-    while (this.#queued.length > 0 && this.#h && performance.now() < deadline) {
-      const ack = this.waitForOffset(this.#acked + 1).catch(() => Bun.sleep(1));
-      await Promise.race([ack, Bun.sleep(Math.max(1, deadline - performance.now()))]);
-    }
+    // Ingests taken before close() and still waiting for capacity are handed over at once (the
+    // limits no longer refuse them), so the native close covers them within flushTimeoutMs and,
+    // should it fail, unackedRecords() has them with the rest.
     this.#flushRun(); // the run of ingest() calls made before close()
-    if (this.#h) lib.zerobus_stream_close_within(this.#h, Math.max(0, Math.ceil(deadline - performance.now())));
+    this.#handOverQueued();
+    if (this.#h) lib.zerobus_stream_close(this.#h);
     try {
       await this.#waitState(["closed"]);
     } finally {
@@ -496,11 +501,19 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
       }
       return this.#enqueue(batch, prepared);
     } catch (e) {
-      return Promise.reject(e);
+      return Promise.reject(refusedRecord(e));
     }
   }
 
   #submit(batch: boolean, input: unknown): number {
+    try {
+      return this.#submitNow(batch, input);
+    } catch (e) {
+      throw refusedRecord(e);
+    }
+  }
+
+  #submitNow(batch: boolean, input: unknown): number {
     if (this.#closing) throw this.#h ? closingError() : closedError();
     const prepared = batch ? this.#prepareBatch(input as readonly unknown[]) : this.#prepare(input);
     this.#flushRun();
@@ -705,7 +718,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
         r = this.#submitPrepared(q.batch, q.prepared);
       } catch (e) {
         this.#queued.shift();
-        q.reject(e);
+        q.reject(refusedRecord(e));
         continue;
       }
       if (r === BACKPRESSURE) return;
@@ -717,6 +730,13 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
         q.reject(lastError());
       }
     }
+  }
+
+  /** Hands every ingest still waiting for capacity to the native stream, past its limits (closing). */
+  #handOverQueued(): void {
+    if (this.#queued.length === 0 || !this.#h) return;
+    lib.zerobus_stream_lift_limits(this.#h);
+    this.#drainQueue();
   }
 
   #drainQueueBlocking(deadline: number): void {

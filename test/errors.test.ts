@@ -111,4 +111,29 @@ describe("bad input is refused with clear errors", () => {
     expect(f.server.records(table).length).toBe(1);
     await s.close().catch(() => {});
   });
+
+  test("records the SDK cannot encode fail with InvalidArgumentError, not with the encoder's own error; the stream stays usable", async () => {
+    await f.server.addTable("main.default.untyped_proto");
+    const p = await f.sdk.createStream({ table: "main.default.untyped_proto", schema: EventSchema, ...FAST });
+    const j = await stream("main.default.untyped_json");
+    const detached = new Uint8Array(new ArrayBuffer(2000));
+    structuredClone(detached.buffer, { transfer: [detached.buffer] });
+    const refused: unknown[] = [
+      await p.ingest({ id: "abc" } as never).catch((e) => e), // not an int64
+      await j.ingest({ x: { toJSON: () => 10n } }).catch((e) => e), // JSON.stringify refuses a BigInt
+      await j.ingest(detached).catch((e) => e),
+    ];
+    try {
+      p.submit({ id: 1.5 } as never);
+    } catch (e) {
+      refused.push(e);
+    }
+    expect(refused.length).toBe(4);
+    for (const e of refused) {
+      expect(e).toBeInstanceOf(InvalidArgumentError);
+      expect((e as InvalidArgumentError).message).toContain("the record cannot be taken");
+    }
+    expect(await j.ingest({ ok: true })).toBe(0);
+    await Promise.all([p.close(), j.close()]);
+  });
 });

@@ -106,6 +106,23 @@ describe("connections that die or crawl", () => {
     expect(stored(t).distinct.size).toBe(i);
   }, 30_000);
 
+  test("a slower link (200 KB/s) with a 1 s ack timeout: a tick's worth of small ingests is acknowledged as it arrives", async () => {
+    const t = await table("slower");
+    const s = await sdk.createStream({ table: t, recordType: "json", ...FAST, serverLackOfAckTimeoutMs: 1000 });
+    await relay.set({ up: { bytesPerSecond: 200_000 }, down: { bytesPerSecond: 200_000 }, scope: "all" });
+    try {
+      // 300 KB queued in one tick: the server must see records before the whole lot has arrived.
+      const pad = "m".repeat(1000);
+      await Promise.all(Array.from({ length: 300 }, (_, i) => s.ingest({ i, pad })));
+      const stats = s.stats();
+      await s.close();
+      expect(stats.streamsOpened).toBe(1);
+      expect(stored(t).rows).toEqual(Array.from({ length: 300 }, (_, i) => i));
+    } finally {
+      await relay.set({ up: {}, down: {}, scope: "all" });
+    }
+  }, 30_000);
+
   test("a reset connection and a half-closed one are recovered from", async () => {
     for (const fault of ["reset", "half-close"] as const) {
       const t = await table(fault === "reset" ? "rst" : "fin");
@@ -211,6 +228,26 @@ describe("close() while producers keep going", () => {
     expect(refused.every((e) => e instanceof ZerobusError && e.code === "STREAM_CLOSED" && e.message.includes("closing"))).toBe(true);
     expect(stored(t).rows).toEqual(Array.from({ length: taken }, (_, i) => i));
   }, 60_000);
+
+  test("a close() that times out hands every record it took, also those waiting for capacity, to unackedRecords() and recreateStream()", async () => {
+    const t = await table("closequeued");
+    await f.server.addFault({ table: t, ackDelayMs: 1500 });
+    const s = await sdk.createStream({ table: t, recordType: "json", ...FAST, maxInflightRecords: 2, flushTimeoutMs: 500, serverLackOfAckTimeoutMs: 5000 });
+    // 2 in flight, 18 waiting for capacity on the SDK's side when close() begins.
+    const results = Array.from({ length: 20 }, (_, i) => s.ingest({ i }).then(() => true, (e) => e));
+    const err = await s.close().catch((e) => e);
+    expect(err).toBeInstanceOf(ZerobusError);
+    expect(err.message).toContain("flush timed out");
+    const settled = await Promise.all(results);
+    // Every record not acknowledged fails with the stream's error, none as if it came after close().
+    for (const r of settled) if (r !== true) expect(r.message).toBe(err.message);
+    const unacked = s.unackedRecords().map((u) => JSON.parse(new TextDecoder().decode(u.records[0])).i as number);
+    const acked = settled.flatMap((r, i) => (r === true ? [i] : []));
+    expect([...acked, ...unacked].sort((a, b) => a - b)).toEqual(Array.from({ length: 20 }, (_, i) => i));
+    const again = await sdk.recreateStream(s);
+    await again.close();
+    expect(stored(t).distinct.size).toBe(20);
+  });
 
   test("close() settles within flushTimeoutMs when the server never acknowledges", async () => {
     const t = await table("closebudget");

@@ -367,10 +367,11 @@ int32_t zerobus_stream_wait_for_offset(const ZerobusStream *s, int64_t offset, u
 void zerobus_stream_close(const ZerobusStream *s);
 
 /**
- * As `zerobus_stream_close`, with `timeout_ms` (instead of the stream's flush timeout) for the
- * acknowledgements: what is not acknowledged by then fails the stream.
+ * From now on the stream's in-flight limits refuse nothing: records a caller accepted before
+ * closing (and kept waiting for capacity) can all be handed over, so that closing covers them
+ * and `zerobus_stream_unacked` returns them should it fail.
  */
-void zerobus_stream_close_within(const ZerobusStream *s, uint64_t timeout_ms);
+void zerobus_stream_lift_limits(const ZerobusStream *s);
 
 /**
  * Frees a stream handle. A stream that is not closed is aborted: unacknowledged records are

@@ -733,14 +733,14 @@ pub unsafe extern "C" fn zerobus_stream_close(s: *const ZerobusStreamHandle) {
     })
 }
 
-/// As `zerobus_stream_close`, with `timeout_ms` (instead of the stream's flush timeout) for the
-/// acknowledgements: what is not acknowledged by then fails the stream.
+/// From now on the stream's in-flight limits refuse nothing: records a caller accepted before
+/// closing (and kept waiting for capacity) can all be handed over, so that closing covers them
+/// and `zerobus_stream_unacked` returns them should it fail.
 #[no_mangle]
-pub unsafe extern "C" fn zerobus_stream_close_within(s: *const ZerobusStreamHandle, timeout_ms: u64) {
+pub unsafe extern "C" fn zerobus_stream_lift_limits(s: *const ZerobusStreamHandle) {
     guard((), || {
         if let Some(s) = s.as_ref() {
-            let _enter = runtime().enter();
-            s.stream.begin_close_within(std::time::Duration::from_millis(timeout_ms));
+            s.stream.lift_limits();
         }
     })
 }

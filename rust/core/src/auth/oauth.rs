@@ -205,6 +205,21 @@ impl OAuthHeaders {
 /// The largest token response read.
 const MAX_TOKEN_RESPONSE: usize = 256 * 1024;
 
+/// The body's first `limit` bytes at most, and whether that is all of it.
+async fn read_limited(mut body: hyper::body::Incoming, limit: usize) -> std::result::Result<(bytes::Bytes, bool), hyper::Error> {
+    let mut out = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            if out.len() + data.len() > limit {
+                out.extend_from_slice(&data[..limit - out.len()]);
+                return Ok((out.freeze(), false));
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok((out.freeze(), true))
+}
+
 /// Fetches a token; returns it with its lifetime (`expires_in`, 1 hour when absent). 429 and 5xx
 /// answers and connection failures are retryable (the stream retries with backoff); other
 /// answers fail with `AUTH` and the endpoint's message.
@@ -227,20 +242,18 @@ async fn fetch_token(net: &Network, req: TokenRequest) -> Result<(String, Durati
         }
     })?;
     let status = resp.status();
-    // A token response is a few KB: a body over the limit is not read on (an endpoint that
-    // streams without end cannot fill the memory).
-    let body = http_body_util::Limited::new(resp.into_body(), MAX_TOKEN_RESPONSE)
-        .collect()
+    // A token response is a few KB: a body is not read past the limit (an endpoint that streams
+    // without end cannot fill the memory). An error answer is judged by its status, with what of
+    // its body fits.
+    let (body, whole) = read_limited(resp.into_body(), MAX_TOKEN_RESPONSE)
         .await
-        .map_err(|e| {
-            let what = if e.is::<http_body_util::LengthLimitError>() {
-                format!("more than {} KiB, which no token response needs", MAX_TOKEN_RESPONSE / 1024)
-            } else {
-                e.to_string()
-            };
-            ZerobusError::new(ErrorCode::Transport, format!("token response from {}: {what}", req.url))
-        })?
-        .to_bytes();
+        .map_err(|e| ZerobusError::new(ErrorCode::Transport, format!("token response from {}: {e}", req.url)))?;
+    if !whole && status.is_success() {
+        return Err(ZerobusError::new(
+            ErrorCode::Transport,
+            format!("token response from {}: more than {} KiB, which no token response needs", req.url, MAX_TOKEN_RESPONSE / 1024),
+        ));
+    }
     if !status.is_success() {
         let err = auth_err(format!(
             "token endpoint {} answered {status}: {}",

@@ -43,6 +43,8 @@ pub(super) struct State {
     pub ready: bool,
     /// No more ingests (close was called).
     pub closing: bool,
+    /// The in-flight limits refuse nothing (see `ZerobusStream::lift_limits`).
+    pub limits_lifted: bool,
     /// Everything is acknowledged and the request stream should end.
     pub finished: bool,
     /// The server sent CloseStreamSignal: stop sending on this physical stream.
@@ -76,6 +78,7 @@ impl State {
             generation: 0,
             ready: false,
             closing: false,
+            limits_lifted: false,
             finished: false,
             draining: false,
             failed: None,

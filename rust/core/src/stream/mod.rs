@@ -423,7 +423,8 @@ impl ZerobusStream {
         }
         // A request larger than a limit is still accepted when nothing else is in flight.
         let opts = &self.shared.opts;
-        if (st.inflight_records > 0 || limits == Limits::Strict)
+        if !st.limits_lifted
+            && (st.inflight_records > 0 || limits == Limits::Strict)
             && (st.inflight_records + n > opts.max_inflight_records || st.inflight_bytes + bytes > opts.max_inflight_bytes)
         {
             let e = ZerobusError::new(
@@ -643,14 +644,18 @@ impl ZerobusStream {
         }
     }
 
+    /// From now on the in-flight limits refuse nothing. For a caller that is about to close the
+    /// stream and holds records it accepted before (waiting for capacity on its side): they are
+    /// handed over at once, so that closing covers them and, should it fail, [`unacked`]
+    /// (Self::unacked) returns them with the rest.
+    pub fn lift_limits(&self) {
+        self.shared.lock().limits_lifted = true;
+    }
+
     /// Starts closing: no more ingests; the stream ends once everything queued is acknowledged
     /// (within `flush_timeout_ms`, else it fails). Returns at once; `close` is the awaiting form.
     pub fn begin_close(&self) {
-        self.begin_close_within(Duration::from_millis(self.shared.opts.flush_timeout_ms))
-    }
-
-    /// As [`begin_close`](Self::begin_close), with `t` for the acknowledgements.
-    pub fn begin_close_within(&self, t: Duration) {
+        let t = Duration::from_millis(self.shared.opts.flush_timeout_ms);
         self.shared.lock().closing = true;
         let shared = self.shared.clone();
         let this = self.clone();

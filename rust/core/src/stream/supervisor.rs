@@ -481,7 +481,7 @@ async fn read_acks(shared: &Arc<Shared>, physical: &mut Physical, progress: &mut
                     return Outcome::Broken(ZerobusError::new(
                         ErrorCode::Timeout,
                         format!(
-                            "no acknowledgement from the server for {ack_timeout:?} while {waiting} requests waited for one, and the connection took none of the bytes sent meanwhile"
+                            "no acknowledgement from the server for {ack_timeout:?} while {waiting} requests waited for one, and nothing showed the link still delivering them"
                         ),
                     ));
                 }
