@@ -154,6 +154,23 @@ describe("token endpoints that misbehave", () => {
     }
   });
 
+  test("an error answer with a body over the limit is judged by its status: 401 fails at once with AUTH", async () => {
+    f = fixture();
+    const refuse = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("denied ".repeat(50_000), { status: 401 }) });
+    try {
+      const sdk = new ZerobusSdk({ endpoint: f.server.url, unityCatalogUrl: `http://127.0.0.1:${refuse.port}` });
+      const err = await sdk.createStream({ table: TABLE, recordType: "json", ...CREDS, ...QUICK }).catch((e) => e);
+      sdk.close();
+      expect(err).toBeInstanceOf(ZerobusError);
+      expect(err.code).toBe("AUTH");
+      expect(err.retryable).toBe(false);
+      expect(err.message).toContain("401");
+      expect(err.message).toContain("denied");
+    } finally {
+      refuse.stop(true);
+    }
+  });
+
   test("a certificate for another host on the token endpoint fails at once, without retries", async () => {
     f = fixture();
     const ca = privateCa("DNS:wrong.example");
