@@ -96,34 +96,33 @@ describe("submit() loops are bounded", () => {
     }
   }, 60_000);
 
-  test("a process submitting 1,000,000 distinct 2 KiB records stays within a bounded peak RSS", async () => {
-    const server = startLocalServer({ tables: ["main.default.mem"], discard: true, dataDir: join(f.server.dataDir, "discard2") });
+  /** Peak RSS (MB) of exit-script's submit loop in `mode` (a child process, against a discarding server). */
+  async function peakRss(mode: string, records: number, dir: string): Promise<number> {
+    const table = `main.default.${dir}`;
+    const server = startLocalServer({ tables: [table], discard: true, dataDir: join(f.server.dataDir, dir) });
     try {
-      const p = Bun.spawn([process.execPath, script, server.url, "main.default.mem", "1000000", "memory"], { stdout: "pipe", stderr: "inherit" });
+      const p = Bun.spawn([process.execPath, script, server.url, table, String(records), mode], { stdout: "pipe", stderr: "inherit" });
       expect(await p.exited).toBe(0);
       const mb = Number(/peak-rss-mb (\d+)/.exec(await new Response(p.stdout).text())?.[1]);
-      console.log(`1M x 2 KiB submits, maxInflightBytes 16 MiB: peak RSS ${mb} MB`);
       expect(mb).toBeGreaterThan(0);
-      expect(mb).toBeLessThan(600); // 2 GB of records went through
+      return mb;
     } finally {
       server.stop();
     }
+  }
+
+  test("a process submitting 1,000,000 distinct 2 KiB records stays within a bounded peak RSS", async () => {
+    const mb = await peakRss("memory", 1_000_000, "mem2k");
+    console.log(`1M x 2 KiB submits, maxInflightBytes 16 MiB: peak RSS ${mb} MB`);
+    expect(mb).toBeLessThan(600); // 2 GB of records went through
   }, 120_000);
 
   test("submits of 64 KiB arrays with 256 MiB in flight: buffers released by Rust do not pile up waiting for the collector", async () => {
-    const server = startLocalServer({ tables: ["main.default.mem64"], discard: true, dataDir: join(f.server.dataDir, "discard3") });
-    try {
-      const p = Bun.spawn([process.execPath, script, server.url, "main.default.mem64", "40000", "memory-64k"], { stdout: "pipe", stderr: "inherit" });
-      expect(await p.exited).toBe(0);
-      const mb = Number(/peak-rss-mb (\d+)/.exec(await new Response(p.stdout).text())?.[1]);
-      console.log(`40,000 x 64 KiB submits, maxInflightBytes 256 MiB: peak RSS ${mb} MB`);
-      expect(mb).toBeGreaterThan(0);
-      // 2.6 GB of records went through; in flight at most 256 MiB, and forgotten buffers wait for
-      // the collector only until the resident size grew by GC_AFTER (128 MiB).
-      expect(mb).toBeLessThan(700);
-    } finally {
-      server.stop();
-    }
+    const mb = await peakRss("memory-64k", 40_000, "mem64k");
+    console.log(`40,000 x 64 KiB submits, maxInflightBytes 256 MiB: peak RSS ${mb} MB`);
+    // 2.6 GB of records went through; in flight at most 256 MiB, and forgotten buffers wait for
+    // the collector only until the resident size grew by GC_AFTER (128 MiB).
+    expect(mb).toBeLessThan(700);
   }, 120_000);
 
   test("submit blocks for capacity at most submitTimeoutMs, then throws TIMEOUT", async () => {

@@ -197,29 +197,31 @@ impl AsyncRead for Metered {
     }
 }
 
-impl AsyncWrite for Metered {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let me = self.get_mut();
-        if let Some(e) = me.check(cx) {
+impl Metered {
+    /// A write through `write`, refused once the connection is reset, and metered.
+    fn metered(
+        &mut self,
+        cx: &mut Context<'_>,
+        write: impl FnOnce(Pin<&mut TcpStream>, &mut Context<'_>) -> Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        if let Some(e) = self.check(cx) {
             return Poll::Ready(Err(e));
         }
-        let r = Pin::new(&mut me.io).poll_write(cx, buf);
-        if let (Poll::Ready(Ok(n)), Some(m)) = (&r, &me.meter) {
+        let r = write(Pin::new(&mut self.io), cx);
+        if let (Poll::Ready(Ok(n)), Some(m)) = (&r, &self.meter) {
             m.wrote(*n);
         }
         r
     }
+}
+
+impl AsyncWrite for Metered {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.get_mut().metered(cx, |io, cx| io.poll_write(cx, buf))
+    }
 
     fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
-        let me = self.get_mut();
-        if let Some(e) = me.check(cx) {
-            return Poll::Ready(Err(e));
-        }
-        let r = Pin::new(&mut me.io).poll_write_vectored(cx, bufs);
-        if let (Poll::Ready(Ok(n)), Some(m)) = (&r, &me.meter) {
-            m.wrote(*n);
-        }
-        r
+        self.get_mut().metered(cx, |io, cx| io.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
