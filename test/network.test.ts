@@ -216,6 +216,45 @@ describe("HTTP CONNECT proxies", () => {
       locked.close();
     }
   });
+
+  test("a password holding unencoded / # ? works, and no message shows it (option and environment)", async () => {
+    const locked = await startConnectProxy("alice:pa/ss#9?Q");
+    try {
+      const url = `http://alice:pa/ss#9?Q@127.0.0.1:${locked.port}`;
+      const ok = new ZerobusSdk({ endpoint: plain.url, proxy: url });
+      const s = await ok.createStream({ table: "main.default.proxy_slash", recordType: "json", ...FAST });
+      await s.ingest({ authed: true });
+      await s.close();
+      ok.close();
+      expect(plain.records("main.default.proxy_slash")).toEqual([{ authed: true }]);
+      // Wrong shapes are refused without the password: as the option and from the environment.
+      for (const bad of [`https://alice:pa/ss#9?Q@127.0.0.1:1`, `http://alice:pa/ss#9?Q@127.0.0.1:port`, `http://alice:pa/ss#9?Q@`]) {
+        let err: unknown;
+        try {
+          new ZerobusSdk({ endpoint: plain.url, proxy: bad });
+        } catch (e) {
+          err = e;
+        }
+        expect((err as ZerobusError).code).toBe("INVALID_ARGUMENT");
+        expect((err as Error).message).toContain("alice:***@");
+        expect((err as Error).message).not.toContain("9?Q");
+        const env = await envClient({ http_proxy: bad }, plain.url, "main.default.env_slash", 1);
+        expect(env.ok).toBe(false);
+        expect(env.message).toContain("http_proxy");
+        expect(env.message).not.toContain("9?Q");
+      }
+    } finally {
+      locked.close();
+    }
+  });
+
+  test("no_proxy matches an IP host against IP and CIDR entries only (.0.0.1 does not name 127.0.0.1)", async () => {
+    for (const noProxy of [".0.0.1", "*.0.0.1", "0.0.1"]) {
+      const r = await envClient({ http_proxy: "http://127.0.0.1:1", no_proxy: noProxy }, plain.url, "main.default.env_ipmatch", 1);
+      expect(r.ok).toBe(false);
+      expect(r.message).toContain("proxy 127.0.0.1:1");
+    }
+  }, 60_000);
 });
 
 test("applicationName is appended to the user agent; a bad one is refused", async () => {

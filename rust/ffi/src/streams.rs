@@ -46,7 +46,8 @@ fn net_options(cfg: &SdkConfig) -> Result<NetOptions, ZerobusError> {
         None | Some(serde_json::Value::Null) => ProxySetting::FromEnv,
         Some(serde_json::Value::Bool(false)) => ProxySetting::Off,
         Some(serde_json::Value::String(u)) if !u.trim().is_empty() => ProxySetting::Url(u.clone()),
-        Some(other) => return Err(ZerobusError::invalid(format!("proxy must be a URL string or false, got {other}"))),
+        // The value is not echoed: it may hold credentials.
+        Some(other) => return Err(ZerobusError::invalid(format!("proxy must be a URL string or false, got {}", json_kind(other)))),
     };
     Ok(NetOptions {
         ca_certificates_pem: cfg.ca_certificates.as_ref().map(|p| p.as_bytes().to_vec()),
@@ -54,6 +55,18 @@ fn net_options(cfg: &SdkConfig) -> Result<NetOptions, ZerobusError> {
         application_name: cfg.application_name.clone(),
         ..NetOptions::default()
     })
+}
+
+/// What kind of JSON value `v` is (for messages that must not echo it).
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "an empty string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
 }
 
 pub(crate) fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<T, ZerobusError> {

@@ -4,7 +4,8 @@
 //! off), else the environment: `grpc_proxy`/`GRPC_PROXY`, then `https_proxy`/`HTTPS_PROXY` for
 //! `https://` targets or `http_proxy`/`HTTP_PROXY` for `http://` ones, unless `no_proxy`/`NO_PROXY`
 //! names the host (comma list: `*`, host names matching themselves and their subdomains, with or
-//! without a leading `.` or `*.`, IP addresses, CIDR ranges, optional `:port`).
+//! without a leading `.` or `*.`, IP addresses, CIDR ranges, optional `:port`; an IP host matches
+//! only IP and CIDR entries).
 //! Only `http://` proxies (plain CONNECT) are supported; TLS to the endpoint runs inside the tunnel.
 
 use std::error::Error as StdError;
@@ -59,11 +60,12 @@ impl Proxy {
                 )))
             }
         };
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-        let (userinfo, hostport) = match authority.rsplit_once('@') {
+        // The user info runs to the last `@`, so a password may hold `/`, `?` or `#` unencoded.
+        let (userinfo, hostport) = match rest.rsplit_once('@') {
             Some((u, h)) => (Some(u), h),
-            None => (None, authority),
+            None => (None, rest),
         };
+        let hostport = hostport.split(['/', '?', '#']).next().unwrap_or("");
         let (host, port) = split_host_port(hostport).ok_or_else(|| bad("expected host[:port]"))?;
         if host.is_empty() {
             return Err(bad("no host"));
@@ -77,22 +79,24 @@ impl Proxy {
     }
 }
 
-/// The proxy URL with any password replaced by `***` (for messages and logs).
+/// The proxy URL with its credentials hidden, for messages and logs: everything before the last
+/// `@` is user info (a password may hold `/`, `?`, `#` or `@` unencoded), shown as `user:***@`, or
+/// `***@` when it has no `:` (a token as the user name).
 pub fn redact(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").map_or(("", url), |(s, r)| (s, r));
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    let shown = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            format!("{user}:***@{host}")
-        }
-        None => authority.to_string(),
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (Some(s), r),
+        None => (None, url),
     };
-    if scheme.is_empty() && !url.contains("://") {
-        format!("{shown}{path}")
-    } else {
-        format!("{scheme}://{shown}{path}")
+    let shown = match rest.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) if !user.contains(['/', '?', '#']) => format!("{user}:***@{host}"),
+            _ => format!("***@{host}"),
+        },
+        None => rest.to_string(),
+    };
+    match scheme {
+        Some(s) => format!("{s}://{shown}"),
+        None => shown,
     }
 }
 
@@ -159,8 +163,12 @@ pub fn no_proxy_matches(list: &str, host: &str, port: u16) -> bool {
         if want_port.is_some_and(|p| p != port) {
             return false;
         }
-        if let (Some(ip), Ok(e)) = (ip, name.parse::<IpAddr>()) {
-            return ip == e;
+        // An IP host matches IP and CIDR entries only, and a name only names (as curl does):
+        // `.0.0.1` does not name 127.0.0.1.
+        match (ip, name.parse::<IpAddr>()) {
+            (Some(ip), Ok(e)) => return ip == e,
+            (Some(_), Err(_)) | (None, Ok(_)) => return false,
+            (None, Err(_)) => {}
         }
         let name = name.trim_start_matches("*.").trim_start_matches('.').trim_end_matches('.');
         !name.is_empty() && (host == name || host.ends_with(&format!(".{name}")))
@@ -315,6 +323,27 @@ mod tests {
         assert!(!e.message.contains("s3cret") && e.message.contains("alice:***@p:1"), "{}", e.message);
         assert_eq!(redact("http://u:p@h:1/x"), "http://u:***@h:1/x");
         assert_eq!(redact("h:1"), "h:1");
+        // Passwords holding unencoded `/`, `?`, `#` or `@`; a token as the user name.
+        for (url, user) in [
+            ("http://alice:pa/ss9Q@127.0.0.1:3128", "alice:***@"),
+            ("http://alice:pa?ss9Q@127.0.0.1:3128", "alice:***@"),
+            ("http://alice:pa#ss9Q@127.0.0.1:3128", "alice:***@"),
+            ("alice:pa@ss9Q@127.0.0.1:3128", "alice:***@"),
+            ("http://tok/ss9Q@127.0.0.1:3128", "***@"),
+            ("http://ss9Qtoken@127.0.0.1:3128", "***@"),
+        ] {
+            let shown = redact(url);
+            assert!(!shown.contains("ss9Q") && shown.contains(&format!("{user}127.0.0.1:3128")), "{url} -> {shown}");
+            let p = Proxy::parse(url).unwrap();
+            assert_eq!((p.host.as_str(), p.port), ("127.0.0.1", 3128), "{url}");
+        }
+        let p = Proxy::parse("http://alice:pa/ss9Q@127.0.0.1:3128").unwrap();
+        let want = base64::engine::general_purpose::STANDARD.encode("alice:pa/ss9Q");
+        assert_eq!(p.authorization.unwrap(), format!("Basic {want}"));
+        for bad in ["http://alice:pa/ss9Q@127.0.0.1:x", "https://alice:pa/ss9Q@h:1", "http://alice:pa/ss9Q@"] {
+            let e = Proxy::parse(bad).unwrap_err();
+            assert!(!e.message.contains("ss9Q"), "{}", e.message);
+        }
     }
 
     #[test]
@@ -334,5 +363,12 @@ mod tests {
         assert!(no_proxy_matches("*", "anything", 1));
         assert!(!no_proxy_matches("", "anything", 1));
         assert!(no_proxy_matches("EXAMPLE.com", "www.example.COM", 1));
+        // IP hosts against IP and CIDR entries only.
+        for entry in [".0.0.1", "0.0.1", "*.0.0.1", ".1", "0.1:443"] {
+            assert!(!no_proxy_matches(entry, "127.0.0.1", 443), "{entry}");
+        }
+        assert!(no_proxy_matches("127.0.0.0/8", "127.0.0.1", 443));
+        assert!(no_proxy_matches("127.0.0.1:443", "127.0.0.1", 443));
+        assert!(!no_proxy_matches("::1", "1", 443) && !no_proxy_matches("10.0.0.1", "host.10.0.0.1", 1));
     }
 }
