@@ -1,12 +1,26 @@
 // JSON records: serialized once with JSON.stringify, after a check that nothing would be lost or
-// changed silently on the way (JSON.stringify turns a Map into {}, drops Symbol values, writes
-// NaN as null, throws raw TypeErrors on BigInt and cycles). The check is one pass over the
-// record's values, built for the common flat record: strings, finite numbers, booleans, null.
+// changed silently on the way. JSON.stringify turns a Map into {}, drops Symbol values and
+// Symbol-keyed fields, writes NaN, undefined and array holes as null, -0 as 0, lone surrogates as
+// escapes no UTF-8 reader accepts, and throws raw TypeErrors on BigInt and cycles: each of these is
+// refused with InvalidArgumentError naming the path, except -0, which is written as -0. The check is
+// one pass over the record's values, built for the common flat record: strings, finite numbers,
+// booleans, null.
 import { InvalidArgumentError } from "./errors";
 
 const toTag = Object.prototype.toString;
 const objectProto = Object.prototype;
+const getSymbols = Object.getOwnPropertySymbols;
+const isEnumerable = Object.prototype.propertyIsEnumerable;
 const ancestors: object[] = [];
+/** The record being checked holds a -0 (JSON.stringify would write 0). */
+let negativeZero = false;
+
+const rawJSON = (JSON as unknown as { rawJSON?: (text: string) => unknown }).rawJSON;
+/** Writes -0 as -0 (JSON.stringify writes 0); used only for records that hold one. */
+function keepNegativeZero(_key: string, v: unknown): unknown {
+  if (v === 0 ? 1 / (v as number) < 0 : v instanceof Number && Object.is(v.valueOf(), -0)) return rawJSON!("-0");
+  return v;
+}
 
 function refuse(what: string): never {
   throw new InvalidArgumentError(what, "INVALID_ARGUMENT", false);
@@ -25,40 +39,88 @@ function isRecordLike(v: object): boolean {
   return proto === objectProto || proto === null || toTag.call(v) === "[object Object]";
 }
 
+/** Where the first lone surrogate of `s` sits. */
+function loneSurrogateAt(s: string): number {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff) {
+      const d = s.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) i++;
+      else return i;
+    } else if (c >= 0xdc00 && c <= 0xdfff) return i;
+  }
+  return -1;
+}
+
+function refuseSurrogate(s: string, where: string): never {
+  const at = loneSurrogateAt(s);
+  const code = s.charCodeAt(at).toString(16).toUpperCase();
+  refuse(`${where} holds a lone surrogate (U+${code} at index ${at}), which UTF-8 cannot encode: it would be stored as U+FFFD or refused by the server`);
+}
+
+/** JSON text given as a string: sent as UTF-8, so it must be well-formed UTF-16. */
+export function checkJsonText(text: string): string {
+  if (!text.isWellFormed()) refuseSurrogate(text, "the JSON text");
+  return text;
+}
+
 /** The JSON text of one record, or InvalidArgumentError naming what cannot be stored as given. */
 export function jsonText(record: unknown): string {
   if (record === null || typeof record !== "object" || Array.isArray(record) || !isRecordLike(record)) {
     refuse(`a JSON record must be an object (or JSON text, or UTF-8 bytes), got ${kind(record)}`);
   }
+  const typeName = (record as { $typeName?: unknown }).$typeName;
+  if (typeof typeName === "string") {
+    refuse(
+      `a protobuf message (${typeName}) cannot go to a JSON stream: create a proto stream with its schema, ` +
+        "or ingest its bytes (toBinary) on a proto stream, or its JSON form (toJson) here",
+    );
+  }
   ancestors.length = 0;
+  negativeZero = false;
   checkFields(record as Record<string, unknown>, "");
+  if (negativeZero && rawJSON) return JSON.stringify(record, keepNegativeZero);
+  if (negativeZero) refuse("the record holds -0, which this runtime's JSON.stringify writes as 0");
   return JSON.stringify(record);
 }
 
 function checkFields(o: Record<string, unknown>, path: string): void {
   ancestors.push(o);
   for (const k in o) {
+    if (!k.isWellFormed()) refuseSurrogate(k, `the field name at ${path}`);
     const v = o[k];
     const t = typeof v;
-    if (t === "string" || t === "boolean" || t === "undefined" || v === null) continue;
+    if (t === "string") {
+      if (!(v as string).isWellFormed()) refuseSurrogate(v as string, `the string at ${path}.${k}`);
+      continue;
+    }
+    if (t === "boolean" || t === "undefined" || v === null) continue;
     if (t === "number") {
       if ((v as number) - (v as number) !== 0) refuse(`${v} at ${path}.${k} has no JSON form (JSON.stringify would write null)`);
+      if (v === 0 && 1 / (v as number) < 0) negativeZero = true;
       continue;
     }
     checkValue(v, `${path}.${k}`);
   }
+  const symbols = getSymbols(o);
+  for (const s of symbols) {
+    if (isEnumerable.call(o, s)) refuse(`the field ${String(s)} at ${path || "the top level"} is keyed by a Symbol, which JSON cannot hold (JSON.stringify would drop it)`);
+  }
   ancestors.pop();
 }
 
-/** Anything but a string, boolean, null, undefined or finite number. */
+/** Anything but a well-formed string, boolean, null, undefined or finite number. */
 function checkValue(v: unknown, path: string): void {
   switch (typeof v) {
     case "string":
+      if (!v.isWellFormed()) refuseSurrogate(v, `the string at ${path}`);
+      return;
     case "boolean":
-    case "undefined": // left out, as JSON.stringify does
+    case "undefined": // a field left out, as JSON.stringify does (array elements are checked before)
       return;
     case "number":
       if (!Number.isFinite(v)) refuse(`${v} at ${path} has no JSON form (JSON.stringify would write null)`);
+      if (v === 0 && 1 / v < 0) negativeZero = true;
       return;
     case "bigint":
       refuse(`BigInt at ${path} has no JSON form: convert it first (String(x), or Number(x) if it fits)`);
@@ -73,11 +135,32 @@ function checkValue(v: unknown, path: string): void {
   if (ancestors.length > 512) refuse(`the record is nested more than 512 levels deep at ${path}`);
   if (Array.isArray(o)) {
     ancestors.push(o);
-    for (let i = 0; i < o.length; i++) checkValue(o[i], `${path}[${i}]`);
+    for (let i = 0; i < o.length; i++) {
+      const e = o[i];
+      if (e === undefined || typeof e === "function" || typeof e === "symbol") {
+        const what = e === undefined ? (i in o ? "undefined" : "a hole") : kind(e);
+        refuse(`${what} at ${path}[${i}] has no JSON form (JSON.stringify would write null)`);
+      }
+      checkValue(e, `${path}[${i}]`);
+    }
     ancestors.pop();
-  } else if (isRecordLike(o)) {
+    return;
+  }
+  switch (toTag.call(o)) {
+    case "[object String]": // wrapper objects: JSON.stringify writes their primitive value
+    case "[object Number]":
+    case "[object Boolean]":
+      if (o instanceof String || o instanceof Number || o instanceof Boolean) {
+        checkValue(o.valueOf(), path);
+        return;
+      }
+      break;
+    case "[object BigInt]":
+      refuse(`a BigInt object at ${path} has no JSON form: convert it first (String(x), or Number(x) if it fits)`);
+  }
+  if (isRecordLike(o)) {
     checkFields(o as Record<string, unknown>, path);
   } else {
-    refuse(`${kind(o)} at ${path} would be stored as {} (JSON.stringify keeps only plain objects' own fields)`);
+    refuse(`${kind(o)} at ${path} would not be stored as it is (JSON.stringify keeps only plain objects' own fields: a Map or Set becomes {})`);
   }
 }

@@ -1,10 +1,10 @@
 // The SDK entry point: one Zerobus endpoint, many streams.
 import type { Pointer } from "bun:ffi";
-import { toBinary, type DescMessage } from "@bufbuild/protobuf";
+import { toBinary, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
 import { DescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { lib } from "./native";
 import { lastError, InvalidArgumentError } from "./errors";
-import { ZerobusStream, arrowToIPC, foreignArrow, loadArrow, ownInstance, type HeadersFunction, type LogEvent, type LogLevel, type RecordType } from "./stream";
+import { ZerobusStream, arrowToIPC, foreignArrow, loadArrow, ownInstance, type HeadersFunction, type JsonObject, type LocalOptions, type LogEvent, type LogLevel, type RecordType } from "./stream";
 import { ZerobusArrowStream, type ArrowBatch } from "./arrow";
 
 export interface ZerobusSdkOptions {
@@ -70,6 +70,15 @@ export interface StreamOptions {
    * streams, where a bigger batch is sent as several batch requests (one offset each).
    */
   maxMessageBytes?: number;
+  /**
+   * Read byte arrays larger than 1 KiB in place instead of copying them during the call (zero-copy).
+   * You then promise not to write into, transfer, detach or resize such an array (`transfer()`,
+   * `postMessage` with a transfer list, a BYOB read) until its record is acknowledged: the SDK
+   * would read memory that is no longer the record's. Default false: every array you pass is
+   * copied during the call, and nothing you do afterwards reaches the record. In a Worker arrays
+   * are always copied.
+   */
+  zeroCopy?: boolean;
 }
 
 export interface CreateStreamOptions<S extends DescMessage = DescMessage> extends StreamOptions {
@@ -91,6 +100,13 @@ export interface CreateStreamOptions<S extends DescMessage = DescMessage> extend
    */
   headers?: Record<string, string> | HeadersFunction;
 }
+
+/** A stream with a @bufbuild/protobuf schema: takes its messages, init objects and encoded bytes. */
+export type SchemaStreamOptions<S extends DescMessage> = CreateStreamOptions<S> & { schema: S; recordType?: "proto" };
+/** A proto stream without a schema (a `descriptor`, or `recordType: "proto"`): takes encoded bytes. */
+export type BytesStreamOptions = CreateStreamOptions & { schema?: undefined } & ({ recordType: "proto" } | { recordType?: undefined; descriptor: Uint8Array });
+/** A JSON stream: takes JSON objects, JSON text and UTF-8 bytes. */
+export type JsonStreamOptions = CreateStreamOptions & { schema?: undefined; descriptor?: undefined; recordType?: "json" };
 
 export interface CreateArrowStreamOptions extends StreamOptions {
   /** Target table, `catalog.schema.table`. */
@@ -122,6 +138,12 @@ const NUMERIC_OPTIONS = [
 const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGTERM: 15 };
 
 const invalid = (message: string) => new InvalidArgumentError(message, "INVALID_ARGUMENT", false);
+
+/** The stream options the JavaScript side applies itself. */
+function jsOptions(rest: StreamOptions, zeroCopy: unknown): LocalOptions {
+  if (zeroCopy !== undefined && typeof zeroCopy !== "boolean") throw invalid(`zeroCopy must be a boolean, got ${typeof zeroCopy}`);
+  return { flushTimeoutMs: rest.flushTimeoutMs, submitTimeoutMs: rest.submitTimeoutMs, zeroCopy: zeroCopy === true };
+}
 
 /** Refuses keys not in `known` (typos would otherwise be ignored), naming a close match. */
 function checkKeys(options: object, known: readonly string[], what: string): void {
@@ -258,8 +280,18 @@ export class ZerobusSdk implements Disposable {
     };
   }
 
-  /** Opens a stream and resolves once the server accepted it. */
-  async createStream<S extends DescMessage>(options: CreateStreamOptions<S>): Promise<ZerobusStream<any>> {
+  /**
+   * Opens a stream and resolves once the server accepted it. Its records are typed by what it
+   * takes: with `schema`, that message's init objects and messages; a JSON stream JSON objects
+   * (or `T`: `createStream<Order>({ table, recordType: "json" })`) and JSON text; a proto stream
+   * without a schema encoded bytes only. Every stream takes encoded bytes (`Uint8Array`).
+   */
+  createStream<S extends DescMessage>(options: SchemaStreamOptions<S>): Promise<ZerobusStream<MessageInitShape<S>>>;
+  createStream(options: BytesStreamOptions): Promise<ZerobusStream<Uint8Array>>;
+  createStream<T extends JsonObject = JsonObject>(options: JsonStreamOptions): Promise<ZerobusStream<T | string>>;
+  /** A record type known only at run time: records are checked then. */
+  createStream(options: CreateStreamOptions): Promise<ZerobusStream<unknown>>;
+  async createStream(options: CreateStreamOptions): Promise<ZerobusStream<any>> {
     const stream = this.openStream(options);
     try {
       await stream.opened();
@@ -270,14 +302,19 @@ export class ZerobusSdk implements Disposable {
     return stream;
   }
 
-  /** Starts opening a stream and returns it at once; records ingested meanwhile wait for it. */
-  openStream<S extends DescMessage>(options: CreateStreamOptions<S>): ZerobusStream<any> {
+  /** Starts opening a stream and returns it at once; records ingested meanwhile wait for it. Typed as `createStream`. */
+  openStream<S extends DescMessage>(options: SchemaStreamOptions<S>): ZerobusStream<MessageInitShape<S>>;
+  openStream(options: BytesStreamOptions): ZerobusStream<Uint8Array>;
+  openStream<T extends JsonObject = JsonObject>(options: JsonStreamOptions): ZerobusStream<T | string>;
+  openStream(options: CreateStreamOptions): ZerobusStream<unknown>;
+  openStream(options: CreateStreamOptions): ZerobusStream<any> {
     if (!this.#h) throw new InvalidArgumentError("SDK is closed", "INVALID_ARGUMENT", false);
     if (!options || typeof options.table !== "string") {
       throw new InvalidArgumentError("createStream needs a table name", "INVALID_ARGUMENT", false);
     }
-    const { table, recordType, descriptor, schema, clientId, clientSecret, headers, ...rest } = options;
+    const { table, recordType, descriptor, schema, clientId, clientSecret, headers, zeroCopy, ...rest } = options;
     checkNumbers(rest as Record<string, unknown>);
+    const local = jsOptions(rest, zeroCopy);
     let desc = descriptor;
     if (schema) {
       if (schema.kind !== "message") throw new InvalidArgumentError("schema must be a message schema", "INVALID_ARGUMENT", false);
@@ -289,7 +326,7 @@ export class ZerobusSdk implements Disposable {
     }
     const auth = authOptions(clientId, clientSecret, headers);
     const json = JSON.stringify({ table, recordType: type, ...auth.json, logLevel: this.#log?.level, ...rest });
-    return this.#track(new ZerobusStream(this.#h, table, type, json, type === "proto" ? desc : undefined, schema, rest, auth.fn, this.#log?.logger));
+    return this.#track(new ZerobusStream(this.#h, table, type, json, type === "proto" ? desc : undefined, schema, local, auth.fn, this.#log?.logger));
   }
 
   /**
@@ -301,8 +338,9 @@ export class ZerobusSdk implements Disposable {
     if (!options || typeof options.table !== "string") {
       throw new InvalidArgumentError("createArrowStream needs a table name", "INVALID_ARGUMENT", false);
     }
-    const { table, schema, clientId, clientSecret, headers, ...rest } = options;
+    const { table, schema, clientId, clientSecret, headers, zeroCopy, ...rest } = options;
     checkNumbers(rest as Record<string, unknown>);
+    const local = jsOptions(rest, zeroCopy);
     let schemaIpc: Uint8Array;
     // apache-arrow is optional: without it, streams take IPC bytes only.
     const arrow = await loadArrow();
@@ -315,7 +353,7 @@ export class ZerobusSdk implements Disposable {
     }
     const auth = authOptions(clientId, clientSecret, headers);
     const json = JSON.stringify({ table, ...auth.json, logLevel: this.#log?.level, ...rest });
-    const stream = this.#track(new ZerobusStream<ArrowBatch>(this.#h, table, "arrow", json, schemaIpc, undefined, rest, auth.fn, this.#log?.logger));
+    const stream = this.#track(new ZerobusStream<ArrowBatch>(this.#h, table, "arrow", json, schemaIpc, undefined, local, auth.fn, this.#log?.logger));
     try {
       await stream.opened();
     } catch (e) {

@@ -5,15 +5,21 @@ import { lib } from "./native";
 import { codeName, errorClass, lastError, InvalidArgumentError, ZerobusError, type ErrorCode } from "./errors";
 import { COPY_MAX, drainReleased, hold, releaseFn, sink, stablePtr } from "./memory";
 import { activate, deactivate, notifyTarget, watch, type Pollable } from "./wake";
-import { jsonText } from "./json";
+import { checkJsonText, jsonText } from "./json";
+import { checkMessage } from "./validate";
 
 export type RecordType = "json" | "proto";
 
 export type StreamState = "opening" | "open" | "recovering" | "closing" | "closed" | "failed";
 const STATES: StreamState[] = ["opening", "open", "recovering", "closing", "closed", "failed"];
 
-/** A record for a JSON stream: an object (serialized once with JSON.stringify), JSON text, or UTF-8 bytes. */
-export type JsonRecord = Record<string, unknown> | string | Uint8Array;
+/**
+ * An object record for a JSON stream (serialized once with JSON.stringify): any object but a
+ * protobuf message, which has no faithful JSON form here (use toJson, or a proto stream).
+ */
+export type JsonObject = { readonly $typeName?: never; readonly [field: string]: unknown } | (object & { readonly $typeName?: never });
+/** A record for a JSON stream: an object, JSON text, or UTF-8 bytes. */
+export type JsonRecord = JsonObject | string | Uint8Array;
 
 const BACKPRESSURE = -4;
 /** Progress states (`ZerobusProgress.state`) that end a stream. */
@@ -83,6 +89,14 @@ export interface UnackedRecord {
   records: Uint8Array[];
 }
 
+/** Stream options applied in JavaScript (the rest go to the native stream). */
+export interface LocalOptions {
+  flushTimeoutMs?: number;
+  submitTimeoutMs?: number;
+  /** Caller arrays over COPY_MAX bytes are read in place (else every caller array is copied). */
+  zeroCopy?: boolean;
+}
+
 /** The `headers` option as a function: called with the table name each time a physical stream opens. */
 export type HeadersFunction = (table: string) => Record<string, string> | Promise<Record<string, string>>;
 
@@ -127,8 +141,19 @@ interface Queued {
   reject: (e: unknown) => void;
 }
 
-/** A record ready for the native call. */
-type Prepared = Uint8Array | string;
+/**
+ * Bytes the SDK itself made (encoded text or messages, Arrow IPC written from a Table, copies of
+ * the caller's arrays): nobody else holds them, so Rust may read them in place.
+ */
+class Owned {
+  constructor(readonly bytes: Uint8Array) {}
+}
+/** Bytes the SDK made, as Rust should take them: small ones are copied during the call anyway. */
+function own(bytes: Uint8Array): Uint8Array | Owned {
+  return bytes.byteLength <= COPY_MAX ? bytes : new Owned(bytes);
+}
+/** A record ready for the native call: text, the SDK's own bytes, or the caller's array. */
+type Prepared = Uint8Array | string | Owned;
 type PreparedBatch = Prepared[];
 
 /** Frees the native stream of a ZerobusStream that was dropped without close(). */
@@ -152,6 +177,12 @@ function refusedRecord(e: unknown): ZerobusError {
 const closingError = () =>
   new ZerobusError("stream is closing (close() was called): it takes no more records", "STREAM_CLOSED", false);
 
+/**
+ * A stream that takes records of type `T` besides encoded bytes (a `Uint8Array`, always taken):
+ * a schema stream its message's init objects and messages (`MessageInitShape<S>`), a JSON stream
+ * JSON objects (or the type given to `createStream<T>`) and JSON text, a proto stream without a
+ * schema bytes only.
+ */
 export class ZerobusStream<T = unknown> implements AsyncDisposable {
   #h: Pointer | null;
   #progress = new BigInt64Array(6);
@@ -181,6 +212,8 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   #active = false;
   readonly table: string;
   #flushTimeoutMs: number;
+  /** Caller arrays larger than this are read in place (zeroCopy); others are copied during the call. */
+  #inPlaceMin: number;
   #submitTimeoutMs: number;
   /** Supplies headers when a physical stream opens (the `headers` option as a function). */
   #headersFn: HeadersFunction | undefined;
@@ -190,7 +223,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   /** Receives the native side's events (the SDK's `logger`). */
   #logger: ((e: LogEvent) => void) | undefined;
   /** What recreating this stream needs: the native SDK, options JSON, descriptor / Arrow schema, record type. */
-  #blueprint: { recordType: RecordType | "arrow"; optionsJson: string; descriptor?: Uint8Array; timeouts: { flushTimeoutMs?: number; submitTimeoutMs?: number } };
+  #blueprint: { recordType: RecordType | "arrow"; optionsJson: string; descriptor?: Uint8Array; local: LocalOptions };
   /** Unacknowledged requests of a failed stream, read before its native handle was freed. */
   #finalUnacked: UnackedRecord[] | undefined;
   // The run (see RUN_BYTES): records back to back in #runBuf, their lengths in #runLens. Their
@@ -213,16 +246,17 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     optionsJson: string,
     descriptor?: Uint8Array,
     schema?: DescMessage,
-    timeouts: { flushTimeoutMs?: number; submitTimeoutMs?: number } = {},
+    local: LocalOptions = {},
     headersFn?: HeadersFunction,
     logger?: (e: LogEvent) => void,
   ) {
     this.table = table;
     this.#headersFn = headersFn;
     this.#logger = logger;
-    this.#blueprint = { recordType, optionsJson, descriptor: descriptor?.slice(), timeouts };
-    this.#flushTimeoutMs = timeouts.flushTimeoutMs ?? 300_000;
-    this.#submitTimeoutMs = timeouts.submitTimeoutMs ?? 60_000;
+    this.#blueprint = { recordType, optionsJson, descriptor: descriptor?.slice(), local };
+    this.#flushTimeoutMs = local.flushTimeoutMs ?? 300_000;
+    this.#submitTimeoutMs = local.submitTimeoutMs ?? 60_000;
+    this.#inPlaceMin = local.zeroCopy ? COPY_MAX : Infinity;
     this.#json = recordType === "json";
     this.#arrow = recordType === "arrow";
     this.#schema = schema;
@@ -321,7 +355,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     }
     const b = this.#blueprint;
     const unacked = this.unackedRecords();
-    const next = new ZerobusStream<T>(sdk, this.table, b.recordType, b.optionsJson, b.descriptor, this.#schema, b.timeouts, this.#headersFn, this.#logger);
+    const next = new ZerobusStream<T>(sdk, this.table, b.recordType, b.optionsJson, b.descriptor, this.#schema, b.local, this.#headersFn, this.#logger);
     // Their bytes are the copies just read: queued in order, each request as it was (a batch stays one batch).
     try {
       for (const u of unacked) {
@@ -350,12 +384,12 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
    * take encoded bytes or, with a schema, message objects. A Uint8Array larger than 1 KiB is used
    * in place (zero-copy) and must not be modified or transferred until the promise settles.
    */
-  ingest(record: T | JsonRecord | Uint8Array): Promise<number> {
+  ingest(record: T | Uint8Array): Promise<number> {
     return this.#ingest(false, record);
   }
 
   /** Queues records as one batch request (one logical offset); resolves when it is durable. */
-  ingestBatch(records: readonly (T | JsonRecord | Uint8Array)[]): Promise<number> {
+  ingestBatch(records: readonly (T | Uint8Array)[]): Promise<number> {
     return this.#ingest(true, records);
   }
 
@@ -366,12 +400,12 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
    * a `TIMEOUT` error and the record is not queued). A Uint8Array larger than 1 KiB is used in
    * place: don't reuse or modify it until its offset is acknowledged (`waitForOffset`, `flush`).
    */
-  submit(record: T | JsonRecord | Uint8Array): number {
+  submit(record: T | Uint8Array): number {
     return this.#submit(false, record);
   }
 
   /** Batch form of `submit`. */
-  submitBatch(records: readonly (T | JsonRecord | Uint8Array)[]): number {
+  submitBatch(records: readonly (T | Uint8Array)[]): number {
     return this.#submit(true, records);
   }
 
@@ -491,7 +525,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
       const prepared = batch ? this.#prepareBatch(input as readonly unknown[]) : this.#prepare(input);
       if (!batch && !this.#arrow && this.#queued.length === 0 && this.#h) {
         const p = prepared as Prepared;
-        if (typeof p === "string" ? p.length <= RUN_STRING_MAX : p.byteLength <= RUN_ARRAY_MAX) return this.#joinRun(p);
+        if (typeof p === "string" ? p.length <= RUN_STRING_MAX : p instanceof Uint8Array && p.byteLength <= RUN_ARRAY_MAX) return this.#joinRun(p as Uint8Array | string);
       }
       this.#flushRun();
       if (this.#queued.length === 0) {
@@ -537,14 +571,25 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   }
 
   #prepare(record: unknown): Prepared {
-    if (record instanceof Uint8Array) return record;
-    if (this.#arrow) return arrowToIPC(record);
-    if (this.#json) return typeof record === "string" ? record : jsonText(record);
+    if (record instanceof Uint8Array) {
+      if (record.byteLength === 0 && (record.buffer as ArrayBuffer).detached) {
+        throw new InvalidArgumentError("the record's ArrayBuffer is detached (transferred): it holds no bytes any more", "INVALID_ARGUMENT", false);
+      }
+      if (record.byteLength > this.#inPlaceMin) {
+        // A resizable buffer may shrink under the record, unmapping its memory: copied instead.
+        const b = record.buffer as ArrayBuffer & { resizable?: boolean };
+        if (b.resizable) return own(record.slice());
+      }
+      return record;
+    }
+    if (this.#arrow) return own(arrowToIPC(record));
+    if (this.#json) return typeof record === "string" ? checkJsonText(record) : jsonText(record);
     if (this.#schema && record !== null && typeof record === "object") {
       const schema = this.#schema;
+      checkMessage(schema, record);
       // Messages made with create(); plain init objects are accepted too.
       const msg = (record as { $typeName?: string }).$typeName === schema.typeName ? record : create(schema, record as never);
-      return toBinary(schema, msg as MessageShape<DescMessage>);
+      return own(toBinary(schema, msg as MessageShape<DescMessage>));
     }
     throw new InvalidArgumentError(
       this.#schema
@@ -555,10 +600,27 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     );
   }
 
+  /**
+   * What the JavaScript queue may hold until a native call takes it: a copy of a caller's array
+   * the native call would have copied (the caller may reuse it as soon as ingest returns).
+   */
+  #keep(p: Prepared): Prepared {
+    return p instanceof Uint8Array && p.byteLength <= this.#inPlaceMin ? own(p.slice()) : p;
+  }
+
   #prepareBatch(records: readonly unknown[]): PreparedBatch {
     if (!Array.isArray(records)) throw new InvalidArgumentError("ingestBatch takes an array of records", "INVALID_ARGUMENT", false);
     if (records.length === 0) throw new InvalidArgumentError("a batch needs at least one record", "INVALID_ARGUMENT", false);
-    return records.map((r) => this.#prepare(r));
+    const out: PreparedBatch = new Array(records.length);
+    for (let i = 0; i < records.length; i++) {
+      try {
+        out[i] = this.#prepare(records[i]);
+      } catch (e) {
+        if (e instanceof InvalidArgumentError) throw new InvalidArgumentError(`record ${i} of the batch: ${e.message}`, "INVALID_ARGUMENT", false);
+        throw e;
+      }
+    }
+    return out;
   }
 
   #handle(): Pointer {
@@ -574,16 +636,18 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
         const { written } = encoder.encodeInto(p, scratch);
         return fn(h, scratchPtr, written, NULL, NULL) as number;
       }
-      p = encoder.encode(p);
+      p = own(encoder.encode(p));
     }
-    // Small arrays are copied during the call; larger ones are pinned until Rust releases them.
-    if (p.byteLength <= COPY_MAX) return fn(h, p.byteLength ? ptr(p) : NULL, p.byteLength, NULL, NULL) as number;
+    // The SDK's own bytes, and the caller's large arrays with zeroCopy, are read in place (pinned
+    // until Rust releases them); every other array is copied during the call.
+    if (p instanceof Owned) return fn(h, stablePtr(p.bytes), p.bytes.byteLength, releaseFn, hold(p.bytes) as unknown as Pointer) as number;
+    if (p.byteLength <= this.#inPlaceMin) return fn(h, p.byteLength ? ptr(p) : NULL, p.byteLength, NULL, NULL) as number;
     return fn(h, stablePtr(p), p.byteLength, releaseFn, hold(p) as unknown as Pointer) as number;
   }
 
   #submitBatch(records: PreparedBatch): number {
     const h = this.#handle();
-    // Strings are packed into one buffer (encoded once); byte arrays go by pointer, in place.
+    // Strings are packed into one buffer (encoded once); byte arrays go by pointer.
     if (records.every((r) => typeof r === "string")) {
       let total = 0;
       for (const r of records as string[]) total += r.length * 3;
@@ -600,9 +664,11 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
       if (buf === scratch) return fn(h, scratchPtr, at, lens, records.length, NULL, NULL) as number;
       return fn(h, at ? stablePtr(buf) : null, at, lens, records.length, releaseFn, hold(buf) as unknown as Pointer) as number;
     }
-    const arrays = records.map((r) => (typeof r === "string" ? encoder.encode(r) : r));
-    // All small: Rust copies them during the call. Else all are pinned, through their buffers.
-    const pin = arrays.some((a) => a.byteLength > COPY_MAX);
+    const items = records.map((r) => (typeof r === "string" ? own(encoder.encode(r)) : r));
+    const arrays = items.map((r) => (r instanceof Owned ? r.bytes : r));
+    // One release covers the batch: read in place only if every record may be (the SDK's own
+    // bytes; the caller's large arrays with zeroCopy), else Rust copies them all during the call.
+    const pin = items.every((r) => r instanceof Owned || r.byteLength > this.#inPlaceMin);
     // `count` 8-byte pointers, written as pairs of 32-bit words (every target is 64-bit little-endian).
     const ptrs = new Uint32Array(arrays.length * 2);
     const lens = new Uint32Array(arrays.length);
@@ -619,7 +685,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   }
 
   /** Adds a small record to the run; its promise settles like any ingest()'s. */
-  #joinRun(p: Prepared): Promise<number> {
+  #joinRun(p: Uint8Array | string): Promise<number> {
     if (!this.#runBuf) {
       this.#runBuf = new Uint8Array(new ArrayBuffer(RUN_BYTES)); // ArrayBuffer-backed: its pointer is stable
       this.#runPtr = ptr(this.#runBuf);
@@ -638,7 +704,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   }
 
   /** Writes `p` at the end of the run; its length, or -1 if it does not fit (nothing is added). */
-  #fitRun(p: Prepared): number {
+  #fitRun(p: Uint8Array | string): number {
     const buf = this.#runBuf!;
     const at = this.#runAt;
     if (typeof p === "string") {
@@ -702,8 +768,9 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   }
 
   #enqueue(batch: boolean, prepared: Prepared | PreparedBatch): Promise<number> {
+    const kept = batch ? (prepared as PreparedBatch).map((r) => this.#keep(r)) : this.#keep(prepared as Prepared);
     const p = new Promise<number>((resolve, reject) => {
-      this.#queued.push({ batch, prepared, resolve, reject });
+      this.#queued.push({ batch, prepared: kept, resolve, reject });
     });
     this.#arm();
     return p;

@@ -140,6 +140,7 @@ async function runOnce(server: LocalServer, relay: Relay, seed: number): Promise
     submitTimeoutMs: int(2000, 5000),
     maxInflightRecords: pick([20, 200, 5000, 1_000_000]),
     maxInflightBytes: pick([256 * 1024, 4 << 20, 256 << 20]),
+    zeroCopy: r() < 0.5,
   };
   note(`seed ${seed} ${kind} table ${table} ${JSON.stringify(opts)}`);
   const direct = r() < 0.1; // a few runs without the relay
@@ -187,9 +188,26 @@ async function runOnce(server: LocalServer, relay: Relay, seed: number): Promise
     const row = { n: rec.n, pad: pad(rec.n) };
     if (form === 0) return row;
     if (form === 1) return JSON.stringify(row);
-    if (form === 2) return enc.encode(JSON.stringify(row)); // small bytes: copied
-    const big = { n: rec.n, pad: bigPad(rec.n, form === 3 ? 4000 : 70_000) }; // zero-copy bytes
-    return enc.encode(JSON.stringify(big));
+    const bytes =
+      form === 2
+        ? enc.encode(JSON.stringify(row)) // small bytes: copied
+        : enc.encode(JSON.stringify({ n: rec.n, pad: bigPad(rec.n, form === 3 ? 4000 : 70_000) })); // in place with zeroCopy
+    given.push(bytes);
+    return bytes;
+  };
+
+  /**
+   * Without zeroCopy the caller may do anything to its arrays once a call returned: after each
+   * call they are overwritten, or their buffers transferred away (the stored records must not change).
+   */
+  const given: Uint8Array[] = [];
+  const abuse = () => {
+    if (opts.zeroCopy) return void (given.length = 0);
+    for (const a of given.splice(0)) {
+      if (a.byteLength === 0) continue;
+      if (onFailure() < 0.5) a.fill(0x20);
+      else void (a.buffer as ArrayBuffer).transfer();
+    }
   };
 
   /** Marks records resolved/rejected when `p` settles. */
@@ -233,7 +251,7 @@ async function runOnce(server: LocalServer, relay: Relay, seed: number): Promise
         const form = kind === "arrow" ? 0 : pick([0, 0, 1, 2, 3, 4]);
         for (const rec of newRecs(k)) {
           if (kind === "arrow") track(s.ingest(arrowTable([rec])), [rec]);
-          else track(s.ingest(json(rec, form) as any), [rec]);
+          else track(s.ingest(json(rec, form) as any), [rec]), abuse();
         }
         note(`ingest x${k} form ${form}`);
       } else if (op < 0.42) {
@@ -243,6 +261,7 @@ async function runOnce(server: LocalServer, relay: Relay, seed: number): Promise
         else {
           const form = pick([0, 1, 2, 3]);
           track(s.ingestBatch(rs.map((x) => json(x, form)) as any), rs);
+          abuse();
         }
         note(`batch of ${k}`);
       } else if (op < 0.52) {
@@ -258,6 +277,7 @@ async function runOnce(server: LocalServer, relay: Relay, seed: number): Promise
             const o = s.submit(json(rec, pick([0, 2, 3])) as any);
             rec.taken = true;
             submitted.push({ rec, offset: o, stream: streamNo });
+            abuse();
           }
         }
         note(`submit x${k}`);

@@ -77,8 +77,8 @@ describe("submit() loops are bounded", () => {
     try {
       const { ZerobusSdk } = await import("../src/index");
       const sdk = new ZerobusSdk({ endpoint: server.url });
-      const s = await sdk.createStream({ table: "main.default.t", recordType: "json", ...FAST, maxInflightBytes: 4 << 20 });
-      const record = new TextEncoder().encode(JSON.stringify({ pad: "p".repeat(4000) })); // pinned (> 1 KiB)
+      const s = await sdk.createStream({ table: "main.default.t", recordType: "json", ...FAST, maxInflightBytes: 4 << 20, zeroCopy: true });
+      const record = new TextEncoder().encode(JSON.stringify({ pad: "p".repeat(4000) })); // pinned (> 1 KiB, zeroCopy)
       const before = heldCount();
       let most = 0;
       for (let i = 0; i < 100_000; i++) {

@@ -139,13 +139,13 @@ test("recreateStream refuses a stream that has not failed; a headers function ca
 test("a failure releases the caller's buffers at once; what they held stays available as copies", async () => {
   f = fixture();
   await f.server.addFault(fatal);
-  const s = f.sdk.openStream({ table: TABLE, recordType: "json", ...FAST, recoveryRetries: 0 });
+  const s = f.sdk.openStream({ table: TABLE, recordType: "json", ...FAST, recoveryRetries: 0, zeroCopy: true });
   const before = heldCount();
   const bufs: Uint8Array[] = [];
   let last = -1;
   try {
     for (let i = 0; i < 400; i++) {
-      const b = new TextEncoder().encode(JSON.stringify({ i, pad: "p".repeat(2000) })); // > 1 KiB: used in place
+      const b = new TextEncoder().encode(JSON.stringify({ i, pad: "p".repeat(2000) })); // > 1 KiB: used in place (zeroCopy)
       last = s.submit(b);
       bufs.push(b);
     }

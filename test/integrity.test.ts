@@ -75,11 +75,11 @@ describe("records whose storage JavaScriptCore moved are sent intact", () => {
     expect(rows.map((r) => [Number(r.id), r.name])).toEqual(Array.from({ length: 1000 }, (_, i) => [i, `event-${i}`]));
   });
 
-  test("large arrays are used in place, pinned until acknowledged, and released after", async () => {
+  test("with zeroCopy, large arrays are used in place, pinned until acknowledged, and released after", async () => {
     const table = "main.default.moved_large";
     await f.server.addTable(table);
     await f.server.addFault({ table, dropAfterRecords: 150, ackDelayMs: 200 });
-    const s = await f.sdk.createStream({ table, recordType: "json", ...FAST });
+    const s = await f.sdk.createStream({ table, recordType: "json", ...FAST, zeroCopy: true });
     const before = heldCount();
     const acks: Promise<number>[] = [];
     for (let i = 0; i < 200; i++) {

@@ -2,7 +2,7 @@
 import { expect, test } from "bun:test";
 import { join } from "node:path";
 
-const files = ["basic", "recovery", "integrity", "arrow", "errors"].map((f) => join(import.meta.dir, `${f}.test.ts`));
+const files = ["basic", "recovery", "integrity", "arrow", "errors", "buffers"].map((f) => join(import.meta.dir, `${f}.test.ts`));
 
 test(
   "integration tests pass in GC-torture mode",

@@ -36,7 +36,7 @@ test("several Workers and the main thread with reconnects and GC: every record s
   // Meanwhile the main thread pins its own large records.
   const mainTable = tables[workers]!;
   const before = heldCount();
-  const s = await f.sdk.createStream({ table: mainTable, recordType: "json", ...FAST });
+  const s = await f.sdk.createStream({ table: mainTable, recordType: "json", ...FAST, zeroCopy: true });
   const enc = new TextEncoder();
   const acks: Promise<number>[] = [];
   for (let i = 0; i < n; i++) {

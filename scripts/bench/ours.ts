@@ -14,6 +14,7 @@ const [endpoint, kind = "proto100-submit", secs = "3"] = process.argv.slice(2);
 const size: number = recordSize(kind);
 const sdk = new ZerobusSdk({ endpoint: endpoint! });
 const headers = { authorization: "Bearer bench" };
+const zeroCopy = process.env.ZB_ZERO_COPY === "1";
 const table = "bench.default.t";
 const deadline = () => performance.now() + Number(secs) * 1000;
 
@@ -28,7 +29,7 @@ const start = () => {
 if (kind.startsWith("arrow")) {
   if (!kind.endsWith("batch1000")) throw new Error(`unknown case ${kind}`);
   const ipc: Uint8Array = arrowIpc(1000, size);
-  const s = await sdk.createArrowStream({ table, schema: ipc, headers });
+  const s = await sdk.createArrowStream({ table, schema: ipc, headers, zeroCopy });
   const end = deadline();
   start();
   const batches: number = await pipelineBatches(end, () => s.ingestBatch(ipc));
@@ -43,6 +44,7 @@ if (kind.startsWith("arrow")) {
     recordType: json ? "json" : "proto",
     descriptor: json ? undefined : new Uint8Array(descriptor()),
     headers,
+    zeroCopy,
   });
   const pool: Uint8Array[] = json ? [] : Array.from({ length: 64 }, (_, i) => protoRecord(i, size));
   const record = (i: number) => (json ? jsonRecord(i, size) : pool[i & 63]!);

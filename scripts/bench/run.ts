@@ -1,12 +1,14 @@
 #!/usr/bin/env bun
 // Benchmark: zerobus-bun (on Bun) against the official Databricks SDK (napi addon, on Node) with
 // the same local server in the same run. Prints a Markdown table.
-// usage: bun scripts/bench/run.ts [--seconds N] [--store] [--tls] [--pin] [--cases a,b,...]
+// usage: bun scripts/bench/run.ts [--seconds N] [--store] [--tls] [--pin] [--zero-copy] [--cases a,b,...]
 //                                 [--official-runtime node|bun] [--no-alloc] [--alloc-seconds N]
 //   --pin: the server runs on the first half of the CPUs this process may use and the SDKs on
 //          the other half (the SDKs get the odd one), so neither takes the other's CPU time, as
 //          with a remote server (hyperthreads of one core may land in both halves); default:
 //          unpinned
+//   --zero-copy: zerobus-bun streams read record arrays over 1 KiB in place (the `zeroCopy`
+//          option) instead of copying them during the call (the default)
 //   --tls: the server serves TLS with a certificate from a private CA made for the run (both SDKs
 //          trust it through SSL_CERT_FILE), as the real service is TLS-only
 //   CPU: user + system seconds per million records, of the SDK's process (all its threads, from
@@ -31,6 +33,7 @@ const store = args.includes("--store");
 const tls = args.includes("--tls");
 const officialRuntime = opt("--official-runtime", "node");
 const pin = args.includes("--pin");
+if (args.includes("--zero-copy")) process.env.ZB_ZERO_COPY = "1";
 let serverPin: string[] = [];
 let sdkPin: string[] = [];
 /** How the run is pinned, for the table's heading ("" when unpinned). */
@@ -134,7 +137,7 @@ while (!banner.includes("\n")) {
   banner += new TextDecoder().decode(value);
 }
 const endpoint = banner.match(/listening on (\S+)/)![1]!;
-console.error(`local server ${endpoint} (${store ? "storing records" : "--discard"}${tls ? ", TLS" : ""}${pinned}), ${seconds} s per case`);
+console.error(`local server ${endpoint} (${store ? "storing records" : "--discard"}${tls ? ", TLS" : ""}${pinned}${process.env.ZB_ZERO_COPY === "1" ? ", zeroCopy" : ""}), ${seconds} s per case`);
 
 /** The server's user + system CPU seconds so far (Linux /proc; undefined elsewhere). */
 function serverCpu(): number | undefined {
