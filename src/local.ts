@@ -58,6 +58,12 @@ export interface Fault {
   ackBackwards?: boolean;
   /** Acknowledge offset 0 before confirming the stream. */
   ackBeforeCreate?: boolean;
+  /**
+   * Arrow streams: each commit holds back its last batch's rows until the next commit, so an
+   * ack's `ack_up_to_records` stays behind its `ack_up_to_offset`; held rows are dropped if the
+   * stream ends first (never durable).
+   */
+  rowsBehind?: boolean;
 }
 
 /** How long `startLocalServer` waits for the server to listen, and `stop()` for it to finish. */

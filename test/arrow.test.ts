@@ -119,6 +119,21 @@ describe("Arrow streams", () => {
     expect(ids).toEqual(Array.from({ length: 10_000 }, (_, i) => i));
   });
 
+  test("durability is by ack_up_to_records: a batch whose rows the server has not counted is replayed", async () => {
+    const table = "main.default.arrow_rows_behind";
+    await f.server.addTable(table);
+    // Each ack's ack_up_to_offset covers the newest batch, its ack_up_to_records not; the rows
+    // held back are dropped when that stream ends (they were never durable).
+    await f.server.addFault({ table, rowsBehind: true, times: 1 });
+    const s = await f.sdk.createArrowStream({ table, schema: events(0, 1).schema, ...FAST, serverLackOfAckTimeoutMs: 1000 });
+    for (let i = 0; i < 5; i++) expect(await s.submitBatch(events(i * 10, 10))).toBe(i);
+    await s.flush();
+    expect(s.streamsOpened).toBe(2); // the uncounted batch went again, on a new stream
+    await s.close();
+    const ids = f.server.records(table).map((r) => Number(r.id)).sort((a, b) => a - b);
+    expect(ids).toEqual(Array.from({ length: 50 }, (_, i) => i));
+  });
+
   test("batches sharing one dictionary (sent once per call) land right, also when replayed", async () => {
     const table = "main.default.arrow_shared_dict";
     await f.server.addTable(table);

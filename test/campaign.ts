@@ -456,7 +456,7 @@ function networkFault(r: () => number, pick: <T>(xs: readonly T[]) => T, int: (a
 }
 
 function serverFault(r: () => number, pick: <T>(xs: readonly T[]) => T, int: (a: number, b: number) => number): Fault {
-  const which = pick(["drop", "fail", "close", "delay", "lose", "withhold", "beyond", "backwards", "before", "create"] as const);
+  const which = pick(["drop", "fail", "close", "delay", "lose", "withhold", "beyond", "backwards", "before", "create", "rows"] as const);
   switch (which) {
     case "drop":
       return { dropAfterRecords: int(1, 2000) };
@@ -477,6 +477,8 @@ function serverFault(r: () => number, pick: <T>(xs: readonly T[]) => T, int: (a:
       return { ackBackwards: true };
     case "before":
       return { ackBeforeCreate: true };
+    case "rows": // Arrow: ack_up_to_records behind ack_up_to_offset
+      return { rowsBehind: true };
     case "create":
       return { failCreate: { code: "UNAVAILABLE", message: "campaign" }, times: int(1, 2) };
   }

@@ -107,7 +107,8 @@ pub enum Incoming {
     /// The stream is open (create_stream_response, or the DoPut "ready" ack).
     Created(Option<String>),
     /// Everything up to this physical offset is durable; the server may also announce closing.
-    Ack { offset: i64, close_after: Option<std::time::Duration> },
+    /// Flight acks also carry the records (rows) durable on the stream, the durability boundary.
+    Ack { offset: i64, records: Option<u64>, close_after: Option<std::time::Duration> },
     /// CloseStreamSignal without an ack.
     Close(Option<std::time::Duration>),
     Other,
@@ -307,6 +308,8 @@ struct PutResult {
 struct FlightAck {
     ack_up_to_offset: i64,
     #[serde(default)]
+    ack_up_to_records: Option<u64>,
+    #[serde(default)]
     close_stream_duration_ms: Option<u64>,
 }
 
@@ -322,7 +325,7 @@ impl Decoder for ResponseDecoder {
             return Ok(Some(if ack.ack_up_to_offset < 0 && close_after.is_none() {
                 Incoming::Created(None)
             } else {
-                Incoming::Ack { offset: ack.ack_up_to_offset, close_after }
+                Incoming::Ack { offset: ack.ack_up_to_offset, records: ack.ack_up_to_records, close_after }
             }));
         }
         use ephemeral_stream_response::Payload as P;
@@ -330,7 +333,7 @@ impl Decoder for ResponseDecoder {
         Ok(Some(match r.payload {
             Some(P::CreateStreamResponse(c)) => Incoming::Created(c.stream_id),
             Some(P::IngestRecordResponse(a)) => match a.durability_ack_up_to_offset {
-                Some(offset) => Incoming::Ack { offset, close_after: None },
+                Some(offset) => Incoming::Ack { offset, records: None, close_after: None },
                 None => Incoming::Other,
             },
             Some(P::CloseStreamSignal(s)) => Incoming::Close(s.duration.map(|d| {

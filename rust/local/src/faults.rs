@@ -65,6 +65,11 @@ pub struct FaultSpec {
     /// Acknowledge offset 0 before confirming the stream.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ack_before_create: bool,
+    /// Arrow Flight: each commit holds back its last batch's rows, so an ack's
+    /// `ack_up_to_records` stays behind its `ack_up_to_offset`; held rows are written with the
+    /// next commit, and dropped if the stream ends first (they were never durable).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rows_behind: bool,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize)]
@@ -143,6 +148,7 @@ pub(crate) struct StreamFaults {
     pub ack_beyond: Option<AckBeyond>,
     pub ack_backwards: bool,
     pub ack_before_create: bool,
+    pub rows_behind: bool,
 }
 
 impl StreamFaults {
@@ -157,6 +163,7 @@ impl StreamFaults {
         self.lose_acks |= f.lose_acks;
         self.ack_backwards |= f.ack_backwards;
         self.ack_before_create |= f.ack_before_create;
+        self.rows_behind |= f.rows_behind;
         if self.ack_beyond.is_none() {
             self.ack_beyond = f.ack_beyond;
         }

@@ -479,7 +479,7 @@ async fn run_put(state: Arc<State>, headers: CallHeaders, mut inbound: Streaming
             table,
             crx,
             tx.clone(),
-            AckFaults::of(&faults),
+            AckFaults { rows_behind: faults.rows_behind, ..AckFaults::of(&faults) },
             move |offset, rows| {
                 acked.offset.store(offset, Ordering::Release);
                 acked.rows.store(rows, Ordering::Release);

@@ -594,11 +594,13 @@ pub(crate) struct AckFaults {
     pub lose: bool,
     /// After every ack, acknowledge offset 0 again.
     pub backwards: bool,
+    /// Hold back each commit's last batch until the next commit (Arrow Flight: rows behind offsets).
+    pub rows_behind: bool,
 }
 
 impl AckFaults {
     pub fn of(f: &StreamFaults) -> AckFaults {
-        AckFaults { delay: f.ack_delay, lose: f.lose_acks, backwards: f.ack_backwards }
+        AckFaults { delay: f.ack_delay, lose: f.lose_acks, backwards: f.ack_backwards, rows_behind: false }
     }
 }
 
@@ -612,9 +614,11 @@ pub(crate) async fn run_committer<T: Send + 'static>(
     faults: AckFaults,
     mut make_ack: impl FnMut(i64, u64) -> T + Send,
 ) {
-    let AckFaults { delay: ack_delay, lose: lose_acks, backwards } = faults;
+    let AckFaults { delay: ack_delay, lose: lose_acks, backwards, rows_behind } = faults;
     let fsync = state.config.fsync;
     let mut committed_records = 0u64;
+    // rows_behind: the last batch of the previous commit, not written yet.
+    let mut held: Option<(Vec<u8>, u64)> = None;
     let mut msgs: Vec<CommitMsg> = Vec::new();
     loop {
         let Some(m) = crx.recv().await else { return };
@@ -631,15 +635,13 @@ pub(crate) async fn run_committer<T: Send + 'static>(
             }
             return;
         }
-        let mut bufs = Vec::with_capacity(msgs.len());
-        let mut records = 0u64;
+        let mut batches = Vec::with_capacity(msgs.len());
         let mut last_offset: Option<i64> = None;
         let mut finish: Option<Option<Status>> = None;
         for m in msgs.drain(..) {
             match m {
                 CommitMsg::Batch { buf, records: r, last_offset: o } => {
-                    bufs.push(buf);
-                    records += r;
+                    batches.push((buf, r));
                     last_offset = Some(o);
                 }
                 CommitMsg::Finish(s) => finish = Some(s),
@@ -647,6 +649,14 @@ pub(crate) async fn run_committer<T: Send + 'static>(
             }
         }
         if let Some(offset) = last_offset {
+            if rows_behind {
+                let last = batches.pop().expect("a batch came");
+                if let Some(h) = held.replace(last) {
+                    batches.insert(0, h);
+                }
+            }
+            let records: u64 = batches.iter().map(|b| b.1).sum();
+            let bufs = batches.into_iter().map(|b| b.0).collect();
             let stored = if state.config.discard { Ok(()) } else { table.append(bufs, records, fsync).await };
             if let Err(e) = stored {
                 let _ = tx

@@ -62,6 +62,8 @@ pub(super) struct State {
     sent_upto: Option<i64>,
     /// Record bytes of the entries handed to the current physical stream and not acknowledged.
     sent_bytes: usize,
+    /// Records (Arrow: rows) acknowledged on the current physical stream.
+    acked_here: u64,
 }
 
 impl State {
@@ -87,6 +89,7 @@ impl State {
             outstanding_since: None,
             sent_upto: None,
             sent_bytes: 0,
+            acked_here: 0,
         }
     }
 
@@ -110,6 +113,7 @@ impl State {
         self.outstanding_since = None;
         self.sent_upto = None;
         self.sent_bytes = 0;
+        self.acked_here = 0;
     }
 
     /// Records that the landing entries up to index `end` were handed to the physical stream now.
@@ -147,6 +151,26 @@ impl State {
         self.sent_bytes
     }
 
+    /// The last logical offset whose records all lie within the first `records` records of the
+    /// current physical stream (a cumulative count, as Flight's `ack_up_to_records`): None if
+    /// that covers nothing new. Err(records sent on it) when `records` exceeds what was sent.
+    pub fn upto_records(&self, records: u64) -> Result<Option<i64>, u64> {
+        let mut total = self.acked_here;
+        let mut upto = None;
+        let mut within = true;
+        for e in self.landing.range(..self.sent) {
+            total += e.payload.record_count() as u64;
+            within &= total <= records;
+            if within {
+                upto = Some(e.offset);
+            }
+        }
+        if records > total {
+            return Err(total);
+        }
+        Ok(upto)
+    }
+
     /// Takes the sent entries up to logical offset `upto` off the landing zone into `out`;
     /// returns the highest offset taken.
     pub fn pop_acked(&mut self, upto: i64, out: &mut Vec<Payload>) -> Option<i64> {
@@ -158,6 +182,7 @@ impl State {
             self.inflight_records -= n;
             self.inflight_bytes -= b;
             self.sent_bytes -= b;
+            self.acked_here += n as u64;
             self.counters.acked_records += n as u64;
             self.counters.acked_bytes += b as u64;
             acked = Some(e.offset);
@@ -214,6 +239,30 @@ mod tests {
         st.restart_sending();
         assert!(st.outstanding_since().is_none() && st.sent_upto().is_none());
         assert_eq!(st.sent_unacked_bytes(), 0);
+    }
+
+    fn arrow(rows: usize) -> Payload {
+        Payload::Arrow(crate::arrow::ArrowPayload { messages: std::sync::Arc::from(Vec::new()), rows })
+    }
+
+    #[test]
+    fn records_acknowledge_whole_batches_only() {
+        let mut st = State::new();
+        st.push([arrow(10), arrow(20), arrow(5)], 35, 0);
+        st.mark_sent(2);
+        assert_eq!(st.upto_records(0), Ok(None));
+        assert_eq!(st.upto_records(9), Ok(None), "part of the first batch is not the batch");
+        assert_eq!(st.upto_records(10), Ok(Some(0)));
+        assert_eq!(st.upto_records(29), Ok(Some(0)));
+        assert_eq!(st.upto_records(30), Ok(Some(1)));
+        assert_eq!(st.upto_records(31), Err(30), "beyond what was sent (the third batch is not)");
+        let mut out = Vec::new();
+        st.pop_acked(0, &mut out);
+        assert_eq!(st.upto_records(10), Ok(None), "counts are cumulative on the physical stream");
+        assert_eq!(st.upto_records(30), Ok(Some(1)));
+        st.restart_sending();
+        st.mark_sent(2);
+        assert_eq!(st.upto_records(20), Ok(Some(1)), "a new physical stream counts from 0");
     }
 
     #[test]

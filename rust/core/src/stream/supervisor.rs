@@ -494,8 +494,8 @@ async fn read_acks(shared: &Arc<Shared>, physical: &mut Physical, progress: &mut
         };
         // Everything but a close announcement is handled in place.
         let close_after: Option<Duration> = match msg {
-            Ok(Some(Incoming::Ack { offset, close_after })) => {
-                match ack(shared, offset) {
+            Ok(Some(Incoming::Ack { offset, records, close_after })) => {
+                match ack(shared, offset, records) {
                     Ok(Some(acked)) => {
                         progress.ack(acked);
                         last_ack = Some(std::time::Instant::now());
@@ -559,8 +559,8 @@ fn from_server(status: &tonic::Status) -> bool {
 /// sent.
 async fn drain_acks(shared: &Arc<Shared>, responses: &mut Responses, progress: &mut Progress) -> Result<()> {
     while let Ok(Some(resp)) = responses.message().await {
-        if let Incoming::Ack { offset, .. } = resp {
-            if let Some(acked) = ack(shared, offset)? {
+        if let Incoming::Ack { offset, records, .. } = resp {
+            if let Some(acked) = ack(shared, offset, records)? {
                 progress.ack(acked);
             }
         }
@@ -568,31 +568,45 @@ async fn drain_acks(shared: &Arc<Shared>, responses: &mut Responses, progress: &
     Ok(())
 }
 
-/// Applies a cumulative ack of physical offset `physical`. Returns the highest logical offset
-/// it acknowledged, if any (None for an ack of what was acknowledged before, and for negative
-/// offsets: a Flight stream's first PutResult says -1). An ack beyond the last offset sent on
-/// this physical stream is a protocol violation: it acknowledges records the server never
-/// received, so it is not applied, and the stream is treated as broken (what is not
-/// acknowledged is replayed on a new one).
-fn ack(shared: &Arc<Shared>, physical: i64) -> Result<Option<i64>> {
-    if physical < 0 {
+/// Applies a cumulative ack of physical offset `physical` and, on Flight, of `records` (rows)
+/// durable on this physical stream. Returns the highest logical offset it acknowledged, if any
+/// (None for an ack of what was acknowledged before, and for negative offsets: a Flight stream's
+/// first PutResult says -1). With `records`, durability is by records: a batch is acknowledged
+/// once all its rows are counted (the offset is checked, not trusted). An ack beyond what was
+/// sent on this physical stream (by offset or by records) is a protocol violation: it
+/// acknowledges records the server never received, so it is not applied, and the stream is
+/// treated as broken (what is not acknowledged is replayed on a new one).
+fn ack(shared: &Arc<Shared>, physical: i64, records: Option<u64>) -> Result<Option<i64>> {
+    if physical < 0 && records.is_none_or(|r| r == 0) {
         return Ok(None);
     }
+    let violation = |what: String, sent: String| {
+        ZerobusError::new(
+            ErrorCode::Server,
+            format!("the server acknowledged {what} of this stream, but {sent}: an acknowledgement of records it never received is not applied"),
+        )
+        .retryable(true)
+    };
     let mut popped: Vec<Payload> = Vec::new();
     let acked = {
         let mut st = shared.lock();
         let upto = st.base.saturating_add(physical);
         match st.sent_upto() {
+            _ if physical < 0 => {}
             Some(last) if upto <= last => {}
             last => {
                 let sent = last.map_or_else(|| "nothing was sent on it".to_string(), |l| format!("the last offset sent on it is {}", l - st.base));
-                return Err(ZerobusError::new(
-                    ErrorCode::Server,
-                    format!("the server acknowledged offset {physical} of this stream, but {sent}: an acknowledgement of records it never received is not applied"),
-                )
-                .retryable(true));
+                return Err(violation(format!("offset {physical}"), sent));
             }
         }
+        let upto = match records {
+            None => upto,
+            Some(r) => match st.upto_records(r) {
+                Ok(Some(o)) => o,
+                Ok(None) => return Ok(None),
+                Err(sent) => return Err(violation(format!("{r} records"), format!("{sent} were sent on it"))),
+            },
+        };
         st.pop_acked(upto, &mut popped)
     };
     let Some(acked) = acked else { return Ok(None) };
