@@ -43,9 +43,9 @@ export class ZerobusArrowStream implements AsyncDisposable {
 
   /**
    * Queues the record batches of `batch` and resolves with the offset of the last one once all
-   * are durable. Each record batch takes one offset. IPC bytes are sent in place (zero-copy, no
-   * decoding; do not modify them until the promise settles); a Table or RecordBatch is written
-   * to IPC once.
+   * are durable. Each record batch takes one offset. IPC bytes are not decoded: they are copied
+   * during the call, or with `zeroCopy` sent from your buffer (then do not modify, transfer or
+   * resize it until the promise settles); a Table or RecordBatch is written to IPC once.
    */
   ingestBatch(batch: ArrowBatch): Promise<number> {
     return this.inner.ingest(batch);

@@ -117,6 +117,12 @@ export interface CreateArrowStreamOptions extends StreamOptions {
   clientSecret?: string;
   /** As for `createStream`: static headers or a function returning them. */
   headers?: Record<string, string> | HeadersFunction;
+  /**
+   * Send dictionary-encoded columns as they are. Default false: they are expanded to their
+   * value type (as the official SDKs send them; apache-arrow's `tableFromArrays` makes string
+   * columns dictionaries), which costs one IPC decode and encode per call for such batches only.
+   */
+  keepDictionaries?: boolean;
 }
 
 export interface FlushOnExitOptions {

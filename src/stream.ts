@@ -42,7 +42,7 @@ const RUN_BYTES = 256 * 1024;
 const RUN_RECORDS = 4096;
 /** Strings up to this length join a run; byte arrays up to RUN_ARRAY_MAX that would be copied anyway. */
 const RUN_STRING_MAX = 4096;
-const RUN_ARRAY_MAX = Math.min(COPY_MAX, 8192);
+const RUN_ARRAY_MAX = 8192;
 
 /** A stream's running totals (`stream.stats()`). Arrow streams count rows as records. */
 export interface StreamStats {
@@ -214,6 +214,8 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   #flushTimeoutMs: number;
   /** Caller arrays larger than this are read in place (zeroCopy); others are copied during the call. */
   #inPlaceMin: number;
+  /** Caller arrays up to this size join a run (they would be copied anyway). */
+  #runArrayMax: number;
   #submitTimeoutMs: number;
   /** Supplies headers when a physical stream opens (the `headers` option as a function). */
   #headersFn: HeadersFunction | undefined;
@@ -257,6 +259,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     this.#flushTimeoutMs = local.flushTimeoutMs ?? 300_000;
     this.#submitTimeoutMs = local.submitTimeoutMs ?? 60_000;
     this.#inPlaceMin = local.zeroCopy ? COPY_MAX : Infinity;
+    this.#runArrayMax = Math.min(this.#inPlaceMin, RUN_ARRAY_MAX);
     this.#json = recordType === "json";
     this.#arrow = recordType === "arrow";
     this.#schema = schema;
@@ -381,8 +384,9 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   /**
    * Queues one record and resolves with its logical offset once the server acknowledged it as
    * durable. JSON streams take objects (serialized once), JSON text or UTF-8 bytes; proto streams
-   * take encoded bytes or, with a schema, message objects. A Uint8Array larger than 1 KiB is used
-   * in place (zero-copy) and must not be modified or transferred until the promise settles.
+   * take encoded bytes or, with a schema, message objects. A Uint8Array is copied during the call,
+   * unless the stream has `zeroCopy` and it is larger than 1 KiB: then it is read in place and
+   * must not be modified, transferred or resized until the promise settles.
    */
   ingest(record: T | Uint8Array): Promise<number> {
     return this.#ingest(false, record);
@@ -397,8 +401,9 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
    * Queues one record without creating a promise and returns its logical offset (the fast path:
    * pair it with `waitForOffset` or `flush`). When the in-flight limit is reached it blocks the
    * thread until acknowledgements free capacity, for at most `submitTimeoutMs` (then it throws
-   * a `TIMEOUT` error and the record is not queued). A Uint8Array larger than 1 KiB is used in
-   * place: don't reuse or modify it until its offset is acknowledged (`waitForOffset`, `flush`).
+   * a `TIMEOUT` error and the record is not queued). Arrays are copied as for `ingest`; with
+   * `zeroCopy`, don't modify, transfer or resize one over 1 KiB until its offset is acknowledged
+   * (`waitForOffset`, `flush`).
    */
   submit(record: T | Uint8Array): number {
     return this.#submit(false, record);
@@ -525,7 +530,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
       const prepared = batch ? this.#prepareBatch(input as readonly unknown[]) : this.#prepare(input);
       if (!batch && !this.#arrow && this.#queued.length === 0 && this.#h) {
         const p = prepared as Prepared;
-        if (typeof p === "string" ? p.length <= RUN_STRING_MAX : p instanceof Uint8Array && p.byteLength <= RUN_ARRAY_MAX) return this.#joinRun(p as Uint8Array | string);
+        if (typeof p === "string" ? p.length <= RUN_STRING_MAX : p instanceof Uint8Array && p.byteLength <= this.#runArrayMax) return this.#joinRun(p as Uint8Array | string);
       }
       this.#flushRun();
       if (this.#queued.length === 0) {
@@ -661,7 +666,8 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
         lens[i] = written;
         at += written;
       }
-      if (buf === scratch) return fn(h, scratchPtr, at, lens, records.length, NULL, NULL) as number;
+      // In a Worker nothing is pinned (its heap may go while a replay still needs the bytes).
+      if (buf === scratch || COPY_MAX === Infinity) return fn(h, buf === scratch ? scratchPtr : ptr(buf), at, lens, records.length, NULL, NULL) as number;
       return fn(h, at ? stablePtr(buf) : null, at, lens, records.length, releaseFn, hold(buf) as unknown as Pointer) as number;
     }
     const items = records.map((r) => (typeof r === "string" ? own(encoder.encode(r)) : r));

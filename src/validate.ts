@@ -8,6 +8,7 @@
 import { ScalarType, type DescEnum, type DescField, type DescMessage, type DescOneof } from "@bufbuild/protobuf";
 import { isWrapperDesc } from "@bufbuild/protobuf/wkt";
 import { InvalidArgumentError } from "./errors";
+import { checkJsonValue } from "./json";
 
 /** FeatureSet.FieldPresence.LEGACY_REQUIRED: a proto2 `required` field. */
 const LEGACY_REQUIRED = 3;
@@ -15,10 +16,14 @@ const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
 const UINT64_MAX = 2n ** 64n - 1n;
 const DECIMAL = /^-?[0-9]+$/;
+const toTag = Object.prototype.toString;
 
 /** What one message's walk needs, built once per schema. */
 interface Plan {
   members: Map<string, DescField | DescOneof>;
+  /** The same, as arrays: iterated per record. */
+  names: string[];
+  list: (DescField | DescOneof)[];
   required: DescField[];
   enumValues: Map<DescEnum, Set<number>>;
 }
@@ -29,7 +34,10 @@ function plan(desc: DescMessage): Plan {
   if (!p) {
     const members = new Map<string, DescField | DescOneof>();
     for (const m of desc.members) members.set(m.localName, m);
-    p = { members, required: desc.fields.filter((f) => f.presence === LEGACY_REQUIRED), enumValues: new Map() };
+    p = {
+      members, names: [...members.keys()], list: [...members.values()],
+      required: desc.fields.filter((f) => f.presence === LEGACY_REQUIRED), enumValues: new Map(),
+    };
     plans.set(desc, p);
   }
   return p;
@@ -53,7 +61,7 @@ function shown(v: unknown): string {
     case "boolean":
       return `${v}`;
     case "object":
-      return v instanceof Uint8Array ? "a Uint8Array" : `a ${Object.prototype.toString.call(v).slice(8, -1)}`;
+      return v instanceof Uint8Array ? "a Uint8Array" : `a ${toTag.call(v).slice(8, -1)}`;
     default:
       return `a ${typeof v}`;
   }
@@ -149,35 +157,70 @@ function typeOf(f: { scalar?: ScalarType; enum?: DescEnum; message?: DescMessage
   return `message ${f.message!.typeName}`;
 }
 
+
+/**
+ * An object `create()` reads field by field: a plain object, a class instance or a message. Not
+ * a Map, Date, array or typed array (create() would read none of their contents).
+ */
+function isPlain(v: unknown): v is Record<string, unknown> {
+  if (v === null || typeof v !== "object") return false;
+  return toTag.call(v) === "[object Object]" || typeof (v as { $typeName?: unknown }).$typeName === "string";
+}
+
 /**
  * Checks `record` (a message init object or message) against `desc`; throws InvalidArgumentError
  * naming the first problem. `path` prefixes field paths in messages.
  */
 export function checkMessage(desc: DescMessage, record: unknown, path = desc.typeName): void {
-  if (record === null || typeof record !== "object" || Array.isArray(record) || record instanceof Uint8Array) {
-    refuse(`${path} must be a ${desc.typeName} message or init object, got ${shown(record)}`);
+  if (!isPlain(record)) {
+    refuse(`${path} must be a ${desc.typeName} message or a plain init object, got ${shown(record)}`);
   }
-  const o = record as Record<string, unknown>;
+  const o = record;
   const typeName = o.$typeName;
-  if (typeName !== undefined && typeName !== desc.typeName) {
+  const isMessage = typeName !== undefined;
+  if (isMessage && typeName !== desc.typeName) {
     refuse(`${path} must be a ${desc.typeName}, got a ${String(typeName)} message`);
   }
   const p = plan(desc);
-  for (const key of Object.keys(o)) {
-    if (key === "$typeName" || key === "$unknown") continue;
-    const m = p.members.get(key);
-    const v = o[key];
-    if (!m) {
+  // Enumerable keys: nothing unknown. Then every member as create() reads it (through the prototype).
+  for (const key in o) {
+    if (key === "$typeName") continue;
+    if (key === "$unknown") {
+      checkUnknown(o.$unknown, isMessage, path);
+      continue;
+    }
+    if (!p.members.has(key)) {
       const near = nearest(p, key);
       refuse(`${path} has no field ${JSON.stringify(key)}${near ? ` (did you mean ${JSON.stringify(near)}?)` : ""}`);
     }
+  }
+  for (let i = 0; i < p.list.length; i++) {
+    const key = p.names[i]!;
+    const m = p.list[i]!;
+    const v = o[key];
     if (v === undefined) continue;
     if (m.kind === "oneof") checkOneof(m, v, `${path}.${key}`);
     else checkField(p, m, v, `${path}.${key}`);
   }
   for (const f of p.required) {
-    if (o[f.localName] === undefined) refuse(`${path}.${f.localName} is required (${typeOf(f)}) but not set`);
+    // A message made by create() holds unset proto2 fields' defaults on its prototype.
+    const set = isMessage ? Object.hasOwn(o, f.localName) : o[f.localName] !== undefined;
+    if (!set) refuse(`${path}.${f.localName} is required (${typeOf(f)}) but not set`);
   }
+}
+
+/** `$unknown`: fields a parsed message kept as bytes. Only messages carry it (create() drops it). */
+function checkUnknown(v: unknown, isMessage: boolean, path: string): void {
+  if (!isMessage) refuse(`${path}.$unknown is set on an init object (create() would drop it): pass a message`);
+  if (v === undefined) return;
+  const ok =
+    Array.isArray(v) &&
+    v.every(
+      (u: { no?: unknown; wireType?: unknown; data?: unknown }) =>
+        Number.isInteger(u?.no) && (u.no as number) >= 1 && (u.no as number) <= 0x1fffffff &&
+        Number.isInteger(u.wireType) && (u.wireType as number) >= 0 && (u.wireType as number) <= 5 && u.data instanceof Uint8Array,
+    );
+  if (!ok) refuse(`${path}.$unknown must be a list of { no, wireType (0-5), data: Uint8Array }`);
 }
 
 function checkOneof(oneof: DescOneof, v: unknown, path: string): void {
@@ -200,7 +243,7 @@ function checkField(p: Plan, f: DescField, v: unknown, path: string): void {
       for (let i = 0; i < v.length; i++) checkItem(p, f, v[i], `${path}[${i}]`);
       return;
     case "map": {
-      if (typeof v !== "object" || Array.isArray(v) || v instanceof Uint8Array) refuse(`${path} (map) must be an object, got ${shown(v)}`);
+      if (!isPlain(v)) refuse(`${path} (map) must be a plain object, got ${shown(v)}`);
       for (const k of Object.keys(v as object)) {
         const keyProblem = mapKeyProblem(f.mapKey, k);
         if (keyProblem) refuse(`${path} has the key ${JSON.stringify(k)}, but its keys are ${SCALAR_NAMES[f.mapKey]}: ${keyProblem}`);
@@ -219,7 +262,21 @@ function checkItem(p: Plan, f: DescField & { fieldKind: "list" | "map" }, v: unk
   if (v === undefined || v === null) refuse(`${path} is ${v}: ${f.fieldKind === "list" ? "a list" : "a map"} cannot hold it`);
   if (kind === "scalar") return scalarCheck(f.scalar!, v, path);
   if (kind === "enum") return enumCheck(p, f.enum!, v, path);
+  if (isStructField(f)) return structCheck(v, path);
   checkMessage(f.message!, v, path);
+}
+
+/** @bufbuild/protobuf represents google.protobuf.Struct as a JSON object in fields (but in Value). */
+function isStructField(f: DescField): boolean {
+  return f.message?.typeName === "google.protobuf.Struct" && f.parent.typeName !== "google.protobuf.Value";
+}
+
+function structCheck(v: unknown, path: string): void {
+  const proto = v !== null && typeof v === "object" ? Object.getPrototypeOf(v) : undefined;
+  if (!isPlain(v) || v.$typeName !== undefined || (proto !== Object.prototype && proto !== null)) {
+    refuse(`${path} (google.protobuf.Struct) must be a plain JSON object, got ${shown(v)}`);
+  }
+  checkJsonValue(v, path);
 }
 
 function checkSingular(f: DescField, v: unknown, path: string, inOneof: boolean): void {
@@ -229,10 +286,7 @@ function checkSingular(f: DescField, v: unknown, path: string, inOneof: boolean)
   const m = f.message;
   // Representations @bufbuild/protobuf uses in fields: wrappers as their value, Struct as a JSON object.
   if (!inOneof && isWrapperDesc(m)) return scalarCheck(m.fields[0]!.scalar!, v, path, `${m.typeName} (given as its value)`);
-  if (m.typeName === "google.protobuf.Struct" && f.parent.typeName !== "google.protobuf.Value") {
-    if (typeof v !== "object" || Array.isArray(v) || v instanceof Uint8Array) refuse(`${path} (google.protobuf.Struct) must be a JSON object, got ${shown(v)}`);
-    return;
-  }
+  if (isStructField(f)) return structCheck(v, path);
   checkMessage(m, v, path);
 }
 
@@ -257,7 +311,8 @@ function mapKeyProblem(scalar: ScalarType, k: string): string | undefined {
       return k === "true" || k === "false" ? undefined : 'give "true" or "false"';
     default: {
       const is64 = scalar === ScalarType.INT64 || scalar === ScalarType.UINT64 || scalar === ScalarType.SINT64 || scalar === ScalarType.FIXED64 || scalar === ScalarType.SFIXED64;
-      if (!DECIMAL.test(k)) return "give a whole number";
+      // Canonical only: "01" and "1" would be one key.
+      if (!DECIMAL.test(k) || BigInt(k).toString() !== k) return "give a whole number in canonical form";
       return scalarProblem(scalar, is64 ? BigInt(k) : Number(k));
     }
   }

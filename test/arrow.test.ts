@@ -68,15 +68,35 @@ describe("Arrow streams", () => {
     expect(rows[2]).toMatchObject({ i32: 3, f64: -1.25, s: "ç" });
   });
 
-  test("IPC bytes are forwarded without any IPC decode or encode pass", async () => {
-    const table = "main.default.arrow_zero";
-    const ipc = tableToIPC(events(0, 1000), "stream");
+  test("IPC bytes are forwarded without any IPC decode or encode pass (no dictionaries, or keepDictionaries)", async () => {
+    const plain = tableFromArrays({ id: Int32Array.from({ length: 1000 }, (_, i) => i), v: Float64Array.from({ length: 1000 }, (_, i) => i / 2) });
+    for (const [table, t, extra] of [
+      ["main.default.arrow_zero", plain, {}],
+      ["main.default.arrow_zero_kept", events(0, 1000), { keepDictionaries: true }],
+    ] as const) {
+      const ipc = tableToIPC(t, "stream");
+      const s = await stream(table, t.schema, extra);
+      const before = ipcPasses();
+      for (let i = 0; i < 20; i++) s.submitBatch(ipc);
+      expect(ipcPasses()).toEqual(before);
+      await s.close();
+      expect(f.server.records(table).length).toBe(20_000);
+    }
+  });
+
+  test("dictionary columns are expanded to their value type by default (one decode and encode per call)", async () => {
+    const table = "main.default.arrow_hydrated";
+    const dictionaries = async () => (await f.server.stats()).dictionaryBatches as number;
+    const before = await dictionaries();
     const s = await stream(table, events(0, 1).schema);
-    const before = ipcPasses();
-    for (let i = 0; i < 20; i++) s.submitBatch(ipc);
-    expect(ipcPasses()).toEqual(before);
+    const passes = ipcPasses();
+    await s.ingestBatch(tableToIPC(events(0, 10), "stream"));
+    await s.ingestBatch(events(10, 10)); // a Table: written to IPC in JS, then expanded
+    expect(ipcPasses()).toEqual([passes[0]! + 2, passes[1]! + 2]);
     await s.close();
-    expect(f.server.records(table).length).toBe(20_000);
+    expect(await dictionaries()).toBe(before); // no dictionary batch reached the server
+    const rows = f.server.records<{ id: number; name: string }>(table);
+    expect(rows.map((r) => [Number(r.id), r.name])).toEqual(Array.from({ length: 20 }, (_, i) => [i, `e${i}`]));
   });
 
   test("several record batches in one buffer take consecutive offsets", async () => {
@@ -134,7 +154,7 @@ describe("Arrow streams", () => {
     expect(ids).toEqual(Array.from({ length: 50 }, (_, i) => i));
   });
 
-  test("batches sharing one dictionary (sent once per call) land right, also when replayed", async () => {
+  test("with keepDictionaries, batches sharing one dictionary (sent once per call) land right, also when replayed", async () => {
     const table = "main.default.arrow_shared_dict";
     await f.server.addTable(table);
     await f.server.addFault({ table, dropAfterRecords: 1500 });
@@ -148,7 +168,7 @@ describe("Arrow streams", () => {
     const ipc = tableToIPC(new Table(parts), "stream");
     const dictionaries = async () => (await f.server.stats()).dictionaryBatches as number;
     const before = await dictionaries();
-    const s = await f.sdk.createArrowStream({ table, schema: whole.schema, ...FAST });
+    const s = await f.sdk.createArrowStream({ table, schema: whole.schema, ...FAST, keepDictionaries: true });
     expect(await s.ingestBatch(ipc)).toBe(39);
     expect(s.streamsOpened).toBe(2);
     await s.close();

@@ -129,7 +129,7 @@ describe("bad input is refused with clear errors", () => {
       refused.push(e);
     }
     expect(refused.length).toBe(4);
-    const said = ["test.Event.id (int64)", "the record cannot be taken", "detached", "test.Event.id (int64)"];
+    const said = ["test.Event.id (int64)", "BigInt at .x", "detached", "test.Event.id (int64)"];
     for (const [i, e] of refused.entries()) {
       expect(e).toBeInstanceOf(InvalidArgumentError);
       expect((e as InvalidArgumentError).message).toContain(said[i]!);

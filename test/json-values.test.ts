@@ -93,3 +93,33 @@ test("String, Number and Boolean objects are stored as their values; BigInt obje
   await s.close();
   expect(f.server.records(table)).toEqual([{ s: "x", n: 5, b: false, l: ["y"] }]);
 });
+
+test("toJSON results are checked and written; invalid Dates refused; inherited fields neither checked nor written", async () => {
+  const { table, s } = await stream();
+  class Money {
+    constructor(readonly cents: number) {}
+    toJSON() {
+      return { amount: this.cents / 100, currency: "EUR" };
+    }
+  }
+  class Bad {
+    toJSON() {
+      return { y: NaN, z: [undefined] };
+    }
+  }
+  await s.ingest({ price: new Money(1250), at: new Date(0) });
+  await s.ingest({ toJSON: () => ({ whole: "record" }) }); // a record with its own toJSON
+  const e = await s.ingest({ x: new Bad() }).catch((x) => x);
+  expect(e).toBeInstanceOf(InvalidArgumentError);
+  expect(e.message).toContain("NaN at .x.y");
+  expect(() => s.submit({ d: new Date(NaN) })).toThrow("an invalid Date at .d");
+  expect(() => s.submit({ toJSON: () => 5 } as never)).toThrow("toJSON must return an object");
+  const withInherited = Object.assign(Object.create({ inherited: 10n }), { own: 1 });
+  await s.ingest(withInherited);
+  await s.close();
+  expect(f.server.records(table)).toEqual([
+    { price: { amount: 12.5, currency: "EUR" }, at: "1970-01-01T00:00:00.000Z" },
+    { whole: "record" },
+    { own: 1 },
+  ]);
+});

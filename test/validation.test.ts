@@ -8,6 +8,8 @@ import { FileDescriptorProtoSchema, FieldDescriptorProto_Type as Ty, FieldDescri
 import { fixture, FAST } from "./helpers";
 import { EventSchema } from "./schema";
 import { InvalidArgumentError } from "../src/index";
+import { checkMessage } from "../src/validate";
+import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 
 const file = create(FileDescriptorProtoSchema, {
   name: "test_reading.proto",
@@ -137,6 +139,85 @@ test("each kind of mistake is refused, naming the field; nothing refused is stor
   await s.ingest({ id: 42n });
   await s.close();
   expect(f.server.records<{ id: number }>(table).map((r) => r.id)).toEqual([42]);
+});
+
+test("objects create() would empty, values read through the prototype, $unknown on init objects, non-canonical map keys", async () => {
+  const { table, s } = await stream();
+  class Base {
+    get unit() {
+      return 7; // create() reads it through the prototype: checked as well
+    }
+  }
+  class Row extends Base {
+    id = 1n;
+  }
+  const cases: [unknown, string][] = [
+    [new Row(), "test.Reading.unit (enum test.Reading.Unit)"],
+    [Object.assign(Object.create({ temperature: "hot" }), { id: 1n }), "test.Reading.temperature (double)"],
+    [{ id: 1n, at: new Date(0) }, "test.Reading.at must be a test.Reading.Point message or a plain init object, got a Date"],
+    [{ id: 1n, labels: new Map([["a", 1]]) }, "test.Reading.labels (map) must be a plain object, got a Map"],
+    [{ id: 1n, labels: { "01": 1 } }, "" /* string keys: "01" is a fine string */],
+    [{ id: 1n, $unknown: [] }, "test.Reading.$unknown is set on an init object"],
+    [create(Reading, {}), "test.Reading.id is required (int64) but not set"],
+  ];
+  for (const [record, message] of cases) {
+    if (!message) {
+      expect(() => s.submit(record as never)).not.toThrow();
+      continue;
+    }
+    expect(() => s.submit(record as never)).toThrow(message);
+  }
+  const m = create(Reading, { id: 3n });
+  (m as { $unknown?: unknown }).$unknown = [{ no: 0, wireType: 7, data: "zz" }];
+  expect(() => s.submit(m)).toThrow("$unknown must be a list of");
+  await s.close();
+  expect(f.server.records(table).length).toBe(1);
+});
+
+test("Struct fields hold JSON only; Timestamp and integer map keys are checked (schema checks without a server)", () => {
+  const wkt = create(FileDescriptorProtoSchema, {
+    name: "test_wkt.proto",
+    package: "test",
+    syntax: "proto3",
+    dependency: ["google/protobuf/struct.proto", "google/protobuf/timestamp.proto"],
+    messageType: [
+      {
+        name: "Doc",
+        field: [
+          { name: "s", number: 1, type: Ty.MESSAGE, typeName: ".google.protobuf.Struct", label: L.OPTIONAL, jsonName: "s" },
+          { name: "ss", number: 2, type: Ty.MESSAGE, typeName: ".google.protobuf.Struct", label: L.REPEATED, jsonName: "ss" },
+          { name: "ts", number: 3, type: Ty.MESSAGE, typeName: ".google.protobuf.Timestamp", label: L.OPTIONAL, jsonName: "ts" },
+          { name: "byId", number: 4, type: Ty.MESSAGE, typeName: ".test.Doc.ByIdEntry", label: L.REPEATED, jsonName: "byId" },
+        ],
+        nestedType: [
+          {
+            name: "ByIdEntry",
+            options: { mapEntry: true },
+            field: [
+              { name: "key", number: 1, type: Ty.INT32, label: L.OPTIONAL, jsonName: "key" },
+              { name: "value", number: 2, type: Ty.STRING, label: L.OPTIONAL, jsonName: "value" },
+            ],
+          },
+        ],
+      },
+    ],
+  });
+  const deps = [file_google_protobuf_struct, file_google_protobuf_timestamp];
+  const Doc = createFileRegistry(wkt, (name) => deps.find((d) => d.proto.name === name)?.proto).getMessage("test.Doc")!;
+  checkMessage(Doc, { s: { a: [1, "x", null, { b: true }] }, ss: [{ a: 1 }], ts: { seconds: 5n, nanos: 1 }, byId: { "7": "x", "-2": "y" } });
+  const refused: [unknown, string][] = [
+    [{ s: { a: 10n } }, "test.Doc.s.a"],
+    [{ s: { a: undefined } }, "test.Doc.s.a"],
+    [{ s: { a: new Date(0) } }, "test.Doc.s.a"],
+    [{ s: { a: "\ud800" } }, "lone surrogate"],
+    [{ s: { a: NaN } }, "NaN at test.Doc.s.a"],
+    [{ s: new Map() }, "google.protobuf.Struct) must be a plain JSON object"],
+    [{ ss: [{ a: new Map() }] }, "test.Doc.ss[0].a"],
+    [{ ts: new Date(0) }, "test.Doc.ts must be a google.protobuf.Timestamp message or a plain init object, got a Date"],
+    [{ byId: { "01": "x" } }, 'test.Doc.byId has the key "01"'],
+    [{ byId: { "1.5": "x" } }, 'test.Doc.byId has the key "1.5"'],
+  ];
+  for (const [record, message] of refused) expect(() => checkMessage(Doc, record)).toThrow(message);
 });
 
 test("encoded bytes are taken as they are", async () => {

@@ -101,7 +101,8 @@ impl ZerobusSdk {
     }
 
     /// Starts an Arrow stream (Arrow Flight `DoPut`) in the background and returns it at once.
-    /// Batches must match `schema`. `opts.max_inflight_records` counts rows.
+    /// Batches must match `schema`. `opts.max_inflight_records` counts rows. Dictionary columns
+    /// are sent expanded to their value type unless `opts.keep_dictionaries`.
     pub fn start_arrow_stream(
         &self,
         table_name: impl Into<String>,
@@ -111,7 +112,7 @@ impl ZerobusSdk {
         hook: Option<ProgressHook>,
     ) -> Result<ZerobusStream> {
         let table = TableProperties { table_name: table_name.into(), record_type: RecordType::Unspecified, descriptor_proto: None };
-        let schema = Arc::new(crate::arrow::StreamSchema::new(schema));
+        let schema = Arc::new(crate::arrow::StreamSchema::expanding(schema, opts.keep_dictionaries)?);
         self.start(table, Wire::Flight(schema), auth, opts, hook)
     }
 

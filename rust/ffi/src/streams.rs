@@ -63,7 +63,7 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
         serde_json::Value::Null => "null",
         serde_json::Value::Bool(_) => "a boolean",
         serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "an empty string",
+        serde_json::Value::String(_) => "a blank string",
         serde_json::Value::Array(_) => "an array",
         serde_json::Value::Object(_) => "an object",
     }
@@ -164,6 +164,8 @@ struct StreamConfig {
     max_record_bytes: Option<f64>,
     stream_paused_max_wait_time_ms: Option<f64>,
     max_message_bytes: Option<f64>,
+    /// Arrow streams: send dictionary columns as they are (default: expanded).
+    keep_dictionaries: Option<bool>,
     /// "error" | "warn" | "info" | "debug": events at or above it are queued for
     /// `zerobus_stream_log` (absent: none).
     log_level: Option<String>,
@@ -219,6 +221,7 @@ fn stream_setup(
         max_record_bytes: num(cfg.max_record_bytes, "maxRecordBytes", d.max_record_bytes as u64)? as usize,
         stream_paused_max_wait_time_ms: opt_num(cfg.stream_paused_max_wait_time_ms, "streamPausedMaxWaitTimeMs")?,
         max_message_bytes: opt_num(cfg.max_message_bytes, "maxMessageBytes")?.map(|v| v as usize),
+        keep_dictionaries: cfg.keep_dictionaries.unwrap_or(false),
         log_level: match cfg.log_level.as_deref() {
             None => None,
             Some(l) => Some(LogLevel::parse(l).ok_or_else(|| {

@@ -8,6 +8,7 @@
 //!
 //! Here: the messages and payloads, a stream's schema. `read`: splitting IPC bytes.
 //! `encode`: encoding record batches and fitting requests to the message size limit.
+//! `hydrate`: expanding dictionary columns (a stream whose batches have them is decoded).
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -20,9 +21,11 @@ use bytes::Bytes;
 use crate::error::{Result, ZerobusError};
 
 mod encode;
+mod hydrate;
 mod read;
 
 pub use encode::{encode_batch, encode_batch_within, fit_message_limit};
+pub use hydrate::{decode_ipc, hydrate_batch, hydrated_schema};
 pub use read::{schema_from_ipc, split_ipc_stream};
 
 thread_local! {
@@ -110,7 +113,11 @@ pub fn ipc_stream_bytes(schema: &StreamSchema, payload: &ArrowPayload) -> Vec<u8
 /// dictionary ids that message gives to dictionary-encoded fields (depth-first field order).
 #[derive(Debug)]
 pub struct StreamSchema {
+    /// The schema sent on the wire.
     pub schema: Arc<Schema>,
+    /// The schema of the caller's batches when it differs from the wire's: its dictionary
+    /// columns are expanded (see [`StreamSchema::expanding`]).
+    pub input: Option<Arc<Schema>>,
     pub message: Bytes,
     dict_ids: Vec<i64>,
     /// The last IPC schema message that passed [`split_ipc_stream`]'s check, with its dictionary
@@ -139,7 +146,20 @@ impl StreamSchema {
             .and_then(|m| m.header_as_schema())
             .map(|s| dictionary_ids(s.fields()))
             .unwrap_or_default();
-        StreamSchema { schema, message, dict_ids, accepted: Mutex::new(None) }
+        StreamSchema { schema, input: None, message, dict_ids, accepted: Mutex::new(None) }
+    }
+
+    /// A stream for batches of `input`: dictionary columns are expanded to their value type on
+    /// the wire, unless `keep_dictionaries` (then, or without dictionaries, the wire schema is
+    /// `input` itself).
+    pub fn expanding(input: Arc<Schema>, keep_dictionaries: bool) -> Result<StreamSchema> {
+        if keep_dictionaries {
+            return Ok(StreamSchema::new(input));
+        }
+        Ok(match hydrated_schema(&input)? {
+            None => StreamSchema::new(input),
+            Some(wire) => StreamSchema { input: Some(input), ..StreamSchema::new(Arc::new(wire)) },
+        })
     }
 
 }
@@ -383,7 +403,7 @@ mod tests {
             .map(|(d, id)| IpcMessage::new(with_dictionary_id(&d.ipc_message, id).unwrap(), Bytes::from(d.arrow_data)))
             .chain(std::iter::once(IpcMessage::new(Bytes::from(data.ipc_message), Bytes::from(data.arrow_data))))
             .collect();
-        let writer = StreamSchema { schema, message: Bytes::from(sch.ipc_message), dict_ids: vec![], accepted: Mutex::new(None) };
+        let writer = StreamSchema { schema, input: None, message: Bytes::from(sch.ipc_message), dict_ids: vec![], accepted: Mutex::new(None) };
         let bytes = Bytes::from(ipc_stream_bytes(&writer, &ArrowPayload { messages: messages.into(), rows: 1 }));
         let id = |m: &IpcMessage| arrow_ipc::root_as_message(&m.header).unwrap().header_as_dictionary_batch().unwrap().id();
         for _ in 0..2 {

@@ -60,7 +60,8 @@ impl Proxy {
                 )))
             }
         };
-        // The user info runs to the last `@`, so a password may hold `/`, `?` or `#` unencoded.
+        // The user info runs to the last `@`, so a password may hold `/`, `?` or `#` unencoded
+        // (a proxy URL has no path or query that could hold an `@` of its own).
         let (userinfo, hostport) = match rest.rsplit_once('@') {
             Some((u, h)) => (Some(u), h),
             None => (None, rest),
@@ -81,7 +82,8 @@ impl Proxy {
 
 /// The proxy URL with its credentials hidden, for messages and logs: everything before the last
 /// `@` is user info (a password may hold `/`, `?`, `#` or `@` unencoded), shown as `user:***@`, or
-/// `***@` when it has no `:` (a token as the user name).
+/// `***@` when it has no `:` (a token as the user name). Without an `@`, what follows a `:` that
+/// is not a port is hidden too (`user:password` with the host left out).
 pub fn redact(url: &str) -> String {
     let (scheme, rest) = match url.split_once("://") {
         Some((s, r)) => (Some(s), r),
@@ -92,7 +94,13 @@ pub fn redact(url: &str) -> String {
             Some((user, _)) if !user.contains(['/', '?', '#']) => format!("{user}:***@{host}"),
             _ => format!("***@{host}"),
         },
-        None => rest.to_string(),
+        // No `@`: `user:password` without a host would read as host:port; a port is digits.
+        None => match rest.split_once(':') {
+            Some((host, port)) if !host.contains('[') && !port.is_empty() && !port.split(['/', '?', '#']).next().unwrap_or("").bytes().all(|b| b.is_ascii_digit()) => {
+                format!("{host}:***")
+            }
+            _ => rest.to_string(),
+        },
     };
     match scheme {
         Some(s) => format!("{s}://{shown}"),
@@ -323,6 +331,9 @@ mod tests {
         assert!(!e.message.contains("s3cret") && e.message.contains("alice:***@p:1"), "{}", e.message);
         assert_eq!(redact("http://u:p@h:1/x"), "http://u:***@h:1/x");
         assert_eq!(redact("h:1"), "h:1");
+        assert_eq!(redact("http://h:1/x"), "http://h:1/x");
+        assert_eq!(redact("http://alice:s3cret"), "http://alice:***");
+        assert!(!Proxy::parse("http://alice:s3cret").unwrap_err().message.contains("s3cret"));
         // Passwords holding unencoded `/`, `?`, `#` or `@`; a token as the user name.
         for (url, user) in [
             ("http://alice:pa/ss9Q@127.0.0.1:3128", "alice:***@"),

@@ -553,7 +553,13 @@ impl ZerobusStream {
             return Err(ZerobusError::invalid("Arrow batches need an Arrow stream (create_arrow_stream)"));
         };
         let limit = self.shared.opts.message_limit(true);
-        let payloads = crate::arrow::encode_batch_within(batch, stream, limit)?;
+        let payloads = match &stream.input {
+            Some(input) => {
+                crate::arrow::check_schema(batch.schema_ref(), input)?;
+                crate::arrow::encode_batch_within(&crate::arrow::hydrate_batch(batch, &stream.schema)?, stream, limit)?
+            }
+            None => crate::arrow::encode_batch_within(batch, stream, limit)?,
+        };
         self.push_many(payloads.into_iter().map(Payload::Arrow).collect()).await
     }
 
@@ -565,6 +571,14 @@ impl ZerobusStream {
         };
         let limit = self.shared.opts.message_limit(true);
         let mut out = Vec::new();
+        if let Some(input) = &stream.input {
+            // Dictionary columns to expand: decoded, rewritten and encoded again.
+            for b in crate::arrow::decode_ipc(ipc, input)? {
+                let expanded = crate::arrow::hydrate_batch(&b, &stream.schema)?;
+                out.extend(crate::arrow::encode_batch_within(&expanded, stream, limit)?.into_iter().map(Payload::Arrow));
+            }
+            return Ok(out);
+        }
         for p in crate::arrow::split_ipc_stream(ipc, stream)? {
             out.extend(crate::arrow::fit_message_limit(p, stream, limit)?.into_iter().map(Payload::Arrow));
         }

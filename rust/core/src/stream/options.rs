@@ -42,6 +42,9 @@ pub struct StreamOptions {
     /// Largest gRPC message sent (see [`StreamOptions::message_limit`]). `None`: 2 MiB for Arrow
     /// streams (what the official SDK sends), `max_record_bytes` + 64 KiB for JSON/protobuf.
     pub max_message_bytes: Option<usize>,
+    /// Arrow streams: send dictionary-encoded columns as they are instead of expanded to their
+    /// value type (the default, as the official SDKs do).
+    pub keep_dictionaries: bool,
 }
 
 /// Bytes of a request message that are not record bytes, at most: the request and batch
@@ -73,6 +76,7 @@ impl Default for StreamOptions {
             stream_paused_max_wait_time_ms: None,
             log_level: None,
             max_message_bytes: None,
+            keep_dictionaries: false,
         }
     }
 }
