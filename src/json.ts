@@ -44,7 +44,8 @@ function kind(v: unknown): string {
 /** Plain objects and class instances (whose own fields JSON.stringify writes), not Map, Date, ... */
 function isRecordLike(v: object): boolean {
   const proto = Object.getPrototypeOf(v);
-  return proto === objectProto || proto === null || toTag.call(v) === "[object Object]";
+  if (proto === objectProto || proto === null) return true;
+  return toTag.call(v) === "[object Object]" && !(v instanceof Map || v instanceof Set || ArrayBuffer.isView(v));
 }
 
 /** Where the first lone surrogate of `s` sits. */
@@ -86,11 +87,13 @@ export function jsonText(record: unknown): string {
   }
   let value: unknown = record;
   if (typeof (record as { toJSON?: unknown }).toJSON === "function") {
-    // Written as toJSON returns it, which must be a record itself.
+    // Written as toJSON returns it (JSON.stringify calls toJSON once per value), which must be a
+    // plain record itself; that result is what is checked and written.
     value = (record as { toJSON(key: string): unknown }).toJSON("");
     if (value === null || typeof value !== "object" || Array.isArray(value) || !isRecordLike(value)) {
       refuse(`a JSON record's toJSON must return an object, got ${kind(value)}`);
     }
+    if (typeof (value as { toJSON?: unknown }).toJSON === "function") refuse("a JSON record's toJSON returned an object with a toJSON of its own");
   }
   ancestors.length = 0;
   negativeZero = false;
@@ -99,7 +102,7 @@ export function jsonText(record: unknown): string {
   if (!negativeZero) text = JSON.stringify(value);
   else if (rawJSON) text = JSON.stringify(value, keepNegativeZero);
   else refuse("the record holds -0, which this runtime's JSON.stringify writes as 0");
-  if (SURROGATE_ESCAPE.test(text)) findSurrogate(value, "", 0);
+  if (SURROGATE_ESCAPE.test(text)) findSurrogate(value, "", 0, false);
   return text;
 }
 
@@ -127,8 +130,11 @@ function checkFields(o: Record<string, unknown>, path: string): void {
   ancestors.pop();
 }
 
-/** Anything but a string, boolean, null, undefined or finite number. */
-function checkValue(v: unknown, path: string, key: string): void {
+/**
+ * Anything but a string, boolean, null, undefined or finite number. `converted`: `v` is what a
+ * toJSON returned, which JSON.stringify writes as it is (it calls no toJSON on it).
+ */
+function checkValue(v: unknown, path: string, key: string, converted = false): void {
   switch (typeof v) {
     case "string":
     case "boolean":
@@ -146,17 +152,19 @@ function checkValue(v: unknown, path: string, key: string): void {
   }
   if (v === null) return;
   const o = v as object;
-  if (o instanceof Date) {
-    if (Number.isNaN(o.getTime())) refuse(`an invalid Date at ${path} would be written as null`);
-    return;
-  }
-  if (typeof (o as { toJSON?: unknown }).toJSON === "function") {
+  if (!converted && typeof (o as { toJSON?: unknown }).toJSON === "function") {
+    if (toTag.call(o) === "[object Date]") {
+      // Any realm's Date: its toJSON writes null for an invalid one.
+      if (Number.isNaN(Date.prototype.getTime.call(o))) refuse(`an invalid Date at ${path} would be written as null`);
+      return;
+    }
     // Written as toJSON returns it: that is what is checked.
-    return checkValue((o as { toJSON(key: string): unknown }).toJSON(key), path, key);
+    return checkValue((o as { toJSON(key: string): unknown }).toJSON(key), path, key, true);
   }
   if (ancestors.includes(o)) refuse(`the record is circular at ${path}`);
   if (ancestors.length > 512) refuse(`the record is nested more than 512 levels deep at ${path}`);
   if (Array.isArray(o)) {
+    if (Object.keys(o).length > o.length) refuse(`the array at ${path} has named properties, which JSON.stringify would drop`);
     ancestors.push(o);
     for (let i = 0; i < o.length; i++) {
       const e = o[i];
@@ -173,7 +181,7 @@ function checkValue(v: unknown, path: string, key: string): void {
     case "[object String]": // wrapper objects: JSON.stringify writes their primitive value
     case "[object Number]":
     case "[object Boolean]":
-      if (o instanceof String || o instanceof Number || o instanceof Boolean) return checkValue(o.valueOf(), path, key);
+      if (o instanceof String || o instanceof Number || o instanceof Boolean) return checkValue(o.valueOf(), path, key, true);
       break;
     case "[object BigInt]":
       refuse(`a BigInt object at ${path} has no JSON form: convert it first (String(x), or Number(x) if it fits)`);
@@ -186,21 +194,23 @@ function checkValue(v: unknown, path: string, key: string): void {
 }
 
 /** Names where a lone surrogate sits (field names and strings, as JSON.stringify reaches them). */
-function findSurrogate(v: unknown, path: string, depth: number): void {
+function findSurrogate(v: unknown, path: string, depth: number, converted: boolean): void {
   if (typeof v === "string") {
     if (!v.isWellFormed()) refuseSurrogate(v, `the string at ${path || "the top level"}`);
     return;
   }
   if (v === null || typeof v !== "object" || depth > 512) return;
-  if (typeof (v as { toJSON?: unknown }).toJSON === "function") return findSurrogate((v as { toJSON(k: string): unknown }).toJSON(""), path, depth + 1);
-  if (v instanceof String) return findSurrogate(v.valueOf(), path, depth + 1);
+  if (!converted && typeof (v as { toJSON?: unknown }).toJSON === "function") {
+    return findSurrogate((v as { toJSON(k: string): unknown }).toJSON(path.slice(path.lastIndexOf(".") + 1)), path, depth + 1, true);
+  }
+  if (v instanceof String) return findSurrogate(v.valueOf(), path, depth + 1, true);
   if (Array.isArray(v)) {
-    for (let i = 0; i < v.length; i++) findSurrogate(v[i], `${path}[${i}]`, depth + 1);
+    for (let i = 0; i < v.length; i++) findSurrogate(v[i], `${path}[${i}]`, depth + 1, false);
     return;
   }
   for (const k of Object.keys(v)) {
     if (!k.isWellFormed()) refuseSurrogate(k, `the field name at ${path || "the top level"}`);
-    findSurrogate((v as Record<string, unknown>)[k], `${path}.${k}`, depth + 1);
+    findSurrogate((v as Record<string, unknown>)[k], `${path}.${k}`, depth + 1, false);
   }
 }
 

@@ -123,6 +123,12 @@ export interface CreateArrowStreamOptions extends StreamOptions {
    * columns dictionaries), which costs one IPC decode and encode per call for such batches only.
    */
   keepDictionaries?: boolean;
+  /**
+   * Compress every record batch's IPC body: `"lz4_frame"` (fast) or `"zstd"` (smaller). The
+   * service caps a stream's bytes per second, so fewer bytes are more rows. Each call's batches
+   * are then decoded and encoded again here. Default `"none"`: batches go as they come.
+   */
+  compression?: "lz4_frame" | "zstd" | "none";
 }
 
 export interface FlushOnExitOptions {

@@ -148,6 +148,10 @@ interface Queued {
 class Owned {
   constructor(readonly bytes: Uint8Array) {}
 }
+/** A copy of `bytes` in memory of its own (a Buffer's `slice()` would share the caller's). */
+function copyOf(bytes: Uint8Array): Uint8Array {
+  return new Uint8Array(bytes);
+}
 /** Bytes the SDK made, as Rust should take them: small ones are copied during the call anyway. */
 function own(bytes: Uint8Array): Uint8Array | Owned {
   return bytes.byteLength <= COPY_MAX ? bytes : new Owned(bytes);
@@ -255,7 +259,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     this.table = table;
     this.#headersFn = headersFn;
     this.#logger = logger;
-    this.#blueprint = { recordType, optionsJson, descriptor: descriptor?.slice(), local };
+    this.#blueprint = { recordType, optionsJson, descriptor: descriptor ? copyOf(descriptor) : undefined, local };
     this.#flushTimeoutMs = local.flushTimeoutMs ?? 300_000;
     this.#submitTimeoutMs = local.submitTimeoutMs ?? 60_000;
     this.#inPlaceMin = local.zeroCopy ? COPY_MAX : Infinity;
@@ -330,7 +334,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   unackedRecords(): UnackedRecord[] {
     this.#flushRun();
     const h = this.#h;
-    if (!h) return (this.#finalUnacked ?? []).map((u) => ({ offset: u.offset, batch: u.batch, records: u.records.slice() }));
+    if (!h) return (this.#finalUnacked ?? []).map((u) => ({ offset: u.offset, batch: u.batch, records: u.records.map(copyOf) }));
     const buf = readNative((b, cap) => lib.zerobus_stream_unacked(h, b, cap));
     const n = buf.byteLength;
     const view = new DataView(buf.buffer, buf.byteOffset, n);
@@ -583,7 +587,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
       if (record.byteLength > this.#inPlaceMin) {
         // A resizable buffer may shrink under the record, unmapping its memory: copied instead.
         const b = record.buffer as ArrayBuffer & { resizable?: boolean };
-        if (b.resizable) return own(record.slice());
+        if (b.resizable) return own(copyOf(record));
       }
       return record;
     }
@@ -610,7 +614,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
    * the native call would have copied (the caller may reuse it as soon as ingest returns).
    */
   #keep(p: Prepared): Prepared {
-    return p instanceof Uint8Array && p.byteLength <= this.#inPlaceMin ? own(p.slice()) : p;
+    return p instanceof Uint8Array && p.byteLength <= this.#inPlaceMin ? own(copyOf(p)) : p;
   }
 
   #prepareBatch(records: readonly unknown[]): PreparedBatch {

@@ -99,6 +99,24 @@ describe("Arrow streams", () => {
     expect(rows.map((r) => [Number(r.id), r.name])).toEqual(Array.from({ length: 20 }, (_, i) => [i, `e${i}`]));
   });
 
+  test("compression: lz4_frame and zstd batches land as given; a bad value is refused", async () => {
+    for (const compression of ["lz4_frame", "zstd"] as const) {
+      const table = `main.default.arrow_${compression}`;
+      const s = await stream(table, events(0, 1).schema, { compression });
+      const passes = ipcPasses();
+      await s.ingestBatch(tableToIPC(events(0, 500), "stream"));
+      await s.ingestBatch(events(500, 500));
+      expect(ipcPasses()).toEqual([passes[0]! + 2, passes[1]! + 2]);
+      await s.close();
+      const rows = f.server.records<{ id: number; name: string; score: number }>(table);
+      expect(rows.map((r) => [Number(r.id), r.name, r.score])).toEqual(Array.from({ length: 1000 }, (_, i) => [i, `e${i}`, i / 2]));
+    }
+    await f.server.addTable("main.default.arrow_badzip");
+    const err = await f.sdk.createArrowStream({ table: "main.default.arrow_badzip", schema: events(0, 1).schema, ...FAST, compression: "gzip" as never }).catch((e) => e);
+    expect(err).toBeInstanceOf(InvalidArgumentError);
+    expect(err.message).toContain('compression must be "lz4_frame", "zstd" or "none"');
+  });
+
   test("several record batches in one buffer take consecutive offsets", async () => {
     const table = "main.default.arrow_multi";
     const ids = (from: number, n: number) => tableFromArrays({ id: Int32Array.from({ length: n }, (_, i) => from + i) });

@@ -69,6 +69,29 @@ describe("arrays reused at capacity are stored as they were at the call", () => 
     expect(f.server.records<{ i: number }>(t).map((r) => r.i)).toEqual(Array.from({ length: 200 }, (_, i) => i));
   });
 
+  test("Node Buffers (whose slice() shares memory) refilled right after ingest() at capacity, also in batches", async () => {
+    const t = await table();
+    await f.server.addFault({ table: t, ackDelayMs: 50 });
+    const s = await f.sdk.createStream({ table: t, recordType: "json", ...FAST, maxInflightRecords: 2 });
+    const buf = Buffer.alloc(3000);
+    const fillWith = (i: number) => {
+      buf.fill(0x20);
+      buf.write(JSON.stringify({ i }));
+    };
+    const acks: Promise<number>[] = [];
+    for (let i = 0; i < 40; i += 2) {
+      fillWith(i);
+      acks.push(s.ingest(buf));
+      fillWith(i + 1);
+      acks.push(s.ingestBatch([buf.subarray(0, 100)]));
+      if (i % 10 === 8) await Bun.sleep(1);
+    }
+    fillWith(999);
+    await Promise.all(acks);
+    await s.close();
+    expect(f.server.records<{ i: number }>(t).map((r) => r.i)).toEqual(Array.from({ length: 40 }, (_, i) => i));
+  });
+
   test("in a Worker, 2 KiB arrays overwritten right after ingest() at capacity", async () => {
     const t = await table();
     await f.server.addFault({ table: t, ackDelayMs: 50 });
@@ -170,6 +193,21 @@ describe("detached and resized buffers", () => {
       },
       { zeroCopy: true, resizable: true },
     );
+  });
+
+  test("with zeroCopy, a Buffer over a resizable ArrayBuffer is copied too", async () => {
+    const t = await table();
+    const s = await f.sdk.createStream({ table: t, recordType: "json", ...FAST, zeroCopy: true });
+    const rab = new ArrayBuffer(4096, { maxByteLength: 8192 });
+    const b = Buffer.from(rab, 0, 4096).fill(0x20);
+    b.write(JSON.stringify({ v: "A" }));
+    const ack = s.ingest(b);
+    b.fill(0x20);
+    b.write(JSON.stringify({ v: "Z" }));
+    (rab as ArrayBuffer & { resize(n: number): void }).resize(0);
+    await ack;
+    await s.close();
+    expect(f.server.records(t)).toEqual([{ v: "A" }]);
   });
 
   test("an array whose buffer is already detached is refused, the stream still usable", async () => {

@@ -74,6 +74,10 @@ test("after close(): unackedRecords still answers and recreateStream still works
   await failed(s, last);
   const before = s.unackedRecords();
   await s.close().catch(() => {});
+  const after = s.unackedRecords();
+  expect(after).toEqual(before);
+  // Copies: writing into what came back changes neither a later answer nor the recreated stream.
+  for (const u of after) for (const r of u.records) r.fill(0x20);
   expect(s.unackedRecords()).toEqual(before);
   const next = await f.sdk.recreateStream(s);
   await next.close();

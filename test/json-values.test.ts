@@ -123,3 +123,34 @@ test("toJSON results are checked and written; invalid Dates refused; inherited f
     { own: 1 },
   ]);
 });
+
+test("toJSON is followed once, as JSON.stringify does; arrays with named properties are refused", async () => {
+  const { table, s } = await stream();
+  class Stamp {
+    constructor(readonly d: Date) {}
+    toJSON() {
+      return this.d; // a Date, which JSON.stringify then writes as {} (it calls no second toJSON)
+    }
+  }
+  class Reading {
+    toJSON() {
+      return "n/a";
+    }
+  }
+  class Sensor {
+    toJSON() {
+      return { value: NaN, reading: new Reading() }; // NaN written as null; reading via its toJSON
+    }
+  }
+  expect(() => s.submit({ at: new Stamp(new Date(0)) })).toThrow(/a Date at \.at would not be stored/);
+  expect(() => s.submit({ sensor: new Sensor() })).toThrow("NaN at .sensor.value");
+  expect(() => s.submit({ list: Object.assign([1, 2], { unit: "kg" }) })).toThrow("named properties");
+  class Ok {
+    toJSON() {
+      return { r: new Reading() };
+    }
+  }
+  await s.ingest({ ok: new Ok() });
+  await s.close();
+  expect(f.server.records(table)).toEqual([{ ok: { r: "n/a" } }]);
+});

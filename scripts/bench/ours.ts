@@ -15,6 +15,7 @@ const size: number = recordSize(kind);
 const sdk = new ZerobusSdk({ endpoint: endpoint! });
 const headers = { authorization: "Bearer bench" };
 const zeroCopy = process.env.ZB_ZERO_COPY === "1";
+const compression = (process.env.ZB_ARROW_COMPRESSION ?? "none") as "lz4_frame" | "zstd" | "none";
 const table = "bench.default.t";
 const deadline = () => performance.now() + Number(secs) * 1000;
 
@@ -29,13 +30,17 @@ const start = () => {
 if (kind.startsWith("arrow")) {
   if (!kind.endsWith("batch1000")) throw new Error(`unknown case ${kind}`);
   const ipc: Uint8Array = arrowIpc(1000, size);
-  const s = await sdk.createArrowStream({ table, schema: ipc, headers, zeroCopy });
+  const s = await sdk.createArrowStream({ table, schema: ipc, headers, zeroCopy, compression });
   const end = deadline();
   start();
   const batches: number = await pipelineBatches(end, () => s.ingestBatch(ipc));
   await s.flush();
   const el = (performance.now() - t0) / 1000;
   console.log(result("zerobus-bun", kind, batches * 1000, batches * ipc.byteLength, el, mark0));
+  if (compression !== "none") {
+    const st = s.stats();
+    console.error(`${compression}: ${st.bytesSent} bytes sent for ${st.recordsSent / 1000} batches of ${ipc.byteLength} IPC bytes (${((st.bytesSent / (st.recordsSent / 1000) / ipc.byteLength) * 100).toFixed(1)}%)`);
+  }
   await s.close();
 } else {
   const json = kind.startsWith("json");

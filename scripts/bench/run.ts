@@ -1,7 +1,8 @@
 #!/usr/bin/env bun
 // Benchmark: zerobus-bun (on Bun) against the official Databricks SDK (napi addon, on Node) with
 // the same local server in the same run. Prints a Markdown table.
-// usage: bun scripts/bench/run.ts [--seconds N] [--store] [--tls] [--pin] [--zero-copy] [--cases a,b,...]
+// usage: bun scripts/bench/run.ts [--seconds N] [--store] [--tls] [--pin] [--zero-copy]
+//                                 [--arrow-compression lz4_frame|zstd] [--cases a,b,...]
 //                                 [--official-runtime node|bun] [--no-alloc] [--alloc-seconds N]
 //   --pin: the server runs on the first half of the CPUs this process may use and the SDKs on
 //          the other half (the SDKs get the odd one), so neither takes the other's CPU time, as
@@ -9,6 +10,8 @@
 //          unpinned
 //   --zero-copy: zerobus-bun streams read record arrays over 1 KiB in place (the `zeroCopy`
 //          option) instead of copying them during the call (the default)
+//   --arrow-compression: zerobus-bun Arrow streams compress IPC bodies (the `compression` option);
+//          the bytes sent per batch are printed to stderr
 //   --tls: the server serves TLS with a certificate from a private CA made for the run (both SDKs
 //          trust it through SSL_CERT_FILE), as the real service is TLS-only
 //   CPU: user + system seconds per million records, of the SDK's process (all its threads, from
@@ -34,6 +37,7 @@ const tls = args.includes("--tls");
 const officialRuntime = opt("--official-runtime", "node");
 const pin = args.includes("--pin");
 if (args.includes("--zero-copy")) process.env.ZB_ZERO_COPY = "1";
+if (args.includes("--arrow-compression")) process.env.ZB_ARROW_COMPRESSION = opt("--arrow-compression", "none");
 let serverPin: string[] = [];
 let sdkPin: string[] = [];
 /** How the run is pinned, for the table's heading ("" when unpinned). */
@@ -168,6 +172,7 @@ type Row = {
 function run1(cmd: string[], env?: Record<string, string>): Row | undefined {
   const r = Bun.spawnSync(cmd, { stdout: "pipe", stderr: "pipe", env: { ...process.env, ...env } });
   const line = r.stdout.toString().trim().split("\n").pop() ?? "";
+  if (r.exitCode === 0 && !env) for (const note of r.stderr.toString().split("\n")) if (/^(lz4_frame|zstd):/.test(note)) console.error(note);
   if (r.exitCode !== 0 || !line.startsWith("{")) {
     console.error(`failed: ${cmd.join(" ")}\n${r.stderr.toString()}`);
     return undefined;

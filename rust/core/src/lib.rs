@@ -46,6 +46,7 @@ pub mod proto {
 pub use auth::{Headers, HeadersProvider};
 pub use arrow_array::RecordBatch;
 pub use arrow_schema::Schema as ArrowSchema;
+pub use arrow_ipc;
 pub use bytes::Bytes;
 pub use batch::Batch;
 pub use codec::Payload;

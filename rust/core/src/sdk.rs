@@ -112,7 +112,7 @@ impl ZerobusSdk {
         hook: Option<ProgressHook>,
     ) -> Result<ZerobusStream> {
         let table = TableProperties { table_name: table_name.into(), record_type: RecordType::Unspecified, descriptor_proto: None };
-        let schema = Arc::new(crate::arrow::StreamSchema::expanding(schema, opts.keep_dictionaries)?);
+        let schema = Arc::new(crate::arrow::StreamSchema::expanding(schema, opts.keep_dictionaries)?.compressed(opts.arrow_compression));
         self.start(table, Wire::Flight(schema), auth, opts, hook)
     }
 

@@ -166,6 +166,8 @@ struct StreamConfig {
     max_message_bytes: Option<f64>,
     /// Arrow streams: send dictionary columns as they are (default: expanded).
     keep_dictionaries: Option<bool>,
+    /// Arrow streams: "lz4_frame" | "zstd" | "none" (default).
+    compression: Option<String>,
     /// "error" | "warn" | "info" | "debug": events at or above it are queued for
     /// `zerobus_stream_log` (absent: none).
     log_level: Option<String>,
@@ -222,6 +224,15 @@ fn stream_setup(
         stream_paused_max_wait_time_ms: opt_num(cfg.stream_paused_max_wait_time_ms, "streamPausedMaxWaitTimeMs")?,
         max_message_bytes: opt_num(cfg.max_message_bytes, "maxMessageBytes")?.map(|v| v as usize),
         keep_dictionaries: cfg.keep_dictionaries.unwrap_or(false),
+        arrow_compression: match cfg.compression.as_deref() {
+            None | Some("none") => None,
+            Some("lz4_frame") if arrow => Some(zerobus_core::arrow_ipc::CompressionType::LZ4_FRAME),
+            Some("zstd") if arrow => Some(zerobus_core::arrow_ipc::CompressionType::ZSTD),
+            Some("lz4_frame" | "zstd") => return Err(ZerobusError::invalid("compression is for Arrow streams")),
+            Some(other) => {
+                return Err(ZerobusError::invalid(format!("compression must be \"lz4_frame\", \"zstd\" or \"none\", got {other:?}")))
+            }
+        },
         log_level: match cfg.log_level.as_deref() {
             None => None,
             Some(l) => Some(LogLevel::parse(l).ok_or_else(|| {

@@ -20,7 +20,7 @@ pub fn encode_batch(batch: &RecordBatch, stream: &StreamSchema) -> Result<ArrowP
     let gen = IpcDataGenerator::default();
     gen.schema_to_bytes_with_dictionary_tracker(&stream.schema, &mut tracker, &IpcWriteOptions::default());
     let (dicts, data) = gen
-        .encode(batch, &mut tracker, &IpcWriteOptions::default(), &mut Default::default())
+        .encode(batch, &mut tracker, &stream.write_options()?, &mut Default::default())
         .map_err(|e| invalid(format!("cannot encode the record batch: {e}")))?;
     let messages: Vec<IpcMessage> = dicts
         .into_iter()

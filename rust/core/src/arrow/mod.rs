@@ -118,6 +118,8 @@ pub struct StreamSchema {
     /// The schema of the caller's batches when it differs from the wire's: its dictionary
     /// columns are expanded (see [`StreamSchema::expanding`]).
     pub input: Option<Arc<Schema>>,
+    /// IPC body compression of every batch sent (each is then encoded here).
+    pub compression: Option<arrow_ipc::CompressionType>,
     pub message: Bytes,
     dict_ids: Vec<i64>,
     /// The last IPC schema message that passed [`split_ipc_stream`]'s check, with its dictionary
@@ -146,7 +148,7 @@ impl StreamSchema {
             .and_then(|m| m.header_as_schema())
             .map(|s| dictionary_ids(s.fields()))
             .unwrap_or_default();
-        StreamSchema { schema, input: None, message, dict_ids, accepted: Mutex::new(None) }
+        StreamSchema { schema, input: None, compression: None, message, dict_ids, accepted: Mutex::new(None) }
     }
 
     /// A stream for batches of `input`: dictionary columns are expanded to their value type on
@@ -160,6 +162,24 @@ impl StreamSchema {
             None => StreamSchema::new(input),
             Some(wire) => StreamSchema { input: Some(input), ..StreamSchema::new(Arc::new(wire)) },
         })
+    }
+
+    /// The same, with every batch's IPC body compressed.
+    pub fn compressed(self, compression: Option<arrow_ipc::CompressionType>) -> StreamSchema {
+        StreamSchema { compression, ..self }
+    }
+
+    /// Whether batches are decoded and encoded again before sending (dictionaries to expand, or
+    /// compression), instead of being forwarded as they are.
+    pub fn reencodes(&self) -> bool {
+        self.input.is_some() || self.compression.is_some()
+    }
+
+    /// The IPC options of the batches this stream encodes.
+    pub(crate) fn write_options(&self) -> Result<IpcWriteOptions> {
+        IpcWriteOptions::default()
+            .try_with_compression(self.compression)
+            .map_err(|e| invalid(format!("cannot compress Arrow IPC: {e}")))
     }
 
 }
@@ -403,7 +423,7 @@ mod tests {
             .map(|(d, id)| IpcMessage::new(with_dictionary_id(&d.ipc_message, id).unwrap(), Bytes::from(d.arrow_data)))
             .chain(std::iter::once(IpcMessage::new(Bytes::from(data.ipc_message), Bytes::from(data.arrow_data))))
             .collect();
-        let writer = StreamSchema { schema, input: None, message: Bytes::from(sch.ipc_message), dict_ids: vec![], accepted: Mutex::new(None) };
+        let writer = StreamSchema { schema, input: None, compression: None, message: Bytes::from(sch.ipc_message), dict_ids: vec![], accepted: Mutex::new(None) };
         let bytes = Bytes::from(ipc_stream_bytes(&writer, &ArrowPayload { messages: messages.into(), rows: 1 }));
         let id = |m: &IpcMessage| arrow_ipc::root_as_message(&m.header).unwrap().header_as_dictionary_batch().unwrap().id();
         for _ in 0..2 {
@@ -413,6 +433,26 @@ mod tests {
             assert_eq!([id(&p[0]), id(&p[1])], [0, 1]);
         }
         assert_eq!(stream.accepted.lock().unwrap().as_ref().unwrap().id_map, BTreeMap::from([(1, 0), (2, 1)]));
+    }
+
+    #[test]
+    fn compressed_streams_compress_every_batch_body() {
+        let ids: ArrayRef = Arc::new(Int32Array::from_iter_values((0..5_000).map(|i| i % 10)));
+        let names: ArrayRef = Arc::new(StringArray::from_iter_values((0..5_000).map(|i| format!("device-{}", i % 10))));
+        let b = RecordBatch::try_from_iter([("id", ids), ("name", names)]).unwrap();
+        let plain = encode_batch(&b, &StreamSchema::new(b.schema())).unwrap();
+        for codec in [arrow_ipc::CompressionType::LZ4_FRAME, arrow_ipc::CompressionType::ZSTD] {
+            let stream = StreamSchema::new(b.schema()).compressed(Some(codec));
+            assert!(stream.reencodes());
+            let p = encode_batch(&b, &stream).unwrap();
+            let m = &p.messages[p.messages.len() - 1];
+            let rb = arrow_ipc::root_as_message(&m.header).unwrap().header_as_record_batch().unwrap();
+            assert_eq!(rb.compression().map(|c| c.codec()), Some(codec));
+            assert!(m.body.len() * 2 < plain.byte_len(), "{codec:?}: {} vs {}", m.body.len(), plain.byte_len());
+            // It reads back as the same rows.
+            let bytes = Bytes::from(ipc_stream_bytes(&stream, &p));
+            assert_eq!(decode_ipc(&bytes, &b.schema()).unwrap()[0], b);
+        }
     }
 
     #[test]

@@ -51,7 +51,7 @@ impl Proxy {
         let shown = redact(url);
         let bad = |why: &str| ZerobusError::invalid(format!("proxy {shown:?}: {why}"));
         let u = url.trim();
-        let rest = match u.split_once("://") {
+        let rest = match scheme_split(u) {
             None => u,
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
             Some((scheme, _)) => {
@@ -85,7 +85,7 @@ impl Proxy {
 /// `***@` when it has no `:` (a token as the user name). Without an `@`, what follows a `:` that
 /// is not a port is hidden too (`user:password` with the host left out).
 pub fn redact(url: &str) -> String {
-    let (scheme, rest) = match url.split_once("://") {
+    let (scheme, rest) = match scheme_split(url) {
         Some((s, r)) => (Some(s), r),
         None => (None, url),
     };
@@ -94,9 +94,10 @@ pub fn redact(url: &str) -> String {
             Some((user, _)) if !user.contains(['/', '?', '#']) => format!("{user}:***@{host}"),
             _ => format!("***@{host}"),
         },
-        // No `@`: `user:password` without a host would read as host:port; a port is digits.
+        // No `@`: `user:password` without a host would read as host:port; a port is a number
+        // up to 65535 (anything else after the `:` is hidden).
         None => match rest.split_once(':') {
-            Some((host, port)) if !host.contains('[') && !port.is_empty() && !port.split(['/', '?', '#']).next().unwrap_or("").bytes().all(|b| b.is_ascii_digit()) => {
+            Some((host, port)) if !host.contains('[') && !port.is_empty() && port.split(['/', '?', '#']).next().unwrap_or("").parse::<u16>().is_err() => {
                 format!("{host}:***")
             }
             _ => rest.to_string(),
@@ -106,6 +107,15 @@ pub fn redact(url: &str) -> String {
         Some(s) => format!("{s}://{shown}"),
         None => shown,
     }
+}
+
+/// `scheme` and the rest of `scheme://rest`; None when what precedes `://` is not a scheme
+/// (letters, digits, `+`, `-`, `.`, starting with a letter), e.g. a password holding `://`.
+fn scheme_split(url: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let mut chars = scheme.chars();
+    let ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic()) && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    ok.then_some((scheme, rest))
 }
 
 /// `host[:port]` or `[v6][:port]`; None if the port is not a number.
@@ -333,6 +343,12 @@ mod tests {
         assert_eq!(redact("h:1"), "h:1");
         assert_eq!(redact("http://h:1/x"), "http://h:1/x");
         assert_eq!(redact("http://alice:s3cret"), "http://alice:***");
+        assert_eq!(redact("http://alice:12345678"), "http://alice:***");
+        assert_eq!(redact("alice:98765432/"), "alice:***");
+        let e = Proxy::parse("alice:pass://word@proxy.example:3128x").unwrap_err();
+        assert!(!e.message.contains("pass") && !e.message.contains("word"), "{}", e.message);
+        let p = Proxy::parse("alice:pass://word@proxy.example:3128").unwrap();
+        assert_eq!((p.host.as_str(), p.port), ("proxy.example", 3128));
         assert!(!Proxy::parse("http://alice:s3cret").unwrap_err().message.contains("s3cret"));
         // Passwords holding unencoded `/`, `?`, `#` or `@`; a token as the user name.
         for (url, user) in [

@@ -571,11 +571,11 @@ impl ZerobusStream {
         };
         let limit = self.shared.opts.message_limit(true);
         let mut out = Vec::new();
-        if let Some(input) = &stream.input {
-            // Dictionary columns to expand: decoded, rewritten and encoded again.
-            for b in crate::arrow::decode_ipc(ipc, input)? {
-                let expanded = crate::arrow::hydrate_batch(&b, &stream.schema)?;
-                out.extend(crate::arrow::encode_batch_within(&expanded, stream, limit)?.into_iter().map(Payload::Arrow));
+        if stream.reencodes() {
+            // Dictionary columns to expand, or compression: decoded and encoded again.
+            for b in crate::arrow::decode_ipc(ipc, stream.input.as_deref().unwrap_or(&stream.schema))? {
+                let b = if stream.input.is_some() { crate::arrow::hydrate_batch(&b, &stream.schema)? } else { b };
+                out.extend(crate::arrow::encode_batch_within(&b, stream, limit)?.into_iter().map(Payload::Arrow));
             }
             return Ok(out);
         }

@@ -45,6 +45,9 @@ pub struct StreamOptions {
     /// Arrow streams: send dictionary-encoded columns as they are instead of expanded to their
     /// value type (the default, as the official SDKs do).
     pub keep_dictionaries: bool,
+    /// Arrow streams: compress every batch's IPC body (LZ4 frame or ZSTD); batches are then
+    /// encoded here, IPC bytes decoded first. None: sent as they come.
+    pub arrow_compression: Option<arrow_ipc::CompressionType>,
 }
 
 /// Bytes of a request message that are not record bytes, at most: the request and batch
@@ -77,6 +80,7 @@ impl Default for StreamOptions {
             log_level: None,
             max_message_bytes: None,
             keep_dictionaries: false,
+            arrow_compression: None,
         }
     }
 }
