@@ -34,7 +34,8 @@ function refuse(what: string): never {
   throw new InvalidArgumentError(what, "INVALID_ARGUMENT", false);
 }
 
-function kind(v: unknown): string {
+/** What a value is, for messages: "null", "an array", "a Map", "a bigint". */
+export function kind(v: unknown): string {
   if (v === null) return "null";
   if (Array.isArray(v)) return "an array";
   if (typeof v === "object") return `a ${toTag.call(v).slice(8, -1)}`;

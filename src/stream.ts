@@ -670,8 +670,9 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
         lens[i] = written;
         at += written;
       }
-      // In a Worker nothing is pinned (its heap may go while a replay still needs the bytes).
-      if (buf === scratch || COPY_MAX === Infinity) return fn(h, buf === scratch ? scratchPtr : ptr(buf), at, lens, records.length, NULL, NULL) as number;
+      // Copied as any array up to COPY_MAX is (in a Worker, every one: its heap may go while a
+      // replay still needs the bytes).
+      if (buf === scratch || at <= COPY_MAX) return fn(h, buf === scratch ? scratchPtr : ptr(buf), at, lens, records.length, NULL, NULL) as number;
       return fn(h, at ? stablePtr(buf) : null, at, lens, records.length, releaseFn, hold(buf) as unknown as Pointer) as number;
     }
     const items = records.map((r) => (typeof r === "string" ? own(encoder.encode(r)) : r));

@@ -8,7 +8,7 @@
 import { ScalarType, type DescEnum, type DescField, type DescMessage, type DescOneof } from "@bufbuild/protobuf";
 import { isWrapperDesc } from "@bufbuild/protobuf/wkt";
 import { InvalidArgumentError } from "./errors";
-import { checkJsonValue } from "./json";
+import { checkJsonValue, kind } from "./json";
 
 /** FeatureSet.FieldPresence.LEGACY_REQUIRED: a proto2 `required` field. */
 const LEGACY_REQUIRED = 3;
@@ -49,8 +49,6 @@ function refuse(message: string): never {
 
 /** A value as a message shows it: its type and, for primitives, the value. */
 function shown(v: unknown): string {
-  if (v === null) return "null";
-  if (Array.isArray(v)) return "an array";
   switch (typeof v) {
     case "string":
       return `the string ${JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}...` : v)}`;
@@ -60,10 +58,8 @@ function shown(v: unknown): string {
       return `the bigint ${v}n`;
     case "boolean":
       return `${v}`;
-    case "object":
-      return v instanceof Uint8Array ? "a Uint8Array" : `a ${toTag.call(v).slice(8, -1)}`;
     default:
-      return `a ${typeof v}`;
+      return kind(v);
   }
 }
 

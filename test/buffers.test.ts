@@ -3,7 +3,7 @@
 // transfer list, BYOB reads), resizing; and what zeroCopy changes.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { fixture, FAST } from "./helpers";
+import { fixture, freshTable, FAST } from "./helpers";
 import { EventSchema } from "./schema";
 import { InvalidArgumentError } from "../src/index";
 import { drainReleased, heldCount } from "../src/memory";
@@ -14,12 +14,7 @@ beforeAll(() => {
 });
 afterAll(() => f.close());
 
-let tables = 0;
-async function table(): Promise<string> {
-  const t = `main.default.buffers_${tables++}`;
-  await f.server.addTable(t);
-  return t;
-}
+const table = () => freshTable(f.server, "buffers");
 
 /** Garbage and full collections, so freed memory is reused (and overwritten) before a replay. */
 function churn(rounds = 6) {

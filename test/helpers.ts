@@ -21,6 +21,14 @@ export function fixture(opts: LocalServerOptions = {}): { server: LocalServer; s
   };
 }
 
+let tables = 0;
+/** Adds a table of its own (`main.default.<prefix>_<n>`) to `server` and returns its name. */
+export async function freshTable(server: LocalServer, prefix: string): Promise<string> {
+  const table = `main.default.${prefix}_${tables++}`;
+  await server.addTable(table);
+  return table;
+}
+
 /** Stream options for tests: static auth header and quick recovery. */
 export const FAST = {
   headers: { authorization: "Bearer test" },

@@ -1,6 +1,6 @@
 // JSON values land exactly as given, or are refused with InvalidArgumentError naming where.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { fixture, FAST } from "./helpers";
+import { fixture, freshTable, FAST } from "./helpers";
 import { InvalidArgumentError } from "../src/index";
 
 let f: ReturnType<typeof fixture>;
@@ -9,10 +9,8 @@ beforeAll(() => {
 });
 afterAll(() => f.close());
 
-let n = 0;
 async function stream() {
-  const table = `main.default.json_values_${n++}`;
-  await f.server.addTable(table);
+  const table = await freshTable(f.server, "json_values");
   return { table, s: await f.sdk.createStream({ table, recordType: "json", ...FAST }) };
 }
 

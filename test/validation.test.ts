@@ -5,7 +5,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { create, createFileRegistry, toBinary, type DescMessage } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema, FieldDescriptorProto_Type as Ty, FieldDescriptorProto_Label as L } from "@bufbuild/protobuf/wkt";
-import { fixture, FAST } from "./helpers";
+import { fixture, freshTable, FAST } from "./helpers";
 import { EventSchema } from "./schema";
 import { InvalidArgumentError } from "../src/index";
 import { checkMessage } from "../src/validate";
@@ -64,10 +64,8 @@ beforeAll(() => {
 });
 afterAll(() => f.close());
 
-let n = 0;
 async function stream() {
-  const table = `main.default.validation_${n++}`;
-  await f.server.addTable(table);
+  const table = await freshTable(f.server, "validation");
   return { table, s: await f.sdk.createStream({ table, schema: Reading, ...FAST }) };
 }
 

@@ -12,7 +12,7 @@ use arrow_array::{Array, ArrayRef, LargeListArray, ListArray, RecordBatch, Struc
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
 use bytes::Bytes;
 
-use super::{check_schema, count, invalid, DECODE_PASSES};
+use super::{check_schema, count, invalid, StreamSchema, DECODE_PASSES};
 use crate::error::Result;
 
 fn has_dictionary(dt: &DataType) -> bool {
@@ -98,6 +98,18 @@ pub fn hydrate_batch(batch: &RecordBatch, wire: &SchemaRef) -> Result<RecordBatc
         .collect::<Result<Vec<_>>>()?;
     let options = arrow_array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
     RecordBatch::try_new_with_options(wire.clone(), columns, &options).map_err(|e| invalid(format!("cannot expand dictionaries: {e}")))
+}
+
+/// `batch` as `stream` sends it: checked against the stream's input schema and its dictionary
+/// columns expanded when the stream expands them, else as it is (checked when encoded).
+pub fn wire_batch(batch: &RecordBatch, stream: &StreamSchema) -> Result<RecordBatch> {
+    match &stream.input {
+        Some(input) => {
+            check_schema(batch.schema_ref(), input)?;
+            hydrate_batch(batch, &stream.schema)
+        }
+        None => Ok(batch.clone()),
+    }
 }
 
 /// The record batches of IPC stream bytes (one decode pass), after checking their schema

@@ -25,7 +25,7 @@ mod hydrate;
 mod read;
 
 pub use encode::{encode_batch, encode_batch_within, fit_message_limit};
-pub use hydrate::{decode_ipc, hydrate_batch, hydrated_schema};
+pub use hydrate::{decode_ipc, hydrate_batch, hydrated_schema, wire_batch};
 pub use read::{schema_from_ipc, split_ipc_stream};
 
 thread_local! {

@@ -553,13 +553,7 @@ impl ZerobusStream {
             return Err(ZerobusError::invalid("Arrow batches need an Arrow stream (create_arrow_stream)"));
         };
         let limit = self.shared.opts.message_limit(true);
-        let payloads = match &stream.input {
-            Some(input) => {
-                crate::arrow::check_schema(batch.schema_ref(), input)?;
-                crate::arrow::encode_batch_within(&crate::arrow::hydrate_batch(batch, &stream.schema)?, stream, limit)?
-            }
-            None => crate::arrow::encode_batch_within(batch, stream, limit)?,
-        };
+        let payloads = crate::arrow::encode_batch_within(&crate::arrow::wire_batch(batch, stream)?, stream, limit)?;
         self.push_many(payloads.into_iter().map(Payload::Arrow).collect()).await
     }
 
@@ -574,8 +568,7 @@ impl ZerobusStream {
         if stream.reencodes() {
             // Dictionary columns to expand, or compression: decoded and encoded again.
             for b in crate::arrow::decode_ipc(ipc, stream.input.as_deref().unwrap_or(&stream.schema))? {
-                let b = if stream.input.is_some() { crate::arrow::hydrate_batch(&b, &stream.schema)? } else { b };
-                out.extend(crate::arrow::encode_batch_within(&b, stream, limit)?.into_iter().map(Payload::Arrow));
+                out.extend(crate::arrow::encode_batch_within(&crate::arrow::wire_batch(&b, stream)?, stream, limit)?.into_iter().map(Payload::Arrow));
             }
             return Ok(out);
         }
