@@ -249,6 +249,21 @@ describe("what is kept", () => {
     expect(heldCount()).toBe(before);
   });
 
+  test("zeroCopy reads a batch in place only if every record may be: a mixed batch is copied", async () => {
+    const t = await table();
+    await f.server.addFault({ table: t, ackDelayMs: 100 });
+    const s = await f.sdk.createStream({ table: t, recordType: "json", ...FAST, zeroCopy: true });
+    drainReleased();
+    const before = heldCount();
+    const big = json(0, 5000);
+    const ack = s.ingestBatch([big, json(1, 10)]);
+    expect(heldCount()).toBe(before); // nothing held: copied during the call
+    big.fill(0x20);
+    await ack;
+    await s.close();
+    expect(f.server.records<{ i: number }>(t).map((r) => r.i)).toEqual([0, 1]);
+  });
+
   test("zeroCopy must be a boolean", async () => {
     expect(() => f.sdk.openStream({ table: "main.default.x", recordType: "json", zeroCopy: 1 as unknown as boolean })).toThrow(
       /zeroCopy must be a boolean/,

@@ -143,7 +143,12 @@ mod tests {
             Arc::new(ListArray::try_new(f, offsets, Arc::new(inner), None).unwrap()) as ArrayRef
         };
         let ids: ArrayRef = Arc::new(Int32Array::from(vec![1, 2, 3, 4]));
-        let b = RecordBatch::try_from_iter([("id", ids), ("d", dict), ("l", list)]).unwrap();
+        let inner: DictionaryArray<Int32Type> = vec![Some("p"), Some("q"), None, Some("p")].into_iter().collect();
+        let st: ArrayRef = Arc::new(StructArray::from(vec![(
+            Arc::new(Field::new("k", inner.data_type().clone(), true)),
+            Arc::new(inner) as ArrayRef,
+        )]));
+        let b = RecordBatch::try_from_iter([("id", ids), ("d", dict), ("l", list), ("s", st)]).unwrap();
         let wire: SchemaRef = Arc::new(hydrated_schema(b.schema_ref()).unwrap().expect("has dictionaries"));
         assert_eq!(wire.field(1).data_type(), &DataType::Utf8);
         assert_eq!(wire.field(2).data_type(), &DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))));
@@ -152,6 +157,8 @@ mod tests {
         assert_eq!(d, vec![Some("a"), None, Some("b"), Some("a")]);
         let l = h.column(2).as_list::<i32>();
         assert_eq!(l.value(2).as_string::<i32>().iter().collect::<Vec<_>>(), vec![Some("y"), Some("x")]);
+        let s = h.column(3).as_struct();
+        assert_eq!(s.column(0).as_string::<i32>().iter().collect::<Vec<_>>(), vec![Some("p"), Some("q"), None, Some("p")]);
         assert!(hydrated_schema(&Schema::new(vec![Field::new("s", DataType::Utf8, true)])).unwrap().is_none());
     }
 }
