@@ -4,6 +4,7 @@ import { toBinary, type DescMessage, type MessageInitShape } from "@bufbuild/pro
 import { DescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { lib } from "./native";
 import { lastError, InvalidArgumentError } from "./errors";
+import { closest } from "./names";
 import { ZerobusStream, arrowToIPC, foreignArrow, loadArrow, ownInstance, type HeadersFunction, type JsonObject, type LocalOptions, type LogEvent, type LogLevel, type RecordType } from "./stream";
 import { ZerobusArrowStream, type ArrowBatch } from "./arrow";
 
@@ -103,8 +104,8 @@ export interface CreateStreamOptions<S extends DescMessage = DescMessage> extend
 
 /** A stream with a @bufbuild/protobuf schema: takes its messages, init objects and encoded bytes. */
 export type SchemaStreamOptions<S extends DescMessage> = CreateStreamOptions<S> & { schema: S; recordType?: "proto" };
-/** A proto stream without a schema (a `descriptor`, or `recordType: "proto"`): takes encoded bytes. */
-export type BytesStreamOptions = CreateStreamOptions & { schema?: undefined } & ({ recordType: "proto" } | { recordType?: undefined; descriptor: Uint8Array });
+/** A proto stream without a schema (with a `descriptor`): takes encoded bytes. */
+export type BytesStreamOptions = CreateStreamOptions & { schema?: undefined; recordType?: "proto"; descriptor: Uint8Array };
 /** A JSON stream: takes JSON objects, JSON text and UTF-8 bytes. */
 export type JsonStreamOptions = CreateStreamOptions & { schema?: undefined; descriptor?: undefined; recordType?: "json" };
 
@@ -157,14 +158,31 @@ function jsOptions(rest: StreamOptions, zeroCopy: unknown): LocalOptions {
   return { flushTimeoutMs: rest.flushTimeoutMs, submitTimeoutMs: rest.submitTimeoutMs, zeroCopy: zeroCopy === true };
 }
 
-/** Refuses keys not in `known` (typos would otherwise be ignored), naming a close match. */
+/** Names the official SDK (and its compat entry) uses for options zerobus-bun names differently. */
+const OFFICIAL_NAMES: Record<string, string> = {
+  tableName: "table",
+  descriptorProto: "descriptor",
+  maxInflightRequests: "maxInflightRecords",
+  ipcCompression: "compression",
+  format: "recordType",
+};
+
+/** Refuses keys not in `known` (typos would otherwise be ignored), naming the option meant. */
 function checkKeys(options: object, known: readonly string[], what: string): void {
   for (const key of Object.keys(options)) {
     if (known.includes(key)) continue;
-    const near = known.find((k) => k.toLowerCase() === key.toLowerCase());
-    throw invalid(`unknown ${what} option ${JSON.stringify(key)}${near ? ` (did you mean ${JSON.stringify(near)}?)` : ""}`);
+    const official = OFFICIAL_NAMES[key];
+    const near = official && known.includes(official) ? official : closest(key, known);
+    const compat = official ? "; zerobus-bun/compat takes the official SDK's names and arguments" : "";
+    throw invalid(`unknown ${what} option ${JSON.stringify(key)}${near ? ` (did you mean ${JSON.stringify(near)}?${compat})` : compat ? ` (${compat.slice(2)})` : ""}`);
   }
 }
+
+const STREAM_OPTIONS = [
+  "table", "clientId", "clientSecret", "headers", "recovery", "zeroCopy", ...NUMERIC_OPTIONS,
+];
+const CREATE_STREAM_OPTIONS = [...STREAM_OPTIONS, "recordType", "descriptor", "schema"];
+const CREATE_ARROW_STREAM_OPTIONS = [...STREAM_OPTIONS, "schema", "keepDictionaries", "compression"];
 
 /** Numbers must be finite (JSON would turn NaN and Infinity into null, i.e. the default); ranges are checked natively. */
 function checkNumbers(options: Record<string, unknown>): void {
@@ -321,9 +339,9 @@ export class ZerobusSdk implements Disposable {
   openStream(options: CreateStreamOptions): ZerobusStream<unknown>;
   openStream(options: CreateStreamOptions): ZerobusStream<any> {
     if (!this.#h) throw new InvalidArgumentError("SDK is closed", "INVALID_ARGUMENT", false);
-    if (!options || typeof options.table !== "string") {
-      throw new InvalidArgumentError("createStream needs a table name", "INVALID_ARGUMENT", false);
-    }
+    if (!options || typeof options !== "object") throw invalid("createStream takes an options object ({ table, ... })");
+    checkKeys(options, CREATE_STREAM_OPTIONS, "createStream");
+    if (typeof options.table !== "string") throw invalid("createStream needs `table`: the table name, catalog.schema.table");
     const { table, recordType, descriptor, schema, clientId, clientSecret, headers, zeroCopy, ...rest } = options;
     checkNumbers(rest as Record<string, unknown>);
     const local = jsOptions(rest, zeroCopy);
@@ -336,6 +354,9 @@ export class ZerobusSdk implements Disposable {
     if (type !== "json" && type !== "proto") {
       throw new InvalidArgumentError(`recordType must be "json" or "proto", got ${String(type)}`, "INVALID_ARGUMENT", false);
     }
+    if (type === "proto" && !desc) {
+      throw invalid("a proto stream needs `schema` (a @bufbuild/protobuf message schema, e.g. EventSchema) or `descriptor` (a serialized DescriptorProto)");
+    }
     const auth = authOptions(clientId, clientSecret, headers);
     const json = JSON.stringify({ table, recordType: type, ...auth.json, logLevel: this.#log?.level, ...rest });
     return this.#track(new ZerobusStream(this.#h, table, type, json, type === "proto" ? desc : undefined, schema, local, auth.fn, this.#log?.logger));
@@ -347,9 +368,9 @@ export class ZerobusSdk implements Disposable {
    */
   async createArrowStream(options: CreateArrowStreamOptions): Promise<ZerobusArrowStream> {
     if (!this.#h) throw new InvalidArgumentError("SDK is closed", "INVALID_ARGUMENT", false);
-    if (!options || typeof options.table !== "string") {
-      throw new InvalidArgumentError("createArrowStream needs a table name", "INVALID_ARGUMENT", false);
-    }
+    if (!options || typeof options !== "object") throw invalid("createArrowStream takes an options object ({ table, schema, ... })");
+    checkKeys(options, CREATE_ARROW_STREAM_OPTIONS, "createArrowStream");
+    if (typeof options.table !== "string") throw invalid("createArrowStream needs `table`: the table name, catalog.schema.table");
     const { table, schema, clientId, clientSecret, headers, zeroCopy, ...rest } = options;
     checkNumbers(rest as Record<string, unknown>);
     const local = jsOptions(rest, zeroCopy);

@@ -9,6 +9,7 @@ import { ScalarType, type DescEnum, type DescField, type DescMessage, type DescO
 import { isWrapperDesc } from "@bufbuild/protobuf/wkt";
 import { InvalidArgumentError } from "./errors";
 import { checkJsonValue, kind } from "./json";
+import { closest } from "./names";
 
 /** FeatureSet.FieldPresence.LEGACY_REQUIRED: a proto2 `required` field. */
 const LEGACY_REQUIRED = 3;
@@ -63,35 +64,10 @@ function shown(v: unknown): string {
   }
 }
 
-/** The closest known member name to `key`, for "did you mean". */
+/** The closest known member name to `key` (a field's .proto name counts), for "did you mean". */
 function nearest(p: Plan, key: string): string | undefined {
-  const lower = key.toLowerCase().replace(/_/g, "");
-  let best: string | undefined;
-  let bestD = 3;
-  for (const [name, m] of p.members) {
-    if (m.kind === "field" && m.name === key) return name; // the .proto name of a field
-    if (name.toLowerCase() === lower) return name;
-    const d = distance(key, name, bestD);
-    if (d < bestD) (bestD = d), (best = name);
-  }
-  return best;
-}
-
-/** Levenshtein distance of `a` and `b`, or `limit` once it reaches it. */
-function distance(a: string, b: string, limit: number): number {
-  if (Math.abs(a.length - b.length) >= limit) return limit;
-  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    let low = i;
-    for (let j = 1; j <= b.length; j++) {
-      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-      low = Math.min(low, cur[j]!);
-    }
-    if (low >= limit) return limit;
-    prev = cur;
-  }
-  return Math.min(prev[b.length]!, limit);
+  for (const [name, m] of p.members) if (m.kind === "field" && m.name === key) return name;
+  return closest(key, p.members.keys());
 }
 
 const SCALAR_NAMES: Record<number, string> = {
