@@ -38,6 +38,11 @@ export class ZerobusError extends Error {
   ) {
     super(message);
   }
+
+  /** The official SDK's name for `retryable`. */
+  get isRetryable(): boolean {
+    return this.retryable;
+  }
 }
 
 /** Bad input from the caller: fix the call, retrying will not help. */

@@ -556,6 +556,27 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     }
   }
 
+  /**
+   * @internal Queues like `submit` when the stream has room and nothing waits before it;
+   * returns -1 instead of blocking otherwise (zerobus-bun/compat waits asynchronously).
+   */
+  _offer(batch: boolean, input: unknown): number {
+    try {
+      if (this.#closing) throw this.#h ? closingError() : closedError();
+      const prepared = batch ? this.#prepareBatch(input as readonly unknown[]) : this.#prepare(input);
+      this.#flushRun();
+      if (this.#queued.length > 0) return -1;
+      const r = this.#submitPrepared(batch, prepared);
+      if (r === BACKPRESSURE) return -1;
+      if (r < 0) throw lastError();
+      this.#last = r;
+      if (!this.#active) this.#arm();
+      return r;
+    } catch (e) {
+      throw refusedRecord(e);
+    }
+  }
+
   #submitNow(batch: boolean, input: unknown): number {
     if (this.#closing) throw this.#h ? closingError() : closedError();
     const prepared = batch ? this.#prepareBatch(input as readonly unknown[]) : this.#prepare(input);

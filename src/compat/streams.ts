@@ -1,0 +1,210 @@
+// The official SDK's stream classes over zerobus-bun streams: `ingestRecordOffset` resolves
+// with a bigint offset once the record is queued (waiting without blocking the thread when the
+// stream is at its in-flight limit, in call order), `ingestRecord` once it is acknowledged.
+import type { ZerobusStream as Stream } from "../stream";
+import type { ArrowBatch } from "../arrow";
+import { InvalidArgumentError } from "../errors";
+import { ipcRowCounts } from "./ipc-rows";
+import { asBuffer, record } from "./records";
+
+/** Queues records in call order, waiting asynchronously for room. */
+class Queue {
+  /** Settles after the last call that had to wait; undefined when none waits. */
+  #tail: Promise<unknown> | undefined;
+
+  constructor(private readonly stream: Stream<any>) {}
+
+  /** Resolves with the record's (or batch's) offset once the stream holds it. */
+  offer(batch: boolean, input: unknown): Promise<bigint> {
+    if (!this.#tail) {
+      try {
+        const r = this.stream._offer(batch, input);
+        if (r >= 0) return Promise.resolve(BigInt(r));
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
+    return this.#after(async () => {
+      for (;;) {
+        const r = this.stream._offer(batch, input);
+        if (r >= 0) return BigInt(r);
+        await this.stream.waitForOffset(this.stream.ackedOffset + 1);
+      }
+    });
+  }
+
+  /** Runs `f` after every call still waiting (so records keep their call order). */
+  #after<T>(f: () => Promise<T>): Promise<T> {
+    const p = (this.#tail ?? Promise.resolve()).then(f);
+    const t = p.then(
+      () => {},
+      () => {},
+    );
+    this.#tail = t;
+    t.then(() => {
+      if (this.#tail === t) this.#tail = undefined;
+    });
+    return p;
+  }
+
+  /** `f` now, or after the calls still waiting. */
+  inOrder<T>(f: () => Promise<T>): Promise<T> {
+    return this.#tail ? this.#after(f) : f();
+  }
+}
+
+const toOffset = (offset: unknown): number => {
+  if (typeof offset === "bigint" || (typeof offset === "number" && Number.isInteger(offset))) return Number(offset);
+  throw new InvalidArgumentError(`waitForOffset takes an offset (bigint), got ${typeof offset}`, "INVALID_ARGUMENT", false);
+};
+
+/** A JSON or protobuf stream, as the official SDK's `ZerobusStream`. */
+export class ZerobusStream {
+  readonly #queue: Queue;
+  readonly #json: boolean;
+
+  /** @internal made by `ZerobusSdk.createStream` */
+  constructor(
+    /** The zerobus-bun stream underneath (stats, state, zero-copy options). */
+    readonly inner: Stream<any>,
+    json: boolean,
+  ) {
+    this.#queue = new Queue(inner);
+    this.#json = json;
+  }
+
+  /** @internal whether this is a JSON stream (else protobuf) */
+  get _json(): boolean {
+    return this.#json;
+  }
+
+  /** Resolves with the record's offset once it is queued (not acknowledged: see `waitForOffset`). */
+  ingestRecordOffset(payload: unknown): Promise<bigint> {
+    try {
+      return this.#queue.offer(false, record(payload, this.#json));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** Queues the records as one batch; resolves with its offset once queued, null for none. */
+  ingestRecordsOffset(payloads: unknown[]): Promise<bigint | null> {
+    try {
+      const records = this.#records(payloads);
+      return records.length === 0 ? Promise.resolve(null) : this.#queue.offer(true, records);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** @deprecated as in the official SDK: resolves once the record is acknowledged. Prefer `ingestRecordOffset`. */
+  ingestRecord(payload: unknown): Promise<bigint> {
+    try {
+      const r = record(payload, this.#json);
+      return this.#queue.inOrder(() => this.inner.ingest(r)).then(BigInt);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** @deprecated as in the official SDK: resolves once the batch is acknowledged. Prefer `ingestRecordsOffset`. */
+  ingestRecords(payloads: unknown[]): Promise<bigint | null> {
+    try {
+      const records = this.#records(payloads);
+      if (records.length === 0) return Promise.resolve(null);
+      return this.#queue.inOrder(() => this.inner.ingestBatch(records)).then(BigInt);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** Resolves once `offsetId` (and everything before it) is acknowledged. */
+  waitForOffset(offsetId: bigint): Promise<void> {
+    try {
+      return this.inner.waitForOffset(toOffset(offsetId));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  flush(): Promise<void> {
+    return this.#queue.inOrder(() => this.inner.flush());
+  }
+
+  close(): Promise<void> {
+    return this.#queue.inOrder(() => this.inner.close());
+  }
+
+  /** The records not acknowledged, as Buffers (JSON as UTF-8 text). */
+  async getUnackedRecords(): Promise<Buffer[]> {
+    return this.inner.unackedRecords().flatMap((u) => u.records.map(asBuffer));
+  }
+
+  /** The records not acknowledged, grouped as they were ingested (one call, one group). */
+  async getUnackedBatches(): Promise<Buffer[][]> {
+    return this.inner.unackedRecords().map((u) => u.records.map(asBuffer));
+  }
+
+  #records(payloads: unknown[]): unknown[] {
+    if (!Array.isArray(payloads)) throw new InvalidArgumentError("ingestRecords takes an array of records", "INVALID_ARGUMENT", false);
+    return payloads.map((p) => record(p, this.#json));
+  }
+}
+
+/** An Arrow Flight stream, as the official SDK's `ZerobusArrowStream`. */
+export class ZerobusArrowStream {
+  readonly #queue: Queue;
+
+  /** @internal made by `ZerobusSdk.createArrowStream` */
+  constructor(
+    /** The zerobus-bun stream underneath. */
+    readonly inner: Stream<ArrowBatch>,
+  ) {
+    this.#queue = new Queue(inner);
+  }
+
+  get tableName(): string {
+    return this.inner.table;
+  }
+
+  get isClosed(): boolean {
+    return this.inner.state === "closed";
+  }
+
+  /**
+   * Queues Arrow IPC stream bytes; resolves with the offset of its (last) record batch once
+   * queued. A batch without rows is refused, as the official SDK does.
+   */
+  ingestBatch(ipcBuffer: ArrowBatch): Promise<bigint> {
+    try {
+      const rows = ipcBuffer instanceof Uint8Array ? ipcRowCounts(ipcBuffer) : [BigInt((ipcBuffer as { numRows?: number }).numRows ?? 1)];
+      if (rows.length === 0 || rows.includes(0n)) {
+        throw new InvalidArgumentError("cannot ingest a record batch with zero rows (check how its vectors were made)", "INVALID_ARGUMENT", false);
+      }
+      return this.#queue.offer(false, ipcBuffer);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  waitForOffset(offsetId: bigint): Promise<void> {
+    try {
+      return this.inner.waitForOffset(toOffset(offsetId));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  flush(): Promise<void> {
+    return this.#queue.inOrder(() => this.inner.flush());
+  }
+
+  close(): Promise<void> {
+    return this.#queue.inOrder(() => this.inner.close());
+  }
+
+  /** The batches not acknowledged, each a self-contained Arrow IPC stream. */
+  async getUnackedBatches(): Promise<Buffer[]> {
+    return this.inner.unackedRecords().map((u) => asBuffer(u.records[0]!));
+  }
+}
