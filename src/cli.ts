@@ -35,10 +35,10 @@ async function local(args: string[]): Promise<number> {
 async function version(): Promise<number> {
   const pkg = (await import("../package.json")).default as { version: string };
   const { lib, libraryPath } = await import("./native");
-  const { localServerCandidates, firstExisting } = await import("./paths");
+  const { findLocalServer } = await import("./paths");
   console.log(`zerobus-bun ${pkg.version} (native library ${lib.zerobus_version()})`);
   console.log(`  library:      ${libraryPath}`);
-  console.log(`  local server: ${firstExisting(localServerCandidates()) ?? "not found (see zerobus-bun local)"}`);
+  console.log(`  local server: ${findLocalServer().path ?? "not found (see zerobus-bun local)"}`);
   console.log(`  bun:          ${Bun.version} ${process.platform}-${process.arch}`);
   return 0;
 }

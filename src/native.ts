@@ -1,6 +1,6 @@
 // Loads the zerobus-bun native library (Rust cdylib) and declares its C ABI for bun:ffi.
 import { dlopen, FFIType } from "bun:ffi";
-import { firstExisting, libraryCandidates, platformTag } from "./paths";
+import { findLibrary } from "./paths";
 
 // usize is passed as u64: every supported target is 64-bit.
 const T = FFIType;
@@ -45,18 +45,11 @@ export const symbols = {
   zerobus_stream_free: { args: [T.ptr], returns: T.void },
 } as const;
 
-export { libraryFile, platformTag, embeddedLibrary, libraryCandidates } from "./paths";
+export { libraryFile, platformTag } from "./paths";
 
 function load() {
-  const candidates = libraryCandidates();
-  const path = firstExisting(candidates);
-  if (!path) {
-    throw new Error(
-      `zerobus-bun: native library not found for ${platformTag()}. Looked in:\n  ${candidates.join("\n  ")}\n` +
-        "Install the matching zerobus-bun-<platform> package, build it with `bun run build:native`, " +
-        "or set ZEROBUS_BUN_LIB to the library path.",
-    );
-  }
+  const { path, message } = findLibrary();
+  if (!path) throw new Error(message);
   return { lib: dlopen(path, symbols), path };
 }
 

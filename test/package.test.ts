@@ -1,8 +1,9 @@
 // What users install: the main package and this platform's package, packed with `npm pack` and
 // installed into an empty project (nothing else: no source tree, no Rust, no ZEROBUS_* variables).
 // Checks: import + ingest into the package's own local server; `bunx zerobus-bun demo`; the CLI's
-// help and exit codes; `bun build --compile` of an app without Arrow while apache-arrow is absent,
-// and of an Arrow app once it is installed, each binary run alone in an empty directory; and
+// help and exit codes; plain `bun build --compile` (no library named: the platform package's is
+// embedded) of an app without Arrow while apache-arrow is absent, and of an Arrow app once it is
+// installed, each binary run alone in an empty directory; and
 // `npm publish --dry-run` of all seven packages. Needs npm and the npm registry (for
 // @bufbuild/protobuf and apache-arrow), as installing the SDK does.
 import { afterAll, beforeAll, expect, test } from "bun:test";
@@ -19,6 +20,8 @@ const bun = process.execPath;
 const work = mkdtempSync(join(tmpdir(), "zerobus-package-"));
 const project = join(work, "project");
 const tag = platformTag();
+/** The committed files of a platform package (prebuilds/<tag>/); cross-build.ts adds the binaries. */
+const PLATFORM_SOURCES = ["index.js", "package.json"];
 // Without the source tree's overrides: the installed packages must stand alone.
 const env: Record<string, string | undefined> = { ...process.env };
 // `bun` on PATH, as for anyone who runs bunx (the CLI's shebang is `#!/usr/bin/env bun`).
@@ -51,11 +54,11 @@ function pack(dir: string): string {
   return join(work, file);
 }
 
-/** This platform's package as cross-build.ts lays it out, with the binaries built from source. */
+/** This platform's package as cross-build.ts lays it out (its committed files), with the binaries built from source. */
 function platformPackage(): string {
   const dir = join(work, `platform-${tag}`);
   mkdirSync(dir);
-  copyFileSync(join(root, "prebuilds", tag, "package.json"), join(dir, "package.json"));
+  for (const f of PLATFORM_SOURCES) copyFileSync(join(root, "prebuilds", tag, f), join(dir, f));
   copyFileSync(libraryPath, join(dir, libraryFile));
   copyFileSync(localServerExecutable(), join(dir, localServerFile));
   return dir;
@@ -78,7 +81,7 @@ test("the packed packages hold what users need, and nothing of the source tree",
   expect(readdirSync(pkg).sort()).toEqual(["README.md", "package.json", "proto", "src"]);
   expect(existsSync(join(pkg, "src", "demo.ts"))).toBe(true);
   const plat = join(project, "node_modules", `zerobus-bun-${tag}`);
-  expect(readdirSync(plat).sort()).toEqual([libraryFile, "package.json", localServerFile].sort());
+  expect(readdirSync(plat).sort()).toEqual([...PLATFORM_SOURCES, libraryFile, localServerFile].sort());
   // apache-arrow is an optional peer dependency: not installed with the SDK.
   expect(existsSync(join(project, "node_modules", "apache-arrow"))).toBe(false);
   const manifest = JSON.parse(readFileSync(join(pkg, "package.json"), "utf8"));
@@ -124,11 +127,10 @@ test("bunx zerobus-bun demo, --help and exit codes", () => {
   expect(badFlag.out).toContain("--records needs a positive integer");
 }, TIMEOUT);
 
-/** Compiles `entry` with the platform package's library embedded; runs it alone in an empty directory. */
+/** Compiles `entry` with the plain command (the platform package's library is embedded); runs it alone in an empty directory. */
 function compileAndRun(entry: string, args: string[]): string {
   const exe = join(work, basename(entry, ".ts"));
-  const lib = join(project, "node_modules", `zerobus-bun-${tag}`, libraryFile);
-  ok([bun, "build", "--compile", entry, lib, "--outfile", exe], project);
+  ok([bun, "build", "--compile", entry, "--outfile", exe], project);
   const alone = mkdtempSync(join(work, "alone-"));
   copyFileSync(exe, join(alone, basename(exe)));
   const out = ok([join(alone, basename(exe)), ...args], alone);
@@ -216,6 +218,6 @@ test("npm publish --dry-run passes for all seven packages", () => {
     const files = (report.files as { path: string }[]).map((f) => f.path);
     if (dir === root) expect(files).toContain("src/cli.ts");
     // The other platforms' binaries come from scripts/cross-build.ts (checked by verify-prebuilds).
-    if (basename(dir) === tag) expect(files.sort()).toEqual([libraryFile, localServerFile, "package.json"].sort());
+    if (basename(dir) === tag) expect(files.sort()).toEqual([...PLATFORM_SOURCES, libraryFile, localServerFile].sort());
   }
 }, TIMEOUT);
