@@ -6,50 +6,17 @@
 // `npm publish --dry-run` of all seven packages. Needs npm and the npm registry (for
 // @bufbuild/protobuf and apache-arrow), as installing the SDK does.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { basename, delimiter, join } from "node:path";
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { basename, join } from "node:path";
 import { localServerExecutable } from "../src/local";
 import { libraryPath } from "../src/native";
 import { libraryFile, localServerFile, platformTag } from "../src/paths";
 import { fixture, TABLE } from "./helpers";
+import { bun, packing, root } from "./packing";
 
-const root = join(import.meta.dir, "..");
-const bun = process.execPath;
-const work = mkdtempSync(join(tmpdir(), "zerobus-package-"));
-const project = join(work, "project");
+const { work, run, ok, pack, project: emptyProject } = packing("zerobus-package-");
+const project = emptyProject("project");
 const tag = platformTag();
-// Without the source tree's overrides: the installed packages must stand alone.
-const env: Record<string, string | undefined> = { ...process.env };
-// `bun` on PATH, as for anyone who runs bunx (the CLI's shebang is `#!/usr/bin/env bun`).
-const binDir = join(work, "bin");
-mkdirSync(binDir);
-symlinkSync(bun, join(binDir, process.platform === "win32" ? "bun.exe" : "bun"));
-env.PATH = `${binDir}${delimiter}${process.env.PATH ?? ""}`;
-delete env.ZEROBUS_BUN_LIB;
-delete env.ZEROBUS_LOCAL_BIN;
-delete env.ZEROBUS_GC_TORTURE;
-
-function run(cmd: string[], cwd: string, timeout = 240_000): { code: number | null; out: string } {
-  const r = Bun.spawnSync(cmd, { cwd, env, stdout: "pipe", stderr: "pipe", timeout });
-  const out = r.stdout.toString() + r.stderr.toString();
-  return { code: r.exitCode, out };
-}
-
-function ok(cmd: string[], cwd: string): string {
-  const r = run(cmd, cwd);
-  if (r.code !== 0) console.error(`${cmd.join(" ")} (in ${cwd}) exited ${r.code}:\n${r.out}`);
-  expect(r.code).toBe(0);
-  return r.out;
-}
-
-/** `npm pack` of a package directory into `work`; returns the tarball's path. */
-function pack(dir: string): string {
-  const out = ok(["npm", "pack", "--silent", "--pack-destination", work], dir);
-  const file = out.trim().split("\n").pop()!.trim();
-  expect(existsSync(join(work, file))).toBe(true);
-  return join(work, file);
-}
 
 /** This platform's package as cross-build.ts lays it out, with the binaries built from source. */
 function platformPackage(): string {
@@ -62,8 +29,6 @@ function platformPackage(): string {
 }
 
 beforeAll(() => {
-  mkdirSync(project);
-  writeFileSync(join(project, "package.json"), JSON.stringify({ name: "zerobus-app", private: true, type: "module" }, null, 2));
   const main = pack(root);
   const platform = pack(platformPackage());
   ok(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error", main, platform], project);
