@@ -6,7 +6,7 @@ import type { Subprocess } from "bun";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { firstExisting, localServerCandidates, platformTag } from "./paths";
+import { firstExisting, localServerCandidates, platformTag } from "./paths.js";
 
 export interface LocalServerOptions {
   host?: string;

@@ -1,6 +1,6 @@
 // Loads the zerobus-bun native library (Rust cdylib) and declares its C ABI for bun:ffi.
 import { dlopen, FFIType } from "bun:ffi";
-import { firstExisting, libraryCandidates, platformTag } from "./paths";
+import { firstExisting, libraryCandidates, platformTag } from "./paths.js";
 
 // usize is passed as u64: every supported target is 64-bit.
 const T = FFIType;
@@ -45,7 +45,7 @@ export const symbols = {
   zerobus_stream_free: { args: [T.ptr], returns: T.void },
 } as const;
 
-export { libraryFile, platformTag, embeddedLibrary, libraryCandidates } from "./paths";
+export { libraryFile, platformTag, embeddedLibrary, libraryCandidates } from "./paths.js";
 
 function load() {
   const candidates = libraryCandidates();

@@ -52,7 +52,8 @@ function platformPackageDir(): string | undefined {
 /** Where the native library is looked for, in order. */
 export function libraryCandidates(): string[] {
   const out: string[] = [];
-  if (process.env.ZEROBUS_BUN_LIB) out.push(process.env.ZEROBUS_BUN_LIB);
+  const lib = process.env["ZEROBUS_BUN_LIB"];
+  if (lib) out.push(lib);
   const embedded = embeddedLibrary();
   if (embedded) out.push(embedded);
   const pkg = platformPackageDir();
@@ -70,7 +71,8 @@ export function libraryCandidates(): string[] {
  */
 export function localServerCandidates(): string[] {
   const out: string[] = [];
-  if (process.env.ZEROBUS_LOCAL_BIN) out.push(process.env.ZEROBUS_LOCAL_BIN);
+  const bin = process.env["ZEROBUS_LOCAL_BIN"];
+  if (bin) out.push(bin);
   for (const lib of libraryCandidates()) if (!isEmbedded(lib)) out.push(join(dirname(lib), localServerFile));
   return [...new Set(out)];
 }

@@ -2,10 +2,10 @@
 import type { Pointer } from "bun:ffi";
 import { toBinary, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
 import { DescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
-import { lib } from "./native";
-import { lastError, InvalidArgumentError } from "./errors";
-import { ZerobusStream, arrowToIPC, foreignArrow, loadArrow, ownInstance, type HeadersFunction, type JsonObject, type LocalOptions, type LogEvent, type LogLevel, type RecordType } from "./stream";
-import { ZerobusArrowStream, type ArrowBatch } from "./arrow";
+import { lib } from "./native.js";
+import { lastError, InvalidArgumentError } from "./errors.js";
+import { ZerobusStream, arrowToIPC, foreignArrow, loadArrow, ownInstance, type HeadersFunction, type JsonObject, type LocalOptions, type LogEvent, type LogLevel, type RecordType } from "./stream.js";
+import { ZerobusArrowStream, type ArrowBatch } from "./arrow.js";
 
 export interface ZerobusSdkOptions {
   /** Zerobus gRPC endpoint: `https://<workspace-id>.zerobus.<region>.cloud.databricks.com`, or `http://host:port`. */
@@ -174,7 +174,7 @@ function checkNumbers(options: Record<string, unknown>): void {
       throw invalid(`${key} must be a finite number, got ${typeof v === "number" ? String(v) : typeof v}`);
     }
   }
-  if (options.recovery !== undefined && typeof options.recovery !== "boolean") throw invalid("recovery must be true or false");
+  if (options["recovery"] !== undefined && typeof options["recovery"] !== "boolean") throw invalid("recovery must be true or false");
 }
 
 /** The auth part of the native stream options, and the headers function if `headers` is one. */
@@ -209,7 +209,7 @@ export class ZerobusSdk implements Disposable {
     const { caCertificates, proxy, applicationName, logger, logLevel } = options;
     if (logger !== undefined && typeof logger !== "function") throw invalid("logger must be a function (event) => void");
     if (logLevel !== undefined && !LOG_LEVELS.includes(logLevel)) throw invalid(`logLevel must be one of ${LOG_LEVELS.join(", ")}, got ${String(logLevel)}`);
-    const envLevel = process.env.ZEROBUS_LOG?.toLowerCase() as LogLevel | undefined;
+    const envLevel = process.env["ZEROBUS_LOG"]?.toLowerCase() as LogLevel | undefined;
     const level = logLevel ?? (envLevel && LOG_LEVELS.includes(envLevel) ? envLevel : logger ? "info" : undefined);
     this.#log = level ? { logger: logger ?? stderrLogger, level } : undefined;
     if (caCertificates !== undefined && typeof caCertificates !== "string" && !(caCertificates instanceof Uint8Array)) {
