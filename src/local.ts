@@ -2,6 +2,7 @@
 // shipped beside the client library in each platform package), run as a child process. gRPC
 // ingestion, the OAuth token endpoint, durable JSON-lines files per table, and scriptable faults.
 // The SDK's native library holds only the client.
+/// <reference lib="esnext.disposable" preserve="true" />
 import type { Subprocess } from "bun";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";

@@ -5,6 +5,7 @@ import { firstExisting, libraryCandidates, platformTag } from "./paths.js";
 // usize is passed as u64: every supported target is 64-bit.
 const T = FFIType;
 
+/** @internal The C ABI, as bun:ffi declares it. */
 export const symbols = {
   zerobus_version: { args: [], returns: T.cstring },
   zerobus_last_error_code: { args: [], returns: T.i32 },
@@ -61,5 +62,7 @@ function load() {
 }
 
 const loaded = load();
+/** @internal The native functions. */
 export const lib = loaded.lib.symbols;
+/** The native library this process loaded: its path, or its place inside a compiled executable. */
 export const libraryPath = loaded.path;

@@ -1,4 +1,5 @@
 // A Zerobus ingestion stream over the native library.
+/// <reference lib="esnext.disposable" preserve="true" />
 import { ptr, type Pointer } from "bun:ffi";
 import { create, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { lib } from "./native.js";
@@ -1038,7 +1039,7 @@ type ArrowModule = typeof import("apache-arrow");
 let arrowModule: ArrowModule | undefined;
 
 /**
- * Loads apache-arrow (an optional peer dependency) as an ES module: the same module instance as
+ * @internal Loads apache-arrow (an optional peer dependency) as an ES module: the same module instance as
  * the application's own `import`, so its Tables are recognised by its writer (a `require` would
  * load a second copy). Undefined when it is not installed. The import sits inside try/catch so
  * that bundlers (`bun build`, `--compile`) accept its absence and include it when present.

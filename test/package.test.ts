@@ -40,8 +40,10 @@ const TIMEOUT = { timeout: 300_000 };
 
 test("the packed packages hold what users need, and nothing of the source tree", () => {
   const pkg = join(project, "node_modules", "zerobus-bun");
-  expect(readdirSync(pkg).sort()).toEqual(["README.md", "package.json", "proto", "src"]);
+  expect(readdirSync(pkg).sort()).toEqual(["README.md", "dist", "package.json", "proto", "src"]);
   expect(existsSync(join(pkg, "src", "demo.ts"))).toBe(true);
+  // Declarations, made by the prepack script (user-types.test.ts checks what TypeScript makes of them).
+  expect(existsSync(join(pkg, "dist", "index.d.ts"))).toBe(true);
   const plat = join(project, "node_modules", `zerobus-bun-${tag}`);
   expect(readdirSync(plat).sort()).toEqual([libraryFile, "package.json", localServerFile].sort());
   // apache-arrow is an optional peer dependency: not installed with the SDK.
@@ -169,17 +171,18 @@ test("npm publish --dry-run passes for all seven packages", () => {
     const copy = join(work, "publish", basename(dir));
     mkdirSync(copy, { recursive: true });
     if (dir === root) {
-      for (const f of ["package.json", "README.md", "src", "proto"]) cpSync(join(root, f), join(copy, f), { recursive: true });
+      // dist/ as the pack in beforeAll built it; the copy has no scripts/, so prepack is not run again.
+      for (const f of ["package.json", "README.md", "src", "dist", "proto"]) cpSync(join(root, f), join(copy, f), { recursive: true });
     } else {
       cpSync(dir, copy, { recursive: true });
       if (basename(dir) === tag) for (const f of [libraryFile, localServerFile]) copyFileSync(join(project, "node_modules", `zerobus-bun-${tag}`, f), join(copy, f));
     }
-    const out = ok(["npm", "publish", "--dry-run", "--json", "--loglevel=error"], copy);
+    const out = ok(["npm", "publish", "--dry-run", "--json", "--loglevel=error", ...(dir === root ? ["--ignore-scripts"] : [])], copy);
     const name = JSON.parse(readFileSync(join(dir, "package.json"), "utf8")).name as string;
     const report = JSON.parse(out.slice(out.indexOf("{")))[name];
     expect(report?.name).toBe(name);
     const files = (report.files as { path: string }[]).map((f) => f.path);
-    if (dir === root) expect(files).toContain("src/cli.ts");
+    if (dir === root) expect(files).toEqual(expect.arrayContaining(["src/cli.ts", "dist/index.d.ts"]));
     // The other platforms' binaries come from scripts/cross-build.ts (checked by verify-prebuilds).
     if (basename(dir) === tag) expect(files.sort()).toEqual([libraryFile, localServerFile, "package.json"].sort());
   }
