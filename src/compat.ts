@@ -2,18 +2,19 @@
 // over zerobus-bun, so switching is one import. Positional arguments, RecordType / ArrowDataType /
 // IpcCompressionType enums, bigint offsets, Buffer / string / object records. See
 // docs/migration.md for what maps to what.
-import { InvalidArgumentError, ZerobusError } from "./errors";
-import { loadArrow } from "./stream";
-import { ZerobusSdk as Sdk } from "./sdk";
+import { InvalidArgumentError, ZerobusError } from "./errors.js";
+import { loadArrow } from "./stream.js";
+import { ZerobusSdk as Sdk } from "./sdk.js";
 import {
   ArrowDataType, arrowOptions, authOptions, recordType, streamOptions,
   type ArrowStreamConfigurationOptions, type Auth, type HeadersProvider, type StreamConfigurationOptions,
-} from "./compat/options";
-import { ZerobusArrowStream, ZerobusStream } from "./compat/streams";
+} from "./compat/options.js";
+import { ZerobusArrowStream, ZerobusStream } from "./compat/streams.js";
 
-export { RecordType, ArrowDataType, IpcCompressionType } from "./compat/options";
-export type { StreamConfigurationOptions, ArrowStreamConfigurationOptions, HeadersProvider, Auth } from "./compat/options";
-export { ZerobusStream, ZerobusArrowStream } from "./compat/streams";
+export { RecordType, ArrowDataType, IpcCompressionType } from "./compat/options.js";
+export type { StreamConfigurationOptions, ArrowStreamConfigurationOptions, HeadersProvider, Auth } from "./compat/options.js";
+export type { RecordBytes } from "./compat/records.js";
+export { ZerobusStream, ZerobusArrowStream } from "./compat/streams.js";
 export { ZerobusError };
 
 /** The target table; `descriptorProto` (base64 DescriptorProto) for protobuf records. */
@@ -91,7 +92,7 @@ export class ZerobusSdk {
       checkProps(props, ["tableName", "descriptorProto"], "TableProperties");
       const o = opts ?? {};
       const type = recordType(o);
-      const descriptor = descriptorBytes(props.descriptorProto);
+      const descriptor = descriptorBytes(props["descriptorProto"]);
       if (type === "proto" && !descriptor) {
         throw invalid("a Proto stream needs tableProperties.descriptorProto (a base64 DescriptorProto); for JSON records pass options { recordType: RecordType.Json }");
       }
@@ -124,7 +125,7 @@ export class ZerobusSdk {
       const more = [clientId, clientSecret, options, headersProvider].some((a) => a !== undefined);
       const [props, opts] = unbag(tableProperties, more, options, ["tableName", "schemaFields"]);
       checkProps(props, ["tableName", "schemaFields"], "ArrowTableProperties");
-      const schema = await arrowSchema(props.schemaFields);
+      const schema = await arrowSchema(props["schemaFields"]);
       const auth = authOptions(clientId, clientSecret, headersProvider, opts?.auth);
       const s = await this.inner.createArrowStream({ table, schema, ...auth, ...arrowOptions(opts) });
       return new ZerobusArrowStream(s.inner);

@@ -1,6 +1,6 @@
 // Typed errors of the SDK. Every error carries a stable `code` and whether retrying on a new
 // stream may help (`retryable`).
-import { lib } from "./native";
+import { lib } from "./native.js";
 
 export type ErrorCode =
   | "INVALID_ARGUMENT"

@@ -3,11 +3,12 @@
 // in the temporary directory when it is embedded in a `bun build --compile` executable). gRPC
 // ingestion, the OAuth token endpoint, durable JSON-lines files per table, and scriptable faults.
 // The SDK's native library holds only the client.
+/// <reference lib="esnext.disposable" preserve="true" />
 import type { Subprocess } from "bun";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { findLocalServer, isEmbedded, localServerFile } from "./paths";
+import { findLocalServer, isEmbedded, localServerFile } from "./paths.js";
 
 export interface LocalServerOptions {
   host?: string;

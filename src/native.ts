@@ -1,10 +1,11 @@
 // Loads the zerobus-bun native library (Rust cdylib) and declares its C ABI for bun:ffi.
 import { dlopen, FFIType } from "bun:ffi";
-import { findLibrary } from "./paths";
+import { findLibrary } from "./paths.js";
 
 // usize is passed as u64: every supported target is 64-bit.
 const T = FFIType;
 
+/** @internal The C ABI, as bun:ffi declares it. */
 export const symbols = {
   zerobus_version: { args: [], returns: T.cstring },
   zerobus_last_error_code: { args: [], returns: T.i32 },
@@ -45,7 +46,7 @@ export const symbols = {
   zerobus_stream_free: { args: [T.ptr], returns: T.void },
 } as const;
 
-export { libraryFile, platformTag } from "./paths";
+export { libraryFile, platformTag } from "./paths.js";
 
 function load() {
   const { path, message } = findLibrary();
@@ -54,5 +55,7 @@ function load() {
 }
 
 const loaded = load();
+/** @internal The native functions. */
 export const lib = loaded.lib.symbols;
+/** The native library this process loaded: its path, or its place inside a compiled executable. */
 export const libraryPath = loaded.path;

@@ -5,7 +5,7 @@
 import { suffix } from "bun:ffi";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, isAbsolute, join, resolve } from "node:path";
-import { platformPackage, platformTags } from "./platforms";
+import { platformPackage, platformTags } from "./platforms.js";
 
 /** File name of the native library on this platform. */
 export const libraryFile = process.platform === "win32" ? "zerobus_bun.dll" : `libzerobus_bun.${suffix}`;
@@ -134,7 +134,7 @@ function fixFor(tag: string, variable: string, file: string, compiledFix: string
  */
 export function findLibrary(tag = platformTag()): Found {
   const l = new Lookup();
-  const env = process.env.ZEROBUS_BUN_LIB;
+  const env = process.env["ZEROBUS_BUN_LIB"];
   if (env) l.file(resolve(env), "ZEROBUS_BUN_LIB");
   else l.place("ZEROBUS_BUN_LIB: not set");
   const pkg = packageLibrary(tag);
@@ -171,10 +171,10 @@ export function findLibrary(tag = platformTag()): Found {
  */
 export function findLocalServer(tag = platformTag()): Found {
   const l = new Lookup();
-  const env = process.env.ZEROBUS_LOCAL_BIN;
+  const env = process.env["ZEROBUS_LOCAL_BIN"];
   if (env) l.file(resolve(env), "ZEROBUS_LOCAL_BIN");
   else l.place("ZEROBUS_LOCAL_BIN: not set");
-  const lib = process.env.ZEROBUS_BUN_LIB;
+  const lib = process.env["ZEROBUS_BUN_LIB"];
   if (lib && !isEmbedded(lib)) l.file(join(dirname(resolve(lib)), localServerFile), "beside ZEROBUS_BUN_LIB");
   const ext = process.platform === "win32" ? ".exe" : "";
   if (compiled) {

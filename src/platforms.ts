@@ -21,9 +21,9 @@ export interface PlatformPackage {
   /** `zerobus-bun-<tag>` */
   name: string;
   /** The library's path (inside the executable when compiled), if the package is there. */
-  library?: string;
+  library?: string | undefined;
   /** Why it is not there (the resolver's message). */
-  missing?: string;
+  missing?: string | undefined;
 }
 
 /** The platform package for `tag` and its library, as this process can reach it. */

@@ -1,12 +1,14 @@
 // The SDK entry point: one Zerobus endpoint, many streams.
+/// <reference lib="esnext.disposable" preserve="true" />
 import type { Pointer } from "bun:ffi";
+import type { Schema as ArrowSchema } from "apache-arrow";
 import { toBinary, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
 import { DescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
-import { lib } from "./native";
-import { lastError, InvalidArgumentError } from "./errors";
-import { closest } from "./names";
-import { ZerobusStream, arrowToIPC, foreignArrow, loadArrow, ownInstance, type HeadersFunction, type JsonObject, type LocalOptions, type LogEvent, type LogLevel, type RecordType } from "./stream";
-import { ZerobusArrowStream, type ArrowBatch } from "./arrow";
+import { lib } from "./native.js";
+import { lastError, InvalidArgumentError } from "./errors.js";
+import { closest } from "./names.js";
+import { ZerobusStream, arrowToIPC, foreignArrow, loadArrow, ownInstance, type HeadersFunction, type JsonObject, type LocalOptions, type LogEvent, type LogLevel, type RecordType } from "./stream.js";
+import { ZerobusArrowStream, type ArrowBatch } from "./arrow.js";
 
 export interface ZerobusSdkOptions {
   /** Zerobus gRPC endpoint: `https://<workspace-id>.zerobus.<region>.cloud.databricks.com`, or `http://host:port`. */
@@ -113,7 +115,7 @@ export interface CreateArrowStreamOptions extends StreamOptions {
   /** Target table, `catalog.schema.table`. */
   table: string;
   /** The batches' schema: an apache-arrow Schema, or Arrow IPC stream bytes that start with it. */
-  schema: import("apache-arrow").Schema | Uint8Array;
+  schema: ArrowSchema | Uint8Array;
   clientId?: string;
   clientSecret?: string;
   /** As for `createStream`: static headers or a function returning them. */
@@ -132,9 +134,16 @@ export interface CreateArrowStreamOptions extends StreamOptions {
   compression?: "lz4_frame" | "zstd" | "none";
 }
 
+/** A signal `flushOnExit` can handle: the names `process.on` takes. */
+export type ExitSignal =
+  | "SIGABRT" | "SIGALRM" | "SIGBUS" | "SIGCHLD" | "SIGCONT" | "SIGFPE" | "SIGHUP" | "SIGILL" | "SIGINT" | "SIGIO"
+  | "SIGIOT" | "SIGKILL" | "SIGPIPE" | "SIGPOLL" | "SIGPROF" | "SIGPWR" | "SIGQUIT" | "SIGSEGV" | "SIGSTKFLT"
+  | "SIGSTOP" | "SIGSYS" | "SIGTERM" | "SIGTRAP" | "SIGTSTP" | "SIGTTIN" | "SIGTTOU" | "SIGUNUSED" | "SIGURG"
+  | "SIGUSR1" | "SIGUSR2" | "SIGVTALRM" | "SIGWINCH" | "SIGXCPU" | "SIGXFSZ" | "SIGBREAK" | "SIGLOST" | "SIGINFO";
+
 export interface FlushOnExitOptions {
   /** Signals that flush and close every stream, then exit with 128 + the signal number. Default SIGINT and SIGTERM; `false` for none. */
-  signals?: NodeJS.Signals[] | false;
+  signals?: ExitSignal[] | false;
   /** How long exiting may wait for acknowledgements, in all. Default 30,000 ms. */
   timeoutMs?: number;
 }
@@ -148,7 +157,7 @@ const NUMERIC_OPTIONS = [
   "serverLackOfAckTimeoutMs", "flushTimeoutMs", "submitTimeoutMs", "maxRecordBytes", "streamPausedMaxWaitTimeMs",
   "maxMessageBytes",
 ];
-const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGTERM: 15 };
+const SIGNAL_NUMBERS: Partial<Record<ExitSignal, number>> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGTERM: 15 };
 
 const invalid = (message: string) => new InvalidArgumentError(message, "INVALID_ARGUMENT", false);
 
@@ -192,7 +201,7 @@ function checkNumbers(options: Record<string, unknown>): void {
       throw invalid(`${key} must be a finite number, got ${typeof v === "number" ? String(v) : typeof v}`);
     }
   }
-  if (options.recovery !== undefined && typeof options.recovery !== "boolean") throw invalid("recovery must be true or false");
+  if (options["recovery"] !== undefined && typeof options["recovery"] !== "boolean") throw invalid("recovery must be true or false");
 }
 
 /** The auth part of the native stream options, and the headers function if `headers` is one. */
@@ -227,7 +236,7 @@ export class ZerobusSdk implements Disposable {
     const { caCertificates, proxy, applicationName, logger, logLevel } = options;
     if (logger !== undefined && typeof logger !== "function") throw invalid("logger must be a function (event) => void");
     if (logLevel !== undefined && !LOG_LEVELS.includes(logLevel)) throw invalid(`logLevel must be one of ${LOG_LEVELS.join(", ")}, got ${String(logLevel)}`);
-    const envLevel = process.env.ZEROBUS_LOG?.toLowerCase() as LogLevel | undefined;
+    const envLevel = process.env["ZEROBUS_LOG"]?.toLowerCase() as LogLevel | undefined;
     const level = logLevel ?? (envLevel && LOG_LEVELS.includes(envLevel) ? envLevel : logger ? "info" : undefined);
     this.#log = level ? { logger: logger ?? stderrLogger, level } : undefined;
     if (caCertificates !== undefined && typeof caCertificates !== "string" && !(caCertificates instanceof Uint8Array)) {
@@ -290,7 +299,7 @@ export class ZerobusSdk implements Disposable {
       if (left > 0) console.error(`zerobus-bun: exiting with ${left} records not acknowledged`);
     };
     let exiting = false;
-    const onSignal = (signal: NodeJS.Signals) => {
+    const onSignal = (signal: ExitSignal) => {
       if (exiting) return;
       exiting = true;
       until = performance.now() + timeoutMs;
@@ -378,7 +387,7 @@ export class ZerobusSdk implements Disposable {
     // apache-arrow is optional: without it, streams take IPC bytes only.
     const arrow = await loadArrow();
     if (schema instanceof Uint8Array) schemaIpc = schema;
-    else if (arrow && ownInstance(arrow.Schema, schema)) schemaIpc = arrowToIPC(new arrow.Table(schema as import("apache-arrow").Schema));
+    else if (arrow && ownInstance(arrow.Schema, schema)) schemaIpc = arrowToIPC(new arrow.Table(schema as ArrowSchema));
     else if (schema && typeof schema === "object" && Array.isArray((schema as { fields?: unknown }).fields)) {
       throw arrow ? foreignArrow("this Schema") : invalid("an apache-arrow Schema needs the apache-arrow package installed (npm install apache-arrow); or pass the schema as Arrow IPC bytes");
     } else {

@@ -1,12 +1,13 @@
 // A Zerobus ingestion stream over the native library.
+/// <reference lib="esnext.disposable" preserve="true" />
 import { ptr, type Pointer } from "bun:ffi";
 import { create, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
-import { lib } from "./native";
-import { codeName, errorClass, lastError, InvalidArgumentError, ZerobusError, type ErrorCode } from "./errors";
-import { COPY_MAX, drainReleased, hold, releaseFn, sink, stablePtr } from "./memory";
-import { activate, deactivate, notifyTarget, watch, type Pollable } from "./wake";
-import { checkJsonText, jsonText } from "./json";
-import { checkMessage } from "./validate";
+import { lib } from "./native.js";
+import { codeName, errorClass, lastError, InvalidArgumentError, ZerobusError, type ErrorCode } from "./errors.js";
+import { COPY_MAX, drainReleased, hold, releaseFn, sink, stablePtr } from "./memory.js";
+import { activate, deactivate, notifyTarget, watch, type Pollable } from "./wake.js";
+import { checkJsonText, jsonText } from "./json.js";
+import { checkMessage } from "./validate.js";
 
 export type RecordType = "json" | "proto";
 
@@ -76,7 +77,7 @@ export interface LogEvent {
   /** The stream's table. */
   table: string;
   /** The server's id of the current physical stream, once one is open. */
-  streamId?: string;
+  streamId?: string | undefined;
 }
 
 /** A request not acknowledged (`stream.unackedRecords()`). */
@@ -91,8 +92,8 @@ export interface UnackedRecord {
 
 /** Stream options applied in JavaScript (the rest go to the native stream). */
 export interface LocalOptions {
-  flushTimeoutMs?: number;
-  submitTimeoutMs?: number;
+  flushTimeoutMs?: number | undefined;
+  submitTimeoutMs?: number | undefined;
   /** Caller arrays over COPY_MAX bytes are read in place (else every caller array is copied). */
   zeroCopy?: boolean;
 }
@@ -229,7 +230,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   /** Receives the native side's events (the SDK's `logger`). */
   #logger: ((e: LogEvent) => void) | undefined;
   /** What recreating this stream needs: the native SDK, options JSON, descriptor / Arrow schema, record type. */
-  #blueprint: { recordType: RecordType | "arrow"; optionsJson: string; descriptor?: Uint8Array; local: LocalOptions };
+  #blueprint: { recordType: RecordType | "arrow"; optionsJson: string; descriptor: Uint8Array | undefined; local: LocalOptions };
   /** Unacknowledged requests of a failed stream, read before its native handle was freed. */
   #finalUnacked: UnackedRecord[] | undefined;
   // The run (see RUN_BYTES): records back to back in #runBuf, their lengths in #runLens. Their
@@ -1059,7 +1060,7 @@ type ArrowModule = typeof import("apache-arrow");
 let arrowModule: ArrowModule | undefined;
 
 /**
- * Loads apache-arrow (an optional peer dependency) as an ES module: the same module instance as
+ * @internal Loads apache-arrow (an optional peer dependency) as an ES module: the same module instance as
  * the application's own `import`, so its Tables are recognised by its writer (a `require` would
  * load a second copy). Undefined when it is not installed. The import sits inside try/catch so
  * that bundlers (`bun build`, `--compile`) accept its absence and include it when present.

@@ -7,9 +7,9 @@
 // not checked here.
 import { ScalarType, type DescEnum, type DescField, type DescMessage, type DescOneof } from "@bufbuild/protobuf";
 import { isWrapperDesc } from "@bufbuild/protobuf/wkt";
-import { InvalidArgumentError } from "./errors";
-import { checkJsonValue, kind } from "./json";
-import { closest } from "./names";
+import { InvalidArgumentError } from "./errors.js";
+import { checkJsonValue, kind } from "./json.js";
+import { closest } from "./names.js";
 
 /** FeatureSet.FieldPresence.LEGACY_REQUIRED: a proto2 `required` field. */
 const LEGACY_REQUIRED = 3;
@@ -111,7 +111,6 @@ function scalarProblem(scalar: ScalarType, v: unknown): string | undefined {
     case ScalarType.BYTES:
       return v instanceof Uint8Array ? undefined : "a Uint8Array";
   }
-  return undefined;
 }
 
 /** A 64-bit integer given as bigint, whole number or decimal string. */
@@ -123,7 +122,7 @@ function int64(v: unknown): bigint | undefined {
 }
 
 /** What a field holds, for messages: "double", "enum test.Color", "message test.Point". */
-function typeOf(f: { scalar?: ScalarType; enum?: DescEnum; message?: DescMessage }): string {
+function typeOf(f: { scalar?: ScalarType | undefined; enum?: DescEnum | undefined; message?: DescMessage | undefined }): string {
   if (f.scalar !== undefined) return SCALAR_NAMES[f.scalar] ?? "scalar";
   if (f.enum) return `enum ${f.enum.typeName}`;
   return `message ${f.message!.typeName}`;
@@ -148,7 +147,7 @@ export function checkMessage(desc: DescMessage, record: unknown, path = desc.typ
     refuse(`${path} must be a ${desc.typeName} message or a plain init object, got ${shown(record)}`);
   }
   const o = record;
-  const typeName = o.$typeName;
+  const typeName = o["$typeName"];
   const isMessage = typeName !== undefined;
   if (isMessage && typeName !== desc.typeName) {
     refuse(`${path} must be a ${desc.typeName}, got a ${String(typeName)} message`);
@@ -158,7 +157,7 @@ export function checkMessage(desc: DescMessage, record: unknown, path = desc.typ
   for (const key in o) {
     if (key === "$typeName") continue;
     if (key === "$unknown") {
-      checkUnknown(o.$unknown, isMessage, path);
+      checkUnknown(o["$unknown"], isMessage, path);
       continue;
     }
     if (!p.members.has(key)) {
@@ -245,7 +244,7 @@ function isStructField(f: DescField): boolean {
 
 function structCheck(v: unknown, path: string): void {
   const proto = v !== null && typeof v === "object" ? Object.getPrototypeOf(v) : undefined;
-  if (!isPlain(v) || v.$typeName !== undefined || (proto !== Object.prototype && proto !== null)) {
+  if (!isPlain(v) || v["$typeName"] !== undefined || (proto !== Object.prototype && proto !== null)) {
     refuse(`${path} (google.protobuf.Struct) must be a plain JSON object, got ${shown(v)}`);
   }
   checkJsonValue(v, path);

@@ -7,52 +7,19 @@
 // `npm publish --dry-run` of all seven packages. Needs npm and the npm registry (for
 // @bufbuild/protobuf and apache-arrow), as installing the SDK does.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { basename, delimiter, join } from "node:path";
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { basename, join } from "node:path";
 import { localServerExecutable } from "../src/local";
 import { libraryPath } from "../src/native";
 import { libraryFile, localServerFile, platformTag } from "../src/paths";
 import { fixture, TABLE } from "./helpers";
+import { bun, packing, root } from "./packing";
 
-const root = join(import.meta.dir, "..");
-const bun = process.execPath;
-const work = mkdtempSync(join(tmpdir(), "zerobus-package-"));
-const project = join(work, "project");
+const { work, run, ok, pack, project: emptyProject } = packing("zerobus-package-");
+const project = emptyProject("project");
 const tag = platformTag();
 /** The committed files of a platform package (prebuilds/<tag>/); cross-build.ts adds the binaries. */
 const PLATFORM_SOURCES = ["index.js", "package.json"];
-// Without the source tree's overrides: the installed packages must stand alone.
-const env: Record<string, string | undefined> = { ...process.env };
-// `bun` on PATH, as for anyone who runs bunx (the CLI's shebang is `#!/usr/bin/env bun`).
-const binDir = join(work, "bin");
-mkdirSync(binDir);
-symlinkSync(bun, join(binDir, process.platform === "win32" ? "bun.exe" : "bun"));
-env.PATH = `${binDir}${delimiter}${process.env.PATH ?? ""}`;
-delete env.ZEROBUS_BUN_LIB;
-delete env.ZEROBUS_LOCAL_BIN;
-delete env.ZEROBUS_GC_TORTURE;
-
-function run(cmd: string[], cwd: string, timeout = 240_000): { code: number | null; out: string } {
-  const r = Bun.spawnSync(cmd, { cwd, env, stdout: "pipe", stderr: "pipe", timeout });
-  const out = r.stdout.toString() + r.stderr.toString();
-  return { code: r.exitCode, out };
-}
-
-function ok(cmd: string[], cwd: string): string {
-  const r = run(cmd, cwd);
-  if (r.code !== 0) console.error(`${cmd.join(" ")} (in ${cwd}) exited ${r.code}:\n${r.out}`);
-  expect(r.code).toBe(0);
-  return r.out;
-}
-
-/** `npm pack` of a package directory into `work`; returns the tarball's path. */
-function pack(dir: string): string {
-  const out = ok(["npm", "pack", "--silent", "--pack-destination", work], dir);
-  const file = out.trim().split("\n").pop()!.trim();
-  expect(existsSync(join(work, file))).toBe(true);
-  return join(work, file);
-}
 
 /** This platform's package as cross-build.ts lays it out (its committed files), with the binaries built from source. */
 function platformPackage(): string {
@@ -65,8 +32,6 @@ function platformPackage(): string {
 }
 
 beforeAll(() => {
-  mkdirSync(project);
-  writeFileSync(join(project, "package.json"), JSON.stringify({ name: "zerobus-app", private: true, type: "module" }, null, 2));
   const main = pack(root);
   const platform = pack(platformPackage());
   ok(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error", main, platform], project);
@@ -78,8 +43,10 @@ const TIMEOUT = { timeout: 300_000 };
 
 test("the packed packages hold what users need, and nothing of the source tree", () => {
   const pkg = join(project, "node_modules", "zerobus-bun");
-  expect(readdirSync(pkg).sort()).toEqual(["README.md", "package.json", "proto", "src"]);
+  expect(readdirSync(pkg).sort()).toEqual(["README.md", "dist", "package.json", "proto", "src"]);
   expect(existsSync(join(pkg, "src", "demo.ts"))).toBe(true);
+  // Declarations, made by the prepack script (user-types.test.ts checks what TypeScript makes of them).
+  expect(existsSync(join(pkg, "dist", "index.d.ts"))).toBe(true);
   const plat = join(project, "node_modules", `zerobus-bun-${tag}`);
   expect(readdirSync(plat).sort()).toEqual([...PLATFORM_SOURCES, libraryFile, localServerFile].sort());
   // apache-arrow is an optional peer dependency: not installed with the SDK.
@@ -206,17 +173,18 @@ test("npm publish --dry-run passes for all seven packages", () => {
     const copy = join(work, "publish", basename(dir));
     mkdirSync(copy, { recursive: true });
     if (dir === root) {
-      for (const f of ["package.json", "README.md", "src", "proto"]) cpSync(join(root, f), join(copy, f), { recursive: true });
+      // dist/ as the pack in beforeAll built it; the copy has no scripts/, so prepack is not run again.
+      for (const f of ["package.json", "README.md", "src", "dist", "proto"]) cpSync(join(root, f), join(copy, f), { recursive: true });
     } else {
       cpSync(dir, copy, { recursive: true });
       if (basename(dir) === tag) for (const f of [libraryFile, localServerFile]) copyFileSync(join(project, "node_modules", `zerobus-bun-${tag}`, f), join(copy, f));
     }
-    const out = ok(["npm", "publish", "--dry-run", "--json", "--loglevel=error"], copy);
+    const out = ok(["npm", "publish", "--dry-run", "--json", "--loglevel=error", ...(dir === root ? ["--ignore-scripts"] : [])], copy);
     const name = JSON.parse(readFileSync(join(dir, "package.json"), "utf8")).name as string;
     const report = JSON.parse(out.slice(out.indexOf("{")))[name];
     expect(report?.name).toBe(name);
     const files = (report.files as { path: string }[]).map((f) => f.path);
-    if (dir === root) expect(files).toContain("src/cli.ts");
+    if (dir === root) expect(files).toEqual(expect.arrayContaining(["src/cli.ts", "dist/index.d.ts"]));
     // The other platforms' binaries come from scripts/cross-build.ts (checked by verify-prebuilds).
     if (basename(dir) === tag) expect(files.sort()).toEqual([...PLATFORM_SOURCES, libraryFile, localServerFile].sort());
   }

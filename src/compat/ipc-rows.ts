@@ -1,6 +1,6 @@
 // Row counts of the record batches in Arrow IPC stream bytes, read from each message's
 // flatbuffer header (no body is read or decoded). The official SDK refuses a batch without rows.
-import { InvalidArgumentError } from "../errors";
+import { InvalidArgumentError } from "../errors.js";
 
 const RECORD_BATCH = 3; // MessageHeader.RecordBatch
 

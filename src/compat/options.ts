@@ -1,10 +1,10 @@
 // The official SDK's (1.3) stream options and enums, and their translation to zerobus-bun's
 // createStream / createArrowStream options. Also accepts the 2.0 options-bag spellings
 // (`format`, `auth: { type }`, `compression`).
-import { InvalidArgumentError } from "../errors";
-import { closest } from "../names";
-import type { HeadersFunction } from "../stream";
-import type { StreamOptions } from "../sdk";
+import { InvalidArgumentError } from "../errors.js";
+import { closest } from "../names.js";
+import type { HeadersFunction } from "../stream.js";
+import type { StreamOptions } from "../sdk.js";
 
 /** Record serialization format (`StreamConfigurationOptions.recordType`). */
 export const RecordType = { Json: 0, Proto: 1 } as const;
@@ -152,7 +152,7 @@ export function streamOptions(o: StreamConfigurationOptions | undefined): Stream
   if (typeof opts !== "object") throw invalid("options must be an object (StreamConfigurationOptions)");
   checkKeys(opts, STREAM_KEYS, "StreamConfigurationOptions");
   const out: Record<string, unknown> = pick(opts);
-  if (opts.maxInflightRequests !== undefined) out.maxInflightRecords = opts.maxInflightRequests;
+  if (opts.maxInflightRequests !== undefined) out["maxInflightRecords"] = opts.maxInflightRequests;
   return out as StreamOptions;
 }
 
@@ -165,11 +165,11 @@ export function arrowOptions(o: ArrowStreamConfigurationOptions | undefined): St
   if (opts.maxInflightBatches !== undefined && (typeof opts.maxInflightBatches !== "number" || !(opts.maxInflightBatches > 0))) {
     throw invalid("maxInflightBatches must be a positive number");
   }
-  if (opts.recoveryTimeoutMs === undefined && opts.connectionTimeoutMs !== undefined) out.recoveryTimeoutMs = opts.connectionTimeoutMs;
+  if (opts.recoveryTimeoutMs === undefined && opts.connectionTimeoutMs !== undefined) out["recoveryTimeoutMs"] = opts.connectionTimeoutMs;
   const c = opts.compression ?? opts.ipcCompression;
   if (c !== undefined) {
-    if (c === IpcCompressionType.Lz4Frame || c === "lz4_frame") out.compression = "lz4_frame";
-    else if (c === IpcCompressionType.Zstd || c === "zstd") out.compression = "zstd";
+    if (c === IpcCompressionType.Lz4Frame || c === "lz4_frame") out["compression"] = "lz4_frame";
+    else if (c === IpcCompressionType.Zstd || c === "zstd") out["compression"] = "zstd";
     else if (c !== "none") throw invalid(`ipcCompression must be IpcCompressionType.Lz4Frame or IpcCompressionType.Zstd, got ${JSON.stringify(c)}`);
   }
   return out as StreamOptions;

@@ -1,7 +1,7 @@
 // Records as the official SDK takes them, in the form zerobus-bun's streams take: a Buffer (or
 // any Uint8Array) is bytes; a string is JSON text; a protobuf.js message (its class has a static
 // `encode`) is encoded with it; a plain object is a JSON record.
-import { InvalidArgumentError } from "../errors";
+import { InvalidArgumentError } from "../errors.js";
 
 const invalid = (m: string) => new InvalidArgumentError(m, "INVALID_ARGUMENT", false);
 
@@ -37,5 +37,11 @@ export function record(value: unknown, json: boolean): unknown {
   throw invalid(`a record must be a Buffer, a string, a protobuf message or a plain object, got ${value === null ? "null" : Array.isArray(value) ? "an array" : typeof value}`);
 }
 
+/**
+ * A Buffer at run time (as the official SDK returns), declared without Node's types so that
+ * users' projects need none: the bytes, and `toString(encoding)`.
+ */
+export type RecordBytes = Uint8Array & { toString(encoding?: "utf8" | "utf-8" | "base64" | "hex" | "latin1" | "binary" | "ascii"): string };
+
 /** A zerobus-bun byte array as a Buffer over the same memory. */
-export const asBuffer = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+export const asBuffer = (b: Uint8Array): RecordBytes => Buffer.from(b.buffer, b.byteOffset, b.byteLength);

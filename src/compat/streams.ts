@@ -1,11 +1,11 @@
 // The official SDK's stream classes over zerobus-bun streams: `ingestRecordOffset` resolves
 // with a bigint offset once the record is queued (waiting without blocking the thread when the
 // stream is at its in-flight limit, in call order), `ingestRecord` once it is acknowledged.
-import type { ZerobusStream as Stream } from "../stream";
-import type { ArrowBatch } from "../arrow";
-import { InvalidArgumentError } from "../errors";
-import { ipcRowCounts } from "./ipc-rows";
-import { asBuffer, record } from "./records";
+import type { ZerobusStream as Stream } from "../stream.js";
+import type { ArrowBatch } from "../arrow.js";
+import { InvalidArgumentError } from "../errors.js";
+import { ipcRowCounts } from "./ipc-rows.js";
+import { asBuffer, record, type RecordBytes } from "./records.js";
 
 /** Queues records in call order, waiting asynchronously for room. */
 class Queue {
@@ -136,12 +136,12 @@ export class ZerobusStream {
   }
 
   /** The records not acknowledged, as Buffers (JSON as UTF-8 text). */
-  async getUnackedRecords(): Promise<Buffer[]> {
+  async getUnackedRecords(): Promise<RecordBytes[]> {
     return this.inner.unackedRecords().flatMap((u) => u.records.map(asBuffer));
   }
 
   /** The records not acknowledged, grouped as they were ingested (one call, one group). */
-  async getUnackedBatches(): Promise<Buffer[][]> {
+  async getUnackedBatches(): Promise<RecordBytes[][]> {
     return this.inner.unackedRecords().map((u) => u.records.map(asBuffer));
   }
 
@@ -204,7 +204,7 @@ export class ZerobusArrowStream {
   }
 
   /** The batches not acknowledged, each a self-contained Arrow IPC stream. */
-  async getUnackedBatches(): Promise<Buffer[]> {
+  async getUnackedBatches(): Promise<RecordBytes[]> {
     return this.inner.unackedRecords().map((u) => asBuffer(u.records[0]!));
   }
 }
