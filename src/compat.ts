@@ -12,7 +12,7 @@ import {
 import { ZerobusArrowStream, ZerobusStream } from "./compat/streams.js";
 
 export { RecordType, ArrowDataType, IpcCompressionType } from "./compat/options.js";
-export type { StreamConfigurationOptions, ArrowStreamConfigurationOptions, HeadersProvider, Auth } from "./compat/options.js";
+export type { StreamConfigurationOptions, ArrowStreamConfigurationOptions, HeadersProvider, JsHeadersProvider, HeaderPairs, Auth } from "./compat/options.js";
 export type { RecordBytes } from "./compat/records.js";
 export { ZerobusStream, ZerobusArrowStream } from "./compat/streams.js";
 export { ZerobusError };
@@ -26,8 +26,8 @@ export interface TableProperties {
 /** One column of an Arrow stream's schema. `nullable` defaults to true. */
 export interface ArrowField {
   name: string;
-  dataType: ArrowDataType;
-  nullable?: boolean;
+  dataType: ArrowDataType | number;
+  nullable?: boolean | null;
 }
 
 export interface ArrowTableProperties {
@@ -82,12 +82,12 @@ export class ZerobusSdk {
     tableProperties: TableProperties | Bag<TableProperties, StreamConfigurationOptions>,
     clientId?: string,
     clientSecret?: string,
-    options?: StreamConfigurationOptions,
-    headersProvider?: HeadersProvider,
+    options?: StreamConfigurationOptions | null,
+    headersProvider?: HeadersProvider | null,
   ): Promise<ZerobusStream> {
     return (async () => {
       const table = tableName(tableProperties, "createStream");
-      const more = [clientId, clientSecret, options, headersProvider].some((a) => a !== undefined);
+      const more = [clientId, clientSecret, options, headersProvider].some((a) => a != null);
       const [props, opts] = unbag(tableProperties, more, options, ["tableName", "descriptorProto"]);
       checkProps(props, ["tableName", "descriptorProto"], "TableProperties");
       const o = opts ?? {};
@@ -117,12 +117,12 @@ export class ZerobusSdk {
     tableProperties: ArrowTableProperties | Bag<ArrowTableProperties, ArrowStreamConfigurationOptions>,
     clientId?: string,
     clientSecret?: string,
-    options?: ArrowStreamConfigurationOptions,
-    headersProvider?: HeadersProvider,
+    options?: ArrowStreamConfigurationOptions | null,
+    headersProvider?: HeadersProvider | null,
   ): Promise<ZerobusArrowStream> {
     return (async () => {
       const table = tableName(tableProperties, "createArrowStream");
-      const more = [clientId, clientSecret, options, headersProvider].some((a) => a !== undefined);
+      const more = [clientId, clientSecret, options, headersProvider].some((a) => a != null);
       const [props, opts] = unbag(tableProperties, more, options, ["tableName", "schemaFields"]);
       checkProps(props, ["tableName", "schemaFields"], "ArrowTableProperties");
       const schema = await arrowSchema(props["schemaFields"]);
@@ -160,7 +160,7 @@ async function arrowSchema(fields: unknown): Promise<import("apache-arrow").Sche
       if (typeof name !== "string" || name === "") throw invalid(`schemaFields[${i}].name must be a non-empty string`);
       const make = typeof dataType === "number" ? types[dataType] : undefined;
       if (!make) throw invalid(`schemaFields[${i}] (${name}): dataType must be an ArrowDataType, got ${JSON.stringify(dataType)}`);
-      if (nullable !== undefined && typeof nullable !== "boolean") throw invalid(`schemaFields[${i}] (${name}): nullable must be a boolean`);
+      if (nullable != null && typeof nullable !== "boolean") throw invalid(`schemaFields[${i}] (${name}): nullable must be a boolean`);
       return new A.Field(name, make(), nullable ?? true);
     }),
   );

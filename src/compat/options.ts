@@ -6,13 +6,24 @@ import { closest } from "../names.js";
 import type { HeadersFunction } from "../stream.js";
 import type { StreamOptions } from "../sdk.js";
 
+// The enums are objects (no reverse mapping, as the official addon's) with a namespace of member
+// types beside each, so that `RecordType.Json` is a type too, as with an enum.
+
 /** Record serialization format (`StreamConfigurationOptions.recordType`). */
 export const RecordType = { Json: 0, Proto: 1 } as const;
 export type RecordType = (typeof RecordType)[keyof typeof RecordType];
+export declare namespace RecordType {
+  type Json = 0;
+  type Proto = 1;
+}
 
 /** Arrow IPC body compression (`ArrowStreamConfigurationOptions.ipcCompression`). */
 export const IpcCompressionType = { Lz4Frame: 0, Zstd: 1 } as const;
 export type IpcCompressionType = (typeof IpcCompressionType)[keyof typeof IpcCompressionType];
+export declare namespace IpcCompressionType {
+  type Lz4Frame = 0;
+  type Zstd = 1;
+}
 
 /** Column types of `ArrowTableProperties.schemaFields`. */
 export const ArrowDataType = {
@@ -21,11 +32,25 @@ export const ArrowDataType = {
   TimestampNanos: 18,
 } as const;
 export type ArrowDataType = (typeof ArrowDataType)[keyof typeof ArrowDataType];
-
-/** Custom authentication: called each time a physical stream opens, returns header pairs. */
-export interface HeadersProvider {
-  getHeadersCallback: () => Array<[string, string]> | Promise<Array<[string, string]>>;
+export declare namespace ArrowDataType {
+  type Boolean = 0; type Int8 = 1; type Int16 = 2; type Int32 = 3; type Int64 = 4; type UInt8 = 5; type UInt16 = 6;
+  type UInt32 = 7; type UInt64 = 8; type Float32 = 9; type Float64 = 10; type Utf8 = 11; type LargeUtf8 = 12;
+  type Binary = 13; type LargeBinary = 14; type Date32 = 15; type Date64 = 16; type TimestampMicros = 17;
+  type TimestampNanos = 18;
 }
+
+/** Header pairs, `[name, value]`, as a headers provider returns them. */
+export type HeaderPairs = Array<[string, string]> | string[][];
+
+/**
+ * Custom authentication: called each time a physical stream opens, returns header pairs (as the
+ * official SDK requires: `authorization` and `x-databricks-zerobus-table-name`).
+ */
+export interface HeadersProvider {
+  getHeadersCallback: () => HeaderPairs | Promise<HeaderPairs>;
+}
+/** The official SDK's name for `HeadersProvider`. */
+export type JsHeadersProvider = HeadersProvider;
 
 /** The 2.0 options bag's `auth`. */
 export type Auth =
@@ -46,10 +71,10 @@ export interface StreamConfigurationOptions extends Extras {
   flushTimeoutMs?: number;
   serverLackOfAckTimeoutMs?: number;
   /** `RecordType.Json` or `RecordType.Proto` (the default, which needs `descriptorProto`). */
-  recordType?: RecordType;
+  recordType?: RecordType | number;
   streamPausedMaxWaitTimeMs?: number;
   /** 2.0 spelling of `recordType`. */
-  format?: "json" | "proto" | RecordType;
+  format?: "json" | "proto" | RecordType | number;
   /** 2.0: authentication in the options bag (instead of clientId/clientSecret/headersProvider). */
   auth?: Auth;
 }
@@ -65,9 +90,9 @@ export interface ArrowStreamConfigurationOptions extends Extras {
   flushTimeoutMs?: number;
   /** Time to open a stream: zerobus-bun's `recoveryTimeoutMs` when that is not given. */
   connectionTimeoutMs?: number;
-  ipcCompression?: IpcCompressionType;
+  ipcCompression?: IpcCompressionType | number;
   /** 2.0 spelling of `ipcCompression`. */
-  compression?: "lz4_frame" | "zstd" | "none" | IpcCompressionType;
+  compression?: "lz4_frame" | "zstd" | "none" | IpcCompressionType | number;
   auth?: Auth;
 }
 
@@ -83,7 +108,7 @@ const SAME = ["recovery", "recoveryTimeoutMs", "recoveryBackoffMs", "recoveryRet
 
 function checkKeys(options: object, known: string[], what: string): void {
   for (const key of Object.keys(options)) {
-    if ((options as Record<string, unknown>)[key] === undefined || known.includes(key)) continue;
+    if ((options as Record<string, unknown>)[key] == null || known.includes(key)) continue;
     const near = closest(key, known);
     throw invalid(`unknown ${what} option ${JSON.stringify(key)}${near ? ` (did you mean ${JSON.stringify(near)}?)` : ""}`);
   }
@@ -96,7 +121,7 @@ export function authOptions(
   provider: unknown,
   auth: Auth | undefined,
 ): { clientId?: string; clientSecret?: string; headers?: HeadersFunction } {
-  if (auth !== undefined) {
+  if (auth != null) {
     if (!auth || typeof auth !== "object") throw invalid("auth must be an object: { type: \"oauth\", clientId, clientSecret } or { type: \"custom\", headersProvider }");
     if (auth.type === "oauth") return { clientId: auth.clientId, clientSecret: auth.clientSecret };
     if (auth.type === "custom" || auth.type === "headers") return { headers: headersFunction(auth.headersProvider) };
@@ -147,27 +172,25 @@ export function recordType(o: StreamConfigurationOptions): "json" | "proto" {
 }
 
 /** zerobus-bun stream options from the official ones (auth and record type aside). */
-export function streamOptions(o: StreamConfigurationOptions | undefined): StreamOptions {
+export function streamOptions(o: StreamConfigurationOptions | null | undefined): StreamOptions {
   const opts = o ?? {};
   if (typeof opts !== "object") throw invalid("options must be an object (StreamConfigurationOptions)");
   checkKeys(opts, STREAM_KEYS, "StreamConfigurationOptions");
   const out: Record<string, unknown> = pick(opts);
-  if (opts.maxInflightRequests !== undefined) out["maxInflightRecords"] = opts.maxInflightRequests;
+  if (opts.maxInflightRequests !== undefined && opts.maxInflightRequests !== null) out["maxInflightRecords"] = clamp("maxInflightRecords", opts.maxInflightRequests);
   return out as StreamOptions;
 }
 
 /** zerobus-bun Arrow stream options from the official ones. */
-export function arrowOptions(o: ArrowStreamConfigurationOptions | undefined): StreamOptions & { compression?: "lz4_frame" | "zstd" | "none" } {
+export function arrowOptions(o: ArrowStreamConfigurationOptions | null | undefined): StreamOptions & { compression?: "lz4_frame" | "zstd" | "none" } {
   const opts = o ?? {};
   if (typeof opts !== "object") throw invalid("options must be an object (ArrowStreamConfigurationOptions)");
   checkKeys(opts, ARROW_KEYS, "ArrowStreamConfigurationOptions");
   const out: Record<string, unknown> = pick(opts);
-  if (opts.maxInflightBatches !== undefined && (typeof opts.maxInflightBatches !== "number" || !(opts.maxInflightBatches > 0))) {
-    throw invalid("maxInflightBatches must be a positive number");
-  }
-  if (opts.recoveryTimeoutMs === undefined && opts.connectionTimeoutMs !== undefined) out["recoveryTimeoutMs"] = opts.connectionTimeoutMs;
+  if (opts.maxInflightBatches != null && typeof opts.maxInflightBatches !== "number") throw invalid("maxInflightBatches must be a number");
+  if (opts.recoveryTimeoutMs == null && opts.connectionTimeoutMs != null) out["recoveryTimeoutMs"] = clamp("recoveryTimeoutMs", opts.connectionTimeoutMs);
   const c = opts.compression ?? opts.ipcCompression;
-  if (c !== undefined) {
+  if (c != null) {
     if (c === IpcCompressionType.Lz4Frame || c === "lz4_frame") out["compression"] = "lz4_frame";
     else if (c === IpcCompressionType.Zstd || c === "zstd") out["compression"] = "zstd";
     else if (c !== "none") throw invalid(`ipcCompression must be IpcCompressionType.Lz4Frame or IpcCompressionType.Zstd, got ${JSON.stringify(c)}`);
@@ -175,11 +198,31 @@ export function arrowOptions(o: ArrowStreamConfigurationOptions | undefined): St
   return out as StreamOptions;
 }
 
+/**
+ * zerobus-bun's ranges for the numeric options compat passes on. The official addon takes any
+ * 32-bit unsigned value; compat takes those too and moves them into these ranges (a fraction
+ * rounded, a negative number, which the addon reads as a huge unsigned one, as the maximum).
+ */
+const MAX_MS = 2 ** 31 - 1;
+const RANGES: Record<string, [number, number]> = {
+  maxInflightRecords: [1, MAX_MS], maxInflightBytes: [1, 2 ** 40], recoveryRetries: [0, 1000], recoveryBackoffMs: [10, MAX_MS],
+  recoveryTimeoutMs: [100, MAX_MS], serverLackOfAckTimeoutMs: [1000, MAX_MS], flushTimeoutMs: [100, MAX_MS],
+  submitTimeoutMs: [100, MAX_MS], maxRecordBytes: [1, MAX_MS], streamPausedMaxWaitTimeMs: [0, MAX_MS], maxMessageBytes: [4096, MAX_MS],
+};
+
+/** `v` moved into `name`'s range; not a number: left for zerobus-bun to refuse. */
+function clamp(name: string, v: unknown): unknown {
+  const r = RANGES[name];
+  if (!r || typeof v !== "number" || Number.isNaN(v)) return v;
+  if (v < 0) return r[1];
+  return Math.min(r[1], Math.max(r[0], Math.round(v)));
+}
+
 function pick(o: object): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const k of SAME) {
     const v = (o as Record<string, unknown>)[k];
-    if (v !== undefined) out[k] = v;
+    if (v !== undefined && v !== null) out[k] = clamp(k, v);
   }
   return out;
 }

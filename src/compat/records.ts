@@ -15,21 +15,27 @@ function protobufjsBytes(value: object): Uint8Array | undefined {
   return bytes;
 }
 
-/** One record for a JSON (`json`) or proto stream. */
+/**
+ * One record for a JSON (`json`) or proto stream. What the official SDK cannot convert at all
+ * (null, a number, JSON.stringify failing) throws here, synchronously, as it throws; a record of
+ * the wrong kind for the stream is returned as an error, for the call's promise to reject with,
+ * as the official SDK's does.
+ */
 export function record(value: unknown, json: boolean): unknown {
   if (value instanceof Uint8Array) return value;
+  if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
   if (typeof value === "string") {
     if (json) return value;
-    throw invalid("a proto stream takes encoded bytes (a Buffer) or a protobuf.js message, not a string; JSON text goes to a stream made with { recordType: RecordType.Json }");
+    return invalid("a proto stream takes encoded bytes (a Buffer) or a protobuf.js message, not a string; JSON text goes to a stream made with { recordType: RecordType.Json }");
   }
   if (value !== null && typeof value === "object" && !Array.isArray(value)) {
     const bytes = protobufjsBytes(value);
     if (bytes) {
-      if (json) throw invalid("a protobuf message was passed to a JSON stream: create the stream with recordType: RecordType.Proto and its descriptorProto, or pass the message's JSON form");
+      if (json) return invalid("a protobuf message was passed to a JSON stream: create the stream with recordType: RecordType.Proto and its descriptorProto, or pass the message's JSON form");
       return bytes;
     }
     if (json) return value;
-    throw invalid(
+    return invalid(
       "a proto stream takes encoded bytes (a Buffer) or a protobuf.js message, not a plain object: encode it first " +
         "(e.g. toBinary(Schema, message) with @bufbuild/protobuf), or create the stream with { recordType: RecordType.Json }",
     );
