@@ -3,7 +3,7 @@
 // IpcCompressionType enums, bigint offsets, Buffer / string / object records. See
 // docs/migration.md for what maps to what.
 import { InvalidArgumentError, ZerobusError } from "./errors.js";
-import { loadArrow } from "./stream.js";
+import { loadArrow } from "./arrow-ipc.js";
 import { ZerobusSdk as Sdk } from "./sdk.js";
 import {
   ArrowDataType, arrowOptions, authOptions, recordType, streamOptions,

@@ -7,7 +7,8 @@ import { DescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { lib } from "./native.js";
 import { lastError, InvalidArgumentError } from "./errors.js";
 import { closest } from "./names.js";
-import { ZerobusStream, arrowToIPC, foreignArrow, loadArrow, ownInstance, type HeadersFunction, type JsonObject, type LocalOptions, type LogEvent, type LogLevel, type RecordType } from "./stream.js";
+import { arrowToIPC, foreignArrow, loadArrow, ownInstance } from "./arrow-ipc.js";
+import { ZerobusStream, type HeadersFunction, type JsonObject, type LocalOptions, type LogEvent, type LogLevel, type RecordType } from "./stream.js";
 import { ZerobusArrowStream, type ArrowBatch } from "./arrow.js";
 
 export interface ZerobusSdkOptions {
