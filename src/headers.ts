@@ -19,15 +19,10 @@ function headersProblem(value: unknown): string | undefined {
 }
 
 /**
- * Calls `fn` for `table` and hands its answer to `reply` (at once, or when its promise settles):
- * the headers as JSON with kind 0, a failure's message with 1, why the answer is unusable with 2.
+ * Calls `fn` for `table` and hands its answer to `answer` (at once, or when its promise settles):
+ * the value, and whether it is a failure (a throw or a rejection).
  */
-export function callHeaders(fn: HeadersFunction, table: string, reply: (text: string, kind: 0 | 1 | 2) => void): void {
-  const answer = (value: unknown, failed: boolean) => {
-    if (failed) return reply(value instanceof Error ? value.message : String(value), 1);
-    const bad = headersProblem(value);
-    reply(bad ?? JSON.stringify(value), bad ? 2 : 0);
-  };
+export function callHeaders(fn: HeadersFunction, table: string, answer: (value: unknown, failed: boolean) => void): void {
   try {
     const r = fn(table);
     if (r && typeof (r as Promise<unknown>).then === "function") {
@@ -38,8 +33,19 @@ export function callHeaders(fn: HeadersFunction, table: string, reply: (text: st
   }
 }
 
-/** Answers headers request `id` of stream `h`. */
-export function replyHeaders(h: Pointer, id: number, text: string, kind: 0 | 1 | 2): void {
+/**
+ * Answers headers request `id` of stream `h` with a headers function's answer: the headers as
+ * JSON (kind 0), a failure's message (1), or why the answer is unusable (2).
+ */
+export function replyHeaders(h: Pointer, id: number, value: unknown, failed: boolean): void {
+  let text: string;
+  let kind = failed ? 1 : 0;
+  if (failed) text = value instanceof Error ? value.message : String(value);
+  else {
+    const bad = headersProblem(value);
+    text = bad ?? JSON.stringify(value);
+    if (bad) kind = 2;
+  }
   const bytes = encoder.encode(text);
   lib.zerobus_stream_headers_reply(h, id, bytes, bytes.byteLength, kind);
 }

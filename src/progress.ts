@@ -1,4 +1,4 @@
-// A named view over the native `ZerobusProgress` struct (rust/ffi/include/zerobus.h), which
+// A named view over the native `ZerobusProgress` struct (rust/ffi/include/zerobus_bun.h), which
 // `zerobus_stream_progress` fills: a stream's offsets, state, failure and pending requests.
 import type { Pointer } from "bun:ffi";
 import { lib } from "./native.js";

@@ -57,11 +57,12 @@ export function readUnacked(h: Pointer): UnackedRecord[] {
   return out;
 }
 
-/** Hands the logger events queued natively for stream `h` to `logger` (a logger that throws is ignored). */
-export function emitLog(h: Pointer, logger: (e: LogEvent) => void, table: string, streamId: string | undefined): void {
+/** Hands the logger events queued natively for stream `h` to `logger`, with the physical stream's id then (a logger that throws is ignored). */
+export function emitLog(h: Pointer, logger: (e: LogEvent) => void, table: string, id: () => string | undefined): void {
   const bytes = readNative((buf, cap) => lib.zerobus_stream_log(h, buf, cap));
   if (bytes.byteLength === 0) return;
   const { dropped, events } = JSON.parse(decoder.decode(bytes)) as { dropped: number; events: { level: LogLevel; message: string }[] };
+  const streamId = id(); // after parsing: the id is read into the same shared buffer
   const emit = (level: LogLevel, message: string) => {
     try {
       logger({ level, message, table, streamId });

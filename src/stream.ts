@@ -526,15 +526,15 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
 
   /** Hands the native side's queued events to the logger. */
   #drainLog(): void {
-    if (this.#h && this.#logger) emitLog(this.#h, this.#logger, this.table, this.streamId);
+    if (this.#h && this.#logger) emitLog(this.#h, this.#logger, this.table, () => this.streamId);
   }
 
   /** Calls the headers function for request `id` and answers it (at once, or when its promise settles). */
   #serveHeaders(id: number): void {
     this.#headersBusy = id;
-    callHeaders(this.#headersFn!, this.table, (text, kind) => {
+    callHeaders(this.#headersFn!, this.table, (value, failed) => {
       if (this.#headersBusy === id) this.#headersBusy = 0;
-      if (this.#h) replyHeaders(this.#h, id, text, kind);
+      if (this.#h) replyHeaders(this.#h, id, value, failed);
     });
   }
 
