@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 use zerobus_core::auth::{Headers, HeadersFuture, HeadersProvider};
 use zerobus_core::{ErrorCode, ZerobusError};
 
-use crate::streams::Notifier;
+use crate::notify::Notifier;
 
 type Reply = std::result::Result<Headers, ZerobusError>;
 

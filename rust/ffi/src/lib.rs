@@ -23,15 +23,30 @@ use std::sync::OnceLock;
 
 use zerobus_core::{ErrorCode, ZerobusError};
 
+// Modules that export `zerobus_*` functions are declared in the order of the C header (cbindgen
+// lists functions in the order it reads them).
+mod config;
 mod headers;
+mod notify;
 mod records;
 pub mod sink;
-mod streams;
+mod sdk;
+mod open;
+mod arrow;
+mod reports;
+mod ingest;
+mod lifecycle;
 pub mod waker;
 
+pub use arrow::*;
+pub use ingest::*;
+pub use lifecycle::*;
+pub use notify::ZerobusNotifyFn;
+pub use open::*;
 pub use records::ZerobusReleaseFn;
+pub use reports::*;
+pub use sdk::*;
 pub use sink::*;
-pub use streams::*;
 pub use waker::*;
 
 // The batch ABI reads `count` 8-byte pointers; the SDK writes them as pairs of 32-bit words.
