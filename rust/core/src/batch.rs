@@ -8,9 +8,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use prost::encoding::decode_varint;
-
-use crate::codec::len_delimited_len;
+use prost::encoding::{decode_varint, encoded_len_varint, key_len};
 
 /// The key of field 1, length-delimited.
 const ENTRY_KEY: u8 = 0x0a;
@@ -52,7 +50,7 @@ impl From<Arc<[Bytes]>> for Batch {
 
 /// Bytes of one list entry holding a record of `len` bytes.
 pub fn entry_len(len: usize) -> usize {
-    len_delimited_len(1, len)
+    key_len(1) + encoded_len_varint(len as u64) + len
 }
 
 impl Batch {

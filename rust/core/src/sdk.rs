@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use crate::auth::{workspace_id_from_endpoint, FnHeaders, Headers, OAuthHeaders, SharedHeadersProvider};
 use crate::error::{Result, ZerobusError};
-use crate::net::{NetOptions, Network};
-use crate::stream::{endpoint_url, Connect, ProgressHook, StreamOptions, TableProperties, Wire, ZerobusStream};
+use crate::net::{endpoint_url, NetOptions, Network};
+use crate::stream::{Connect, ProgressHook, StreamOptions, TableProperties, Wire, ZerobusStream};
 use crate::RecordType;
 
 /// How streams authenticate.

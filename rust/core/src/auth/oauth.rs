@@ -236,9 +236,9 @@ async fn fetch_token(net: &Network, req: TokenRequest) -> Result<(String, Durati
         .body(Full::new(bytes::Bytes::from(req.body)))
         .map_err(|e| ZerobusError::invalid(format!("bad token URL {}: {e}", req.url)))?;
     let resp = client.request(request).await.map_err(|e| {
-        match crate::stream::tls_certificate_problem(&e) {
+        match crate::net::tls_certificate_problem(&e) {
             Some(m) => ZerobusError::new(ErrorCode::Transport, format!("token request to {}: {m}", req.url)).retryable(false),
-            None => ZerobusError::new(ErrorCode::Transport, format!("token request to {} failed: {}", req.url, crate::stream::chain(&e))),
+            None => ZerobusError::new(ErrorCode::Transport, format!("token request to {} failed: {}", req.url, crate::net::chain(&e))),
         }
     })?;
     let status = resp.status();

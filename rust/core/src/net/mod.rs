@@ -1,9 +1,11 @@
 //! Connections to the Zerobus endpoint and to the token endpoint: which certificate authorities
-//! are trusted ([`tls`]), which proxy is used ([`proxy`]), and the user agent.
+//! are trusted ([`tls`]), which proxy is used ([`proxy`]), the user agent, the endpoint's URL and
+//! what connection errors mean ([`transport`]).
 
 mod link;
 mod proxy;
 mod tls;
+pub(crate) mod transport;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -17,6 +19,7 @@ use crate::error::{Result, ZerobusError};
 pub use link::{Meter, ResetOnDrop, PROGRESS_BYTES};
 pub use proxy::{no_proxy_matches, redact, Connector, Proxy, ProxySetting};
 pub use tls::{parse_pem, Trust};
+pub(crate) use transport::{chain, endpoint_url, tls_certificate_problem};
 
 /// Silence from the server after which an HTTP/2 keepalive ping is sent.
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
@@ -80,7 +83,7 @@ impl Network {
 
     /// Checks that the proxy `url` would use (if any) is usable.
     pub fn check_proxy_for(&self, url: &str) -> Result<()> {
-        let uri: Option<hyper::Uri> = crate::stream::endpoint_url(url).ok().and_then(|u| u.parse().ok());
+        let uri: Option<hyper::Uri> = endpoint_url(url).ok().and_then(|u| u.parse().ok());
         match uri.as_ref().and_then(proxy::target) {
             Some((https, host, port)) => self.proxy.proxy_for(https, host, port).map(|_| ()),
             None => Ok(()), // the URL itself is checked elsewhere
@@ -110,7 +113,7 @@ impl Network {
     /// queued before it, so a stream passes its ack timeout here: keepalive never gives up on a
     /// slow link sooner than the ack timeout would.
     pub fn channel(&self, endpoint: &str, meter: Option<Arc<Meter>>, keepalive_timeout: Duration) -> Result<Channel> {
-        let url = crate::stream::endpoint_url(endpoint)?;
+        let url = endpoint_url(endpoint)?;
         let mut ep = Endpoint::from_shared(url.clone())
             .map_err(|e| ZerobusError::invalid(format!("invalid endpoint {endpoint:?}: {e}")))?
             .user_agent(self.user_agent.as_ref())

@@ -10,7 +10,7 @@ use tonic::{Code, Status, Streaming};
 use tower_service::Service;
 
 use super::sender::RequestBody;
-use super::transport::connect_error;
+use crate::net::transport::connect_error;
 use crate::codec::{Incoming, ResponseDecoder};
 use crate::error::ZerobusError;
 

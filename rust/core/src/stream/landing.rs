@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::task::Waker;
 use std::time::Instant;
 
-use crate::codec::Payload;
+use crate::payload::Payload;
 use crate::error::ZerobusError;
 
 pub(super) struct Entry {

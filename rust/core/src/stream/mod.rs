@@ -17,7 +17,6 @@ mod log;
 mod options;
 mod sender;
 mod supervisor;
-mod transport;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -26,13 +25,13 @@ use bytes::Bytes;
 use tokio::sync::{watch, Notify};
 
 use crate::auth::SharedHeadersProvider;
-use crate::codec::{Batch, Payload};
+use crate::batch::Batch;
+use crate::payload::Payload;
 use crate::error::{ErrorCode, Result, ZerobusError};
 use crate::proto::RecordType;
 use landing::State;
 pub use log::{LogEvent, LogLevel};
 pub use options::{check_limit, Limit, StreamOptions, LIMITS};
-pub(crate) use transport::{chain, endpoint_url, tls_certificate_problem};
 
 /// What is ingested and where.
 #[derive(Clone, Debug)]

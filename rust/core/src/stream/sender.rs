@@ -14,7 +14,8 @@ use tonic::Status;
 
 use super::Shared;
 use crate::arrow::ArrowPayload;
-use crate::codec::{Frames, OutRequest, Payload, GATHER_LIMIT};
+use crate::codec::{Frames, OutRequest, GATHER_LIMIT};
+use crate::payload::Payload;
 
 /// Entries the sender takes from the landing zone per lock.
 const SEND_CHUNK: usize = 512;

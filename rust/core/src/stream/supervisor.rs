@@ -12,9 +12,10 @@ use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 
 use super::call;
 use super::sender::{Cancel, OutStream, RequestBody};
-use super::transport::status_error;
+use crate::net::transport::status_error;
 use super::{LogLevel, Shared, StreamState, Wire};
-use crate::codec::{Incoming, OutRequest, Payload};
+use crate::codec::{Incoming, OutRequest};
+use crate::payload::Payload;
 use crate::error::{ErrorCode, Result, ZerobusError};
 use crate::net::{Meter, ResetOnDrop};
 use crate::proto::{ephemeral_stream_request, CreateIngestStreamRequest, EphemeralStreamRequest};
