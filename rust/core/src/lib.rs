@@ -15,34 +15,8 @@ pub mod pool;
 pub mod sdk;
 pub mod stream;
 
-/// The Zerobus messages and gRPC server trait (`src/proto/databricks.zerobus.rs`, generated).
-pub mod proto {
-    include!("proto/databricks.zerobus.rs");
-
-    #[cfg(test)]
-    mod tests {
-        /// FNV-1a 64 of the .proto, as recorded in the generated file's header.
-        fn fnv1a(data: &[u8]) -> String {
-            let mut h: u64 = 0xcbf29ce484222325;
-            for b in data {
-                h ^= u64::from(*b);
-                h = h.wrapping_mul(0x100000001b3);
-            }
-            format!("{h:016x}")
-        }
-
-        #[test]
-        fn generated_code_matches_the_proto() {
-            let proto = include_bytes!("../../../proto/zerobus_service.proto");
-            let generated = include_str!("proto/databricks.zerobus.rs");
-            let want = format!("(FNV-1a 64 {})", fnv1a(proto));
-            assert!(
-                generated.lines().next().is_some_and(|l| l.contains(&want)),
-                "proto/zerobus_service.proto changed: regenerate with `cargo run --manifest-path rust/tools/protogen/Cargo.toml`"
-            );
-        }
-    }
-}
+/// The Zerobus messages and gRPC server trait (generated, in the `zerobus-proto` crate).
+pub use zerobus_proto::zerobus as proto;
 
 pub use auth::{Headers, HeadersProvider};
 pub use arrow_array::RecordBatch;

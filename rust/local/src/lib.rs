@@ -53,25 +53,9 @@ use tokio::task::JoinHandle;
 
 pub use faults::{FaultSpec, StatusSpec};
 
-/// The part of Arrow Flight's protocol the server speaks (DoPut), generated from
-/// `proto/flight.proto` by rust/tools/protogen; the client half is for tests and tools.
-pub mod flight_proto {
-    include!("proto/arrow.flight.protocol.rs");
-
-    #[cfg(test)]
-    mod tests {
-        #[test]
-        fn generated_code_matches_the_proto() {
-            let proto = include_bytes!("../proto/flight.proto");
-            let h = proto.iter().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100000001b3));
-            let generated = include_str!("proto/arrow.flight.protocol.rs");
-            assert!(
-                generated.lines().next().is_some_and(|l| l.contains(&format!("(FNV-1a 64 {h:016x})"))),
-                "rust/local/proto/flight.proto changed: regenerate with `cargo run --manifest-path rust/tools/protogen/Cargo.toml`"
-            );
-        }
-    }
-}
+/// The part of Arrow Flight's protocol the server speaks (DoPut; generated, in the `zerobus-proto`
+/// crate); the client half is for tests and tools.
+pub use zerobus_proto::flight as flight_proto;
 
 /// Server configuration. Deserializable from camelCase JSON (missing fields take defaults).
 #[derive(Clone, Debug, serde::Deserialize)]

@@ -22,7 +22,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::{Status, Streaming};
 
-use zerobus_core::proto::{CreateIngestStreamRequest, EphemeralStreamResponse};
+use zerobus_proto::zerobus::{CreateIngestStreamRequest, EphemeralStreamResponse};
 
 use crate::state::State;
 
@@ -303,10 +303,10 @@ pub(crate) async fn serve_call(state: Arc<State>, req: http::Request<Incoming>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use zerobus_core::proto::ephemeral_stream_request::Payload;
-    use zerobus_core::proto::ingest_record_batch_request::Batch as PBatch;
-    use zerobus_core::proto::ingest_record_request::Record;
-    use zerobus_core::proto::{EphemeralStreamRequest, IngestRecordBatchRequest, IngestRecordRequest, JsonRecordBatch, ProtoEncodedRecordBatch};
+    use zerobus_proto::zerobus::ephemeral_stream_request::Payload;
+    use zerobus_proto::zerobus::ingest_record_batch_request::Batch as PBatch;
+    use zerobus_proto::zerobus::ingest_record_request::Record;
+    use zerobus_proto::zerobus::{EphemeralStreamRequest, IngestRecordBatchRequest, IngestRecordRequest, JsonRecordBatch, ProtoEncodedRecordBatch};
 
     fn decode(m: &EphemeralStreamRequest) -> StreamRequest {
         StreamRequest::decode(Bytes::from(m.encode_to_vec())).unwrap()

@@ -19,8 +19,8 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use zerobus_core::proto::ephemeral_stream_response::Payload as RespPayload;
-use zerobus_core::proto::{
+use zerobus_proto::zerobus::ephemeral_stream_response::Payload as RespPayload;
+use zerobus_proto::zerobus::{
     CloseStreamSignal, CreateIngestStreamRequest, CreateIngestStreamResponse, EphemeralStreamResponse,
     IngestRecordResponse, RecordType,
 };

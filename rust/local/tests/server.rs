@@ -9,11 +9,11 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Status, Streaming};
 
-use zerobus_core::proto::ephemeral_stream_request::Payload as ReqPayload;
-use zerobus_core::proto::ephemeral_stream_response::Payload as RespPayload;
-use zerobus_core::proto::ingest_record_batch_request::Batch;
-use zerobus_core::proto::ingest_record_request::Record;
-use zerobus_core::proto::*;
+use zerobus_proto::zerobus::ephemeral_stream_request::Payload as ReqPayload;
+use zerobus_proto::zerobus::ephemeral_stream_response::Payload as RespPayload;
+use zerobus_proto::zerobus::ingest_record_batch_request::Batch;
+use zerobus_proto::zerobus::ingest_record_request::Record;
+use zerobus_proto::zerobus::*;
 mod common;
 use common::*;
 

@@ -1,7 +1,7 @@
 //! Regenerates the checked-in protobuf code (message types with `bytes::Bytes` for every proto
 //! `bytes` field, and gRPC server traits):
-//! - `rust/core/src/proto/databricks.zerobus.rs` from `proto/zerobus_service.proto`;
-//! - `rust/local/src/proto/arrow.flight.protocol.rs` from `rust/local/proto/flight.proto`.
+//! - `rust/proto/src/databricks.zerobus.rs` from `proto/zerobus_service.proto`;
+//! - `rust/proto/src/arrow.flight.protocol.rs` from `rust/proto/flight.proto`.
 //! protox compiles the .proto in Rust, so no protoc is needed. Run after changing a .proto:
 //!   cargo run --manifest-path rust/tools/protogen/Cargo.toml
 
@@ -45,15 +45,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "zerobus_service.proto",
         "databricks.zerobus",
         "proto/zerobus_service.proto",
-        &repo.join("rust/core/src/proto/databricks.zerobus.rs"),
+        &repo.join("rust/proto/src/databricks.zerobus.rs"),
         false,
     )?;
     generate(
-        &repo.join("rust/local/proto"),
+        &repo.join("rust/proto"),
         "flight.proto",
         "arrow.flight.protocol",
-        "rust/local/proto/flight.proto",
-        &repo.join("rust/local/src/proto/arrow.flight.protocol.rs"),
+        "rust/proto/flight.proto",
+        &repo.join("rust/proto/src/arrow.flight.protocol.rs"),
         true,
     )?;
     Ok(())

@@ -1,4 +1,4 @@
-// Generated from rust/local/proto/flight.proto (FNV-1a 64 77b6a774fb9162c3) by rust/tools/protogen:
+// Generated from rust/proto/flight.proto (FNV-1a 64 2cd1129a4ef00800) by rust/tools/protogen:
 //   cargo run --manifest-path rust/tools/protogen/Cargo.toml
 // Checked in so that builds need neither protox nor prost-build; a test fails when the
 // .proto changed without regenerating.
