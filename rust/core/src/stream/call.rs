@@ -59,3 +59,9 @@ pub(super) async fn start(
         }
     }
 }
+
+/// A status the server sent (its trailers), rather than one made here from a local error (a
+/// connection, HTTP/2 or decoding error carries its cause as the source).
+pub(super) fn from_server(status: &tonic::Status) -> bool {
+    std::error::Error::source(status).is_none()
+}

@@ -11,9 +11,9 @@
 //! zone ([`landing`]) under one short lock and wakes the sender only when it is idle. The sender
 //! ([`sender`], the HTTP/2 request body of each call ([`call`])) takes entries in chunks, cloning
 //! handles (refcount increments), and encodes them into [`crate::codec::Frames`]. The supervisor
-//! ([`supervisor`]) opens physical streams, reads cumulative acks and pops acknowledged entries;
-//! on a retryable failure it opens a new physical stream and replays the landing zone from its
-//! first entry.
+//! ([`supervisor`]) opens physical streams ([`physical`]), reads cumulative acks and pops
+//! acknowledged entries; on a retryable failure it opens a new physical stream and replays the
+//! landing zone from its first entry.
 
 mod call;
 mod close;
@@ -21,6 +21,7 @@ mod ingest;
 mod landing;
 mod log;
 mod options;
+mod physical;
 mod sender;
 mod supervisor;
 
