@@ -36,10 +36,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::faults::StreamFaults;
 use crate::state::{validate_table_name, State, Table};
-use crate::stream::{
-    accept, check_auth, check_table_header, first_message, invalid, refuse, resolve_table, run_committer, run_receiver, AckFaults,
-    CallHeaders, Pending, StreamReceiver, COMMIT_QUEUE,
-};
+use crate::admit::{accept, check_auth, check_table_header, first_message, invalid, refuse, resolve_table, CallHeaders};
+use crate::pipeline::{run_committer, run_receiver, AckFaults, Pending, StreamReceiver, COMMIT_QUEUE};
 
 /// Upper bound of the FlightData the transport buffers before the size check (`max_message_bytes`
 /// is the real limit).

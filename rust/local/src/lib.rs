@@ -34,9 +34,11 @@
 //! Rows are appended to the same `<table>.jsonl` file as JSON objects (column names as keys,
 //! explicit nulls; see `rows_json` for how each Arrow type is written). Row-count faults and `committedRecords` count rows.
 
+mod admit;
 mod faults;
 mod flight;
 mod http_api;
+mod pipeline;
 mod records;
 mod request;
 mod rows_json;

@@ -1,4 +1,5 @@
-//! `EphemeralStream` requests as the server reads them, and the gRPC method that reads them.
+//! `EphemeralStream` requests as the server reads them, and the codec the gRPC method reads them
+//! with ([`StreamCodec`]).
 //!
 //! A batch's records stay in the request's bytes and are walked in place. prost's generated
 //! decode gave each record a `Bytes` handle of its own (two atomic operations) or, for JSON, a
@@ -9,22 +10,15 @@
 //! the receiver walks it, so a payload that a later one in the same message replaces (a oneof
 //! field sent twice) is never checked. No client sends that.
 
-use std::convert::Infallible;
 use std::ops::Range;
-use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
-use futures::future::BoxFuture;
-use hyper::body::Incoming;
 use prost::encoding::{decode_key, decode_varint, skip_field, DecodeContext, WireType};
 use prost::{DecodeError, Message};
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::{Status, Streaming};
+use tonic::Status;
 
 use zerobus_proto::zerobus::{CreateIngestStreamRequest, EphemeralStreamResponse};
-
-use crate::state::State;
 
 pub(crate) const EPHEMERAL_STREAM_PATH: &str = "/databricks.zerobus.Zerobus/EphemeralStream";
 
@@ -274,30 +268,6 @@ impl Decoder for StreamCodec {
         let msg = src.copy_to_bytes(src.remaining());
         StreamRequest::decode(msg).map(Some).map_err(|e| Status::internal(e.to_string()))
     }
-}
-
-/// The `EphemeralStream` method (the Zerobus service's only one), for [`tonic::server::Grpc`].
-struct Method(Arc<State>);
-
-impl tonic::server::StreamingService<StreamRequest> for Method {
-    type Response = EphemeralStreamResponse;
-    type ResponseStream = ReceiverStream<Result<EphemeralStreamResponse, Status>>;
-    type Future = BoxFuture<'static, Result<tonic::Response<Self::ResponseStream>, Status>>;
-
-    fn call(&mut self, request: tonic::Request<Streaming<StreamRequest>>) -> Self::Future {
-        let state = self.0.clone();
-        Box::pin(async move { Ok(crate::stream::ephemeral_stream(state, request)) })
-    }
-}
-
-/// Serves a gRPC call to the Zerobus service: `EphemeralStream`, or UNIMPLEMENTED.
-pub(crate) async fn serve_call(state: Arc<State>, req: http::Request<Incoming>) -> Result<http::Response<tonic::body::Body>, Infallible> {
-    if req.uri().path() != EPHEMERAL_STREAM_PATH {
-        return Ok(Status::unimplemented(format!("{} is not implemented", req.uri().path())).into_http());
-    }
-    let max_decoding = state.config.max_record_bytes + 64 * 1024;
-    let mut grpc = tonic::server::Grpc::new(StreamCodec).apply_max_message_size_config(Some(max_decoding), Some(usize::MAX));
-    Ok(grpc.streaming(Method(state), req).await)
 }
 
 #[cfg(test)]

@@ -47,7 +47,7 @@ pub(crate) fn tls_acceptor(cert_path: &str, key_path: &str) -> Result<TlsAccepto
     Ok(TlsAcceptor::from(Arc::new(cfg)))
 }
 
-/// The gRPC services served on the port (the Zerobus service is [`crate::request::serve_call`]).
+/// The gRPC services served on the port (the Zerobus service is [`crate::stream::serve_call`]).
 #[derive(Clone)]
 struct Grpc {
     flight: FlightServiceServer<FlightIngestService>,
@@ -64,7 +64,7 @@ async fn dispatch(state: Arc<State>, mut grpc: Grpc, req: Request<Incoming>) -> 
         if req.uri().path().starts_with(FLIGHT_PREFIX) {
             grpc.flight.call(req).await
         } else {
-            crate::request::serve_call(state, req).await
+            crate::stream::serve_call(state, req).await
         }
     } else {
         Ok(http_api::handle(state, req).await)
