@@ -1,6 +1,11 @@
 //! What the caller reads from a stream, and the headers it answers: the progress snapshot (a C
 //! struct), the failure message and stream id (text), the stats and log events (JSON with the
 //! TypeScript SDK's key names), and the unacknowledged requests (a packed binary layout).
+//!
+//! Each format fits how often it is read and what it carries: progress is read after every
+//! notification, so it is a fixed struct the caller reuses; stats and log events are read
+//! rarely and have named, optional fields, so JSON; unacknowledged requests are record bytes,
+//! which JSON would have to re-encode, so length-prefixed binary.
 
 use zerobus_core::{ErrorCode, LogEvent, Payload, Stats, ZerobusError, ZerobusStream};
 
