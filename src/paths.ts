@@ -4,6 +4,7 @@ import { suffix } from "bun:ffi";
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
+import { linuxLibc } from "./libc";
 
 /** File name of the native library on this platform. */
 export const libraryFile = process.platform === "win32" ? "zerobus_bun.dll" : `libzerobus_bun.${suffix}`;
@@ -11,9 +12,9 @@ export const libraryFile = process.platform === "win32" ? "zerobus_bun.dll" : `l
 /** File name of the local server executable on this platform. */
 export const localServerFile = process.platform === "win32" ? "zerobus-local.exe" : "zerobus-local";
 
-/** Name of the prebuilt package for this platform (e.g. `zerobus-bun-linux-x64-gnu`). */
+/** Platform part of the prebuilt package's name (`zerobus-bun-<tag>`): e.g. `linux-x64-gnu`, `linux-arm64-musl`, `darwin-arm64`. */
 export function platformTag(): string {
-  const libc = process.platform === "linux" ? "-gnu" : "";
+  const libc = process.platform === "linux" ? `-${linuxLibc()}` : "";
   return `${process.platform}-${process.arch}${libc}`;
 }
 
