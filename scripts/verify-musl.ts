@@ -11,9 +11,12 @@
 //
 // x64: a copy of Bun whose ELF interpreter and RUNPATH point into that sysroot (patchelf), so it
 // runs natively and process.execPath is Bun. arm64: `qemu-aarch64 -L <sysroot>` with Bun as it is.
+// installedIngest(): the SDK and the musl package laid out as npm installs them, no ZEROBUS_*
+// variables: the package's library and zerobus-local are found by themselves.
 // Set ZEROBUS_MUSL_SYSROOT_X64 / ZEROBUS_MUSL_SYSROOT_ARM64 to use an existing sysroot (with
 // lib/ld-musl-<arch>.so.1, libstdc++.so.6 and libgcc_s.so.1 on its search path) instead.
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
 const crossDir = join(resolve(import.meta.dir, ".."), "rust", "target-cross");
@@ -166,4 +169,56 @@ export function muslRuntime(cpu: string): MuslRuntime | { skip: string } {
     return { bun: [qemu, "-L", sys.root, bun.bin], exec: [qemu, "-L", sys.root], label: "qemu-aarch64 + musl bun arm64", detail };
   }
   return { skip: `cannot run ${cpu} here` };
+}
+
+/** platformTag() under Bun for musl, then installedIngest() (needs the package's zerobus-local runnable here). */
+export function muslChecks(rt: MuslRuntime, repo: string, pkgDir: string, tag: string): Array<{ name: string; status: "PASS" | "FAIL" | "SKIP"; detail: string }> {
+  const paths = JSON.stringify(join(repo, "src", "paths.ts"));
+  const r = Bun.spawnSync([...rt.bun, "-e", `const m = await import(${paths}); console.log(m.platformTag(), process.versions.bun)`], { stdout: "pipe", stderr: "pipe", timeout: 5 * 60_000 });
+  const out = (r.stdout.toString() + r.stderr.toString()).trim();
+  const line = out.split("\n").pop() ?? "";
+  const checks = [{ name: `platformTag (${rt.label})`, status: r.exitCode === 0 && line.startsWith(`${tag} `) ? "PASS" : "FAIL", detail: `${line || out.slice(-300)} (want ${tag})` } as const];
+  if (rt.exec.length) return [...checks, { name: "installed package", status: "SKIP", detail: `its zerobus-local is for ${tag} and the SDK starts it directly (the tests start it through qemu)` }];
+  const app = installedIngest(rt, repo, pkgDir, tag);
+  return [...checks, { name: "installed package", status: app.ok ? "PASS" : "FAIL", detail: app.detail }];
+}
+
+/**
+ * An app in an empty project, with zerobus-bun and `zerobus-bun-<tag>` laid out in node_modules as
+ * npm installs them and no ZEROBUS_* variable: under Bun for musl it must find the musl package's
+ * library and zerobus-local by itself, and ingest 1000 JSON records into that server.
+ */
+export function installedIngest(rt: MuslRuntime, repo: string, pkgDir: string, tag: string): { ok: boolean; detail: string } {
+  const project = mkdtempSync(join(tmpdir(), "zerobus-musl-app-"));
+  try {
+    const nm = join(project, "node_modules");
+    for (const f of ["package.json", "src", "proto"]) cpSync(join(repo, f), join(nm, "zerobus-bun", f), { recursive: true });
+    for (const f of readdirSync(pkgDir)) cpSync(join(pkgDir, f), join(nm, `zerobus-bun-${tag}`, f));
+    symlinkSync(join(repo, "node_modules", "@bufbuild"), join(nm, "@bufbuild"));
+    writeFileSync(
+      join(project, "ingest.ts"),
+      `import { startLocalServer, ZerobusSdk, libraryPath, platformTag } from "zerobus-bun";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+const server = startLocalServer({ dataDir: mkdtempSync(join(tmpdir(), "zb-musl-")), tables: ["a.b.c"], fsync: false });
+const sdk = new ZerobusSdk({ endpoint: server.url, unityCatalogUrl: server.url });
+const stream = await sdk.createStream({ table: "a.b.c", recordType: "json", clientId: "id", clientSecret: "secret" });
+for (let i = 0; i < 1000; i++) stream.submit({ i });
+await stream.close();
+sdk.close();
+const rows = server.records("a.b.c");
+server.stop();
+console.log(\`\${platformTag()}: \${rows.length} rows, last \${JSON.stringify(rows.at(-1))}, library \${libraryPath}\`);
+`,
+    );
+    const env: Record<string, string | undefined> = { ...process.env };
+    for (const k of Object.keys(env)) if (k.startsWith("ZEROBUS_")) delete env[k];
+    const r = Bun.spawnSync([...rt.bun, "ingest.ts"], { cwd: project, env, stdout: "pipe", stderr: "pipe", timeout: 5 * 60_000 });
+    const out = (r.stdout.toString() + r.stderr.toString()).trim();
+    const want = `${tag}: 1000 rows, last {"i":999}, library ${join(nm, `zerobus-bun-${tag}`)}`;
+    return { ok: r.exitCode === 0 && out.includes(want), detail: out.split("\n").slice(-6).join(" | ") };
+  } finally {
+    rmSync(project, { recursive: true, force: true });
+  }
 }

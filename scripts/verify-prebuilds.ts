@@ -29,7 +29,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync,
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { PLATFORMS, headerFunctions, localServerFile, platformPackageJson, type Platform } from "./cross-build";
-import { muslRuntime } from "./verify-musl";
+import { muslChecks, muslRuntime } from "./verify-musl";
 
 const repoRoot = resolve(import.meta.dir, "..");
 /** Source tree whose header and tests are used (--src); the repository by default. */
@@ -443,15 +443,12 @@ function arm64Runtime(p: Platform, lib: string) {
   bunTests(p, lib, [qemu, "-L", sysroot, bun], "qemu-aarch64 + bun arm64", 20 * 60_000);
 }
 
-/** Under Bun's musl build: platformTag() says linux-<arch>-musl, then the test files with the library. */
+/** Under Bun's musl build: platformTag(), an installed app, then the test files with the library. */
 function muslTests(p: Platform, lib: string) {
   const rt = muslRuntime(p.cpu);
   if ("skip" in rt) return report(p.tag, "tests (musl bun)", "SKIP", rt.skip);
   console.log(`  ... ${rt.detail}`);
-  const paths = JSON.stringify(join(root, "src", "paths.ts"));
-  const r = spawn([...rt.bun, "-e", `const m = await import(${paths}); console.log(m.platformTag(), process.versions.bun)`], { timeoutMs: 5 * 60_000 });
-  const tag = r.out.trim().split("\n").pop() ?? "";
-  report(p.tag, `platformTag (${rt.label})`, r.code === 0 && tag.startsWith(`${p.tag} `) ? "PASS" : "FAIL", `${tag || r.out.slice(-300)} (want ${p.tag})`);
+  for (const c of muslChecks(rt, root, dirname(lib), p.tag)) report(p.tag, c.name, c.status, c.detail);
   bunTests(p, lib, rt.bun, rt.label, (rt.exec.length ? 25 : 10) * 60_000);
 }
 
