@@ -9,8 +9,9 @@
 //   libstdc++    Bun for musl needs libstdc++.so.6 (and libgcc_s), which Alpine has and Debian does
 //                not build for musl: taken from numpy's musllinux wheel (PyPI), which bundles both.
 //
-// x64: a copy of Bun whose ELF interpreter and RUNPATH point into that sysroot (patchelf), so it
-// runs natively and process.execPath is Bun. arm64: `qemu-aarch64 -L <sysroot>` with Bun as it is.
+// On the host's own CPU: a copy of Bun whose ELF interpreter and RUNPATH point into that sysroot
+// (patchelf), so it runs natively and process.execPath is Bun. arm64 on an x64 host:
+// `qemu-aarch64 -L <sysroot>` with Bun as it is.
 // installedIngest(): the SDK and the musl package laid out as npm installs them, no ZEROBUS_*
 // variables: the package's library and zerobus-local are found by themselves.
 // Set ZEROBUS_MUSL_SYSROOT_X64 / ZEROBUS_MUSL_SYSROOT_ARM64 to use an existing sysroot (with
@@ -148,7 +149,6 @@ export function muslRuntime(cpu: string): MuslRuntime | { skip: string } {
   if (!bun.bin) return { skip: bun.why };
   const detail = `Bun ${Bun.version} for musl (${bun.why}), musl loader ${sys.why}, libstdc++ ${cxx.why}`;
   if (cpu === process.arch) {
-    if (cpu !== "x64") return { bun: [bun.bin], exec: [], label: "native musl bun", detail };
     const patchelf = Bun.which("patchelf");
     if (!patchelf) return { skip: "patchelf not found (apt-get install patchelf): Bun's interpreter must point at musl >= 1.2.4" };
     const patched = join(dir, "bun");
@@ -161,7 +161,7 @@ export function muslRuntime(cpu: string): MuslRuntime | { skip: string } {
         return { skip: `patchelf failed: ${r.out}` };
       }
     }
-    return { bun: [patched], exec: [], label: "musl bun x64 (Debian musl loader)", detail: `${detail}; ${patched}: interpreter and RUNPATH set into ${sys.root}` };
+    return { bun: [patched], exec: [], label: `musl bun ${cpu} (Debian musl loader)`, detail: `${detail}; ${patched}: interpreter and RUNPATH set into ${sys.root}` };
   }
   if (cpu === "arm64") {
     const qemu = Bun.which("qemu-aarch64") ?? Bun.which("qemu-aarch64-static");
