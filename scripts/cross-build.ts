@@ -1,7 +1,7 @@
 #!/usr/bin/env bun
 // Cross-builds the native library (rust/ffi, cdylib `zerobus_bun`) and the local server executable
 // (rust/local, `zerobus-local`) for the eight prebuilt platforms with the `dist` profile (fat LTO) and
-// writes prebuilds/<platform>/{<library>, zerobus-local[.exe], package.json}.
+// writes prebuilds/<platform>/{<library>, zerobus-local[.exe], package.json, index.js}.
 //
 //   bun scripts/cross-build.ts                          # all eight platforms
 //   bun scripts/cross-build.ts --targets linux-arm64-gnu,win32-x64
@@ -109,10 +109,31 @@ export function platformPackageJson(p: Platform, version = mainVersion()): strin
     cpu: [p.cpu],
   };
   if (p.libc) pkg.libc = [p.libc];
-  pkg.main = p.file;
-  pkg.files = [p.file, localServerFile(p)];
+  pkg.type = "module";
+  pkg.main = "index.js";
+  pkg.files = ["index.js", p.file, localServerFile(p)];
   pkg.preferUnplugged = true;
   return JSON.stringify(pkg, null, 2) + "\n";
+}
+
+/**
+ * The index.js of a platform package (also committed under prebuilds/<tag>/): what zerobus-bun's
+ * src/platforms.ts requires to find the library, and what makes `bun build --compile` embed it.
+ */
+export function platformPackageIndex(p: Platform): string {
+  return `// zerobus-bun's native library for ${p.tag} (${p.triple}). \`library\` is its path. Imported
+// \`with { type: "file" }\`, the library is also embedded by \`bun build --compile\` in the executable
+// of an app that uses zerobus-bun, and \`library\` is then its path inside the executable.
+// ${localServerFile(p)}, beside it, is not imported: an executable holds it only when given to bun build.
+import library from "./${p.file}" with { type: "file" };
+
+export { library };
+`;
+}
+
+/** The committed files of a platform package, by name (the binaries come from the build). */
+export function platformPackageSources(p: Platform): Record<string, string> {
+  return { "package.json": platformPackageJson(p), "index.js": platformPackageIndex(p) };
 }
 
 /** The local server executable's file name on a platform. */
@@ -329,7 +350,7 @@ async function buildOne(p: Platform, tc: Toolchain, zigbuild: string, targetDir:
   mkdirSync(dest, { recursive: true });
   copyFileSync(built, join(dest, p.file));
   copyFileSync(builtExe, join(dest, localServerFile(p)));
-  writeFileSync(join(dest, "package.json"), platformPackageJson(p));
+  for (const [name, text] of Object.entries(platformPackageSources(p))) writeFileSync(join(dest, name), text);
   const size = statSync(join(dest, p.file)).size;
   return { tag: p.tag, ok: true, seconds, size, path: join(dest, p.file), log: logPath };
 }

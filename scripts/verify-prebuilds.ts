@@ -11,10 +11,11 @@
 // For each platform:
 //   static (always): the file format and CPU (ELF / PE / Mach-O parsed here, no external tool), the
 //     exported `zerobus_*` functions equal the functions declared in rust/ffi/include/zerobus_bun.h,
-//     the package.json fields, and per format: the newest GLIBC symbol version needed (ELF -gnu),
-//     only musl's libc needed and a static zerobus-local (ELF -musl), the DLLs
-//     imported (PE: only Windows system DLLs), the dylibs linked, minimum macOS and the ad-hoc code
-//     signature's page hashes (Mach-O; macOS on Apple Silicon refuses unsigned arm64 code).
+//     the package's package.json and index.js equal what cross-build.ts writes, and per format: the
+//     newest GLIBC symbol version needed (ELF -gnu), only musl's libc needed and a static
+//     zerobus-local (ELF -musl), the DLLs imported (PE: only Windows system DLLs), the dylibs linked,
+//     minimum macOS and the ad-hoc code signature's page hashes (Mach-O; macOS on Apple Silicon
+//     refuses unsigned arm64 code).
 //   runtime, where this machine can run it:
 //     linux-x64-gnu    bun test (basic, recovery, arrow, integrity, workers) with ZEROBUS_BUN_LIB=<lib>
 //     linux-arm64-gnu  the same under qemu-aarch64 with Bun for linux-aarch64 (npm @oven/bun-linux-aarch64)
@@ -28,7 +29,7 @@ import { createHash } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
-import { PLATFORMS, headerFunctions, localServerFile, platformPackageJson, type Platform } from "./cross-build";
+import { PLATFORMS, headerFunctions, localServerFile, platformPackageSources, type Platform } from "./cross-build";
 import { muslChecks, muslRuntime } from "./verify-musl";
 
 const repoRoot = resolve(import.meta.dir, "..");
@@ -348,12 +349,14 @@ function staticChecks(p: Platform, lib: string, pkgDir: string, header: string[]
     report(p.tag, "glibc", ok ? "PASS" : "FAIL", `newest GLIBC symbol version needed: ${g} (want <= 2.17)`);
   }
 
-  const pkgPath = join(pkgDir, "package.json");
-  if (!existsSync(pkgPath)) report(p.tag, "package.json", "FAIL", `${pkgPath} missing`);
-  else {
-    const have = readFileSync(pkgPath, "utf8");
-    const want = platformPackageJson(p);
-    report(p.tag, "package.json", have === want ? "PASS" : "FAIL", have === want ? `${JSON.parse(have).name}@${JSON.parse(have).version}, main ${p.file}` : "differs from what scripts/cross-build.ts writes (rerun it)");
+  for (const [name, want] of Object.entries(platformPackageSources(p))) {
+    const path = join(pkgDir, name);
+    if (!existsSync(path)) report(p.tag, name, "FAIL", `${path} missing`);
+    else {
+      const have = readFileSync(path, "utf8");
+      const what = name === "package.json" ? `${JSON.parse(have).name}@${JSON.parse(have).version}` : `exports the path of ${p.file}`;
+      report(p.tag, name, have === want ? "PASS" : "FAIL", have === want ? what : "differs from what scripts/cross-build.ts writes (rerun it)");
+    }
   }
   const server = join(pkgDir, localServerFile(p));
   report(p.tag, "local server", existsSync(server) ? "PASS" : "FAIL", existsSync(server) ? `${localServerFile(p)} ${(statSync(server).size / 1048576).toFixed(2)} MiB; library ${(statSync(lib).size / 1048576).toFixed(2)} MiB` : `${server} missing (bun scripts/cross-build.ts --targets ${p.tag})`);

@@ -1,9 +1,11 @@
 // Arrow streams: record batches go to Zerobus over Arrow Flight, as IPC bytes the Rust core
 // forwards without decoding.
-import type { ZerobusStream } from "./stream";
+/// <reference lib="esnext.disposable" preserve="true" />
+import type { RecordBatch, Table } from "apache-arrow";
+import type { ZerobusStream } from "./stream.js";
 
 /** What an Arrow stream ingests: IPC stream bytes, or an apache-arrow Table / RecordBatch. */
-export type ArrowBatch = Uint8Array | import("apache-arrow").Table | import("apache-arrow").RecordBatch;
+export type ArrowBatch = Uint8Array | Table | RecordBatch;
 
 export class ZerobusArrowStream implements AsyncDisposable {
   /** @internal use ZerobusSdk.createArrowStream */

@@ -1,6 +1,6 @@
 #!/usr/bin/env bun
 // The zerobus-bun command line. Exit codes: 0 success, 1 failure, 2 bad usage.
-import { DEMO_USAGE } from "./demo";
+import { DEMO_USAGE } from "./demo.js";
 
 const USAGE = `zerobus-bun: Bun SDK for Databricks Zerobus ingestion
 
@@ -20,7 +20,7 @@ class UsageError extends Error {}
 
 /** `zerobus-bun local`: the zerobus-local executable with the same arguments, in the foreground. */
 async function local(args: string[]): Promise<number> {
-  const { localServerExecutable } = await import("./local");
+  const { localServerExecutable } = await import("./local.js");
   const proc = Bun.spawn([localServerExecutable(), ...args], { stdin: "inherit", stdout: "inherit", stderr: "inherit" });
   // Ctrl-C reaches the server directly (same terminal); SIGTERM sent to this process is passed on.
   // The handlers also keep this process alive until the server has finished. (Not forwarded on
@@ -34,11 +34,11 @@ async function local(args: string[]): Promise<number> {
 
 async function version(): Promise<number> {
   const pkg = (await import("../package.json")).default as { version: string };
-  const { lib, libraryPath } = await import("./native");
-  const { localServerCandidates, firstExisting } = await import("./paths");
+  const { lib, libraryPath } = await import("./native.js");
+  const { findLocalServer } = await import("./paths.js");
   console.log(`zerobus-bun ${pkg.version} (native library ${lib.zerobus_version()})`);
   console.log(`  library:      ${libraryPath}`);
-  console.log(`  local server: ${firstExisting(localServerCandidates()) ?? "not found (see zerobus-bun local)"}`);
+  console.log(`  local server: ${findLocalServer().path ?? "not found (see zerobus-bun local)"}`);
   console.log(`  bun:          ${Bun.version} ${process.platform}-${process.arch}`);
   return 0;
 }
@@ -60,7 +60,7 @@ export async function main(argv: string[]): Promise<number> {
           console.log(DEMO_USAGE);
           return 0;
         }
-        const { parseDemoArgs, runDemo } = await import("./demo");
+        const { parseDemoArgs, runDemo } = await import("./demo.js");
         try {
           parseDemoArgs(rest);
         } catch (e) {

@@ -27,7 +27,7 @@ export function parseDemoArgs(args: string[]): { records: number; batch: number 
 
 export async function runDemo(args: string[] = []): Promise<number> {
   const { records: total, batch } = parseDemoArgs(args);
-  const { startLocalServer, ZerobusSdk } = await import("./index");
+  const { startLocalServer, ZerobusSdk } = await import("./index.js");
 
   const dataDir = mkdtempSync(join(tmpdir(), "zerobus-bun-demo-"));
   const table = "demo.default.events";

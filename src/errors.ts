@@ -1,6 +1,6 @@
 // Typed errors of the SDK. Every error carries a stable `code` and whether retrying on a new
 // stream may help (`retryable`).
-import { lib } from "./native";
+import { lib } from "./native.js";
 
 export type ErrorCode =
   | "INVALID_ARGUMENT"
@@ -38,6 +38,11 @@ export class ZerobusError extends Error {
   ) {
     super(message);
   }
+
+  /** The official SDK's name for `retryable`. */
+  get isRetryable(): boolean {
+    return this.retryable;
+  }
 }
 
 /** Bad input from the caller: fix the call, retrying will not help. */
@@ -72,3 +77,20 @@ export function lastError(context?: string): ZerobusError {
   const Cls = errorClass(code);
   return new Cls(context ? `${context}: ${text}` : text, code, retryable);
 }
+
+/** @internal */
+export const closedError = () => new ZerobusError("stream is closed", "STREAM_CLOSED", false);
+/**
+ * @internal A record the SDK could not take, as a typed error: what encoding it threw (a message schema
+ * refusing a value, JSON.stringify refusing a BigInt or a cycle, a detached ArrayBuffer).
+ */
+export function refusedRecord(e: unknown): ZerobusError {
+  if (e instanceof ZerobusError) return e;
+  const why = e instanceof Error ? e.message : String(e);
+  const err = new InvalidArgumentError(`the record cannot be taken: ${why}`, "INVALID_ARGUMENT", false);
+  (err as { cause?: unknown }).cause = e;
+  return err;
+}
+/** @internal */
+export const closingError = () =>
+  new ZerobusError("stream is closing (close() was called): it takes no more records", "STREAM_CLOSED", false);

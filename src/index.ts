@@ -1,6 +1,7 @@
-export { ZerobusSdk, type ZerobusSdkOptions, type FlushOnExitOptions, type CreateStreamOptions, type CreateArrowStreamOptions, type StreamOptions } from "./sdk";
-export { ZerobusArrowStream, type ArrowBatch } from "./arrow";
-export { ZerobusStream, type RecordType, type StreamState, type StreamStats, type UnackedRecord, type HeadersFunction, type LogEvent, type LogLevel, type JsonRecord, type JsonObject } from "./stream";
-export { ZerobusError, InvalidArgumentError, StreamFailedError, type ErrorCode } from "./errors";
-export { startLocalServer, LocalServer, type LocalServerOptions, type Fault } from "./local";
-export { libraryPath, platformTag } from "./native";
+// The package's public API (`import ... from "zerobus-bun"`).
+export { ZerobusSdk, type ZerobusSdkOptions, type FlushOnExitOptions, type ExitSignal, type CreateStreamOptions, type CreateArrowStreamOptions, type StreamOptions } from "./sdk.js";
+export { ZerobusArrowStream, type ArrowBatch } from "./arrow.js";
+export { ZerobusStream, type RecordType, type StreamState, type StreamStats, type UnackedRecord, type HeadersFunction, type LogEvent, type LogLevel, type JsonRecord, type JsonObject } from "./stream.js";
+export { ZerobusError, InvalidArgumentError, StreamFailedError, type ErrorCode } from "./errors.js";
+export { startLocalServer, LocalServer, type LocalServerOptions, type Fault } from "./local.js";
+export { libraryPath, platformTag } from "./native.js";

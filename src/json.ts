@@ -10,7 +10,7 @@
 //
 // Also here: the stricter check of a google.protobuf.Struct value (checkJsonValue), which
 // @bufbuild/protobuf converts without toJSON or wrapper objects.
-import { InvalidArgumentError } from "./errors";
+import { InvalidArgumentError } from "./errors.js";
 
 const toTag = Object.prototype.toString;
 const objectProto = Object.prototype;

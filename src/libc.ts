@@ -21,7 +21,7 @@ function detect(): Libc {
   } catch {
     header = undefined;
   }
-  if (typeof header?.glibcVersionRuntime === "string") return "gnu";
+  if (typeof header?.["glibcVersionRuntime"] === "string") return "gnu";
   // 2. The dynamic loader Bun's executable names: /lib/ld-musl-<arch>.so.1 on musl,
   //    /lib64/ld-linux-x86-64.so.2 or /lib/ld-linux-aarch64.so.1 with glibc.
   const interp = elfInterpreter(process.execPath);

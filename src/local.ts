@@ -1,12 +1,14 @@
 // A local Zerobus server for tests, demos and benchmarks: the `zerobus-local` executable (Rust,
-// shipped beside the client library in each platform package), run as a child process. gRPC
+// shipped beside the client library in each platform package), run as a child process (from a copy
+// in the temporary directory when it is embedded in a `bun build --compile` executable). gRPC
 // ingestion, the OAuth token endpoint, durable JSON-lines files per table, and scriptable faults.
 // The SDK's native library holds only the client.
+/// <reference lib="esnext.disposable" preserve="true" />
 import type { Subprocess } from "bun";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { firstExisting, localServerCandidates, platformTag } from "./paths";
+import { findLocalServer, isEmbedded, localServerFile } from "./paths.js";
 
 export interface LocalServerOptions {
   host?: string;
@@ -70,18 +72,38 @@ export interface Fault {
 const START_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 15_000;
 
-/** The `zerobus-local` executable this SDK runs; throws naming where it looked. */
+/** The `zerobus-local` executable this SDK runs; throws naming where it looked and what to do. */
 export function localServerExecutable(): string {
-  const candidates = localServerCandidates();
-  const found = firstExisting(candidates);
-  if (!found) {
-    throw new Error(
-      `zerobus-bun: the zerobus-local executable was not found for ${platformTag()}. Looked in:\n  ${candidates.join("\n  ")}\n` +
-        "Install the matching zerobus-bun-<platform> package, build it with `bun run build:native`, " +
-        "or set ZEROBUS_LOCAL_BIN to its path.",
-    );
+  const { path, message } = findLocalServer();
+  if (!path) throw new Error(message);
+  return runnable(path);
+}
+
+let extracted: string | undefined;
+
+/**
+ * `path`, or for an executable embedded in this one (which cannot be run where it is) a copy in a
+ * directory of its own under the temporary directory, made once per process, removed at exit.
+ */
+function runnable(path: string): string {
+  if (!isEmbedded(path)) return path;
+  if (extracted) return extracted;
+  const dir = mkdtempSync(join(tmpdir(), "zerobus-local-exe-"));
+  const exe = join(dir, localServerFile);
+  try {
+    writeFileSync(exe, readFileSync(path), { mode: 0o755 });
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    throw new Error(`zerobus-bun: cannot copy the embedded ${localServerFile} to ${dir} (${(e as Error).message}); set TMPDIR to a writable directory, or ZEROBUS_LOCAL_BIN to a zerobus-local executable`);
   }
-  return found;
+  process.once("exit", () => {
+    try {
+      rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // Windows keeps the file of a running executable: the server may still be ending
+    }
+  });
+  return (extracted = exe);
 }
 
 type ReadyState = { url?: string; error?: string; stopped?: boolean };
@@ -224,11 +246,14 @@ export function startLocalServer(options: LocalServerOptions = {}): LocalServer 
   const dir = mkdtempSync(join(tmpdir(), "zerobus-local-"));
   const ready = join(dir, "ready.json");
   const config = JSON.stringify({ ...options, dataDir });
-  const proc = Bun.spawn([exe, "--config", config, "--ready-file", ready, "--exit-on-stdin-close"], {
-    stdin: "pipe",
-    stdout: "ignore",
-    stderr: "inherit",
-  });
+  let proc: Subprocess<"pipe", "ignore", "inherit">;
+  try {
+    proc = Bun.spawn([exe, "--config", config, "--ready-file", ready, "--exit-on-stdin-close"], { stdin: "pipe", stdout: "ignore", stderr: "inherit" });
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    const where = extracted === exe ? ` (a copy of the one embedded in this executable: if ${tmpdir()} does not allow running programs, set TMPDIR to a directory that does)` : "";
+    throw new Error(`cannot start local server (${exe}${where}): ${(e as Error).message}`);
+  }
   // The server must not keep this process alive; it exits when this process does (stdin closes).
   proc.unref();
   const deadline = Date.now() + START_TIMEOUT_MS;

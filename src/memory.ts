@@ -19,7 +19,7 @@
 // resident size stays put: it pays for no collection.
 import { ptr, type Pointer } from "bun:ffi";
 import { isMainThread } from "node:worker_threads";
-import { lib } from "./native";
+import { lib } from "./native.js";
 
 /**
  * Byte arrays up to this size are copied by Rust during the ingest call instead of pinned. In a

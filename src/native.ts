@@ -1,10 +1,11 @@
 // Loads the zerobus-bun native library (Rust cdylib) and declares its C ABI for bun:ffi.
 import { dlopen, FFIType } from "bun:ffi";
-import { firstExisting, libraryCandidates, platformTag } from "./paths";
+import { findLibrary } from "./paths.js";
 
 // usize is passed as u64: every supported target is 64-bit.
 const T = FFIType;
 
+/** @internal The C ABI, as bun:ffi declares it. */
 export const symbols = {
   zerobus_version: { args: [], returns: T.cstring },
   zerobus_last_error_code: { args: [], returns: T.i32 },
@@ -45,21 +46,16 @@ export const symbols = {
   zerobus_stream_free: { args: [T.ptr], returns: T.void },
 } as const;
 
-export { libraryFile, platformTag, embeddedLibrary, libraryCandidates } from "./paths";
+export { libraryFile, platformTag } from "./paths.js";
 
 function load() {
-  const candidates = libraryCandidates();
-  const path = firstExisting(candidates);
-  if (!path) {
-    throw new Error(
-      `zerobus-bun: native library not found for ${platformTag()}. Looked in:\n  ${candidates.join("\n  ")}\n` +
-        "Install the matching zerobus-bun-<platform> package, build it with `bun run build:native`, " +
-        "or set ZEROBUS_BUN_LIB to the library path.",
-    );
-  }
+  const { path, message } = findLibrary();
+  if (!path) throw new Error(message);
   return { lib: dlopen(path, symbols), path };
 }
 
 const loaded = load();
+/** @internal The native functions. */
 export const lib = loaded.lib.symbols;
+/** The native library this process loaded: its path, or its place inside a compiled executable. */
 export const libraryPath = loaded.path;

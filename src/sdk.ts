@@ -1,11 +1,15 @@
 // The SDK entry point: one Zerobus endpoint, many streams.
+/// <reference lib="esnext.disposable" preserve="true" />
 import type { Pointer } from "bun:ffi";
+import type { Schema as ArrowSchema } from "apache-arrow";
 import { toBinary, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
 import { DescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
-import { lib } from "./native";
-import { lastError, InvalidArgumentError } from "./errors";
-import { ZerobusStream, arrowToIPC, foreignArrow, loadArrow, ownInstance, type HeadersFunction, type JsonObject, type LocalOptions, type LogEvent, type LogLevel, type RecordType } from "./stream";
-import { ZerobusArrowStream, type ArrowBatch } from "./arrow";
+import { lib } from "./native.js";
+import { lastError, InvalidArgumentError } from "./errors.js";
+import { closest } from "./names.js";
+import { arrowToIPC, foreignArrow, loadArrow, ownInstance } from "./arrow-ipc.js";
+import { ZerobusStream, type HeadersFunction, type JsonObject, type LocalOptions, type LogEvent, type LogLevel, type RecordType } from "./stream.js";
+import { ZerobusArrowStream, type ArrowBatch } from "./arrow.js";
 
 export interface ZerobusSdkOptions {
   /** Zerobus gRPC endpoint: `https://<workspace-id>.zerobus.<region>.cloud.databricks.com`, or `http://host:port`. */
@@ -103,8 +107,8 @@ export interface CreateStreamOptions<S extends DescMessage = DescMessage> extend
 
 /** A stream with a @bufbuild/protobuf schema: takes its messages, init objects and encoded bytes. */
 export type SchemaStreamOptions<S extends DescMessage> = CreateStreamOptions<S> & { schema: S; recordType?: "proto" };
-/** A proto stream without a schema (a `descriptor`, or `recordType: "proto"`): takes encoded bytes. */
-export type BytesStreamOptions = CreateStreamOptions & { schema?: undefined } & ({ recordType: "proto" } | { recordType?: undefined; descriptor: Uint8Array });
+/** A proto stream without a schema (with a `descriptor`): takes encoded bytes. */
+export type BytesStreamOptions = CreateStreamOptions & { schema?: undefined; recordType?: "proto"; descriptor: Uint8Array };
 /** A JSON stream: takes JSON objects, JSON text and UTF-8 bytes. */
 export type JsonStreamOptions = CreateStreamOptions & { schema?: undefined; descriptor?: undefined; recordType?: "json" };
 
@@ -112,7 +116,7 @@ export interface CreateArrowStreamOptions extends StreamOptions {
   /** Target table, `catalog.schema.table`. */
   table: string;
   /** The batches' schema: an apache-arrow Schema, or Arrow IPC stream bytes that start with it. */
-  schema: import("apache-arrow").Schema | Uint8Array;
+  schema: ArrowSchema | Uint8Array;
   clientId?: string;
   clientSecret?: string;
   /** As for `createStream`: static headers or a function returning them. */
@@ -131,9 +135,16 @@ export interface CreateArrowStreamOptions extends StreamOptions {
   compression?: "lz4_frame" | "zstd" | "none";
 }
 
+/** A signal `flushOnExit` can handle: the names `process.on` takes. */
+export type ExitSignal =
+  | "SIGABRT" | "SIGALRM" | "SIGBUS" | "SIGCHLD" | "SIGCONT" | "SIGFPE" | "SIGHUP" | "SIGILL" | "SIGINT" | "SIGIO"
+  | "SIGIOT" | "SIGKILL" | "SIGPIPE" | "SIGPOLL" | "SIGPROF" | "SIGPWR" | "SIGQUIT" | "SIGSEGV" | "SIGSTKFLT"
+  | "SIGSTOP" | "SIGSYS" | "SIGTERM" | "SIGTRAP" | "SIGTSTP" | "SIGTTIN" | "SIGTTOU" | "SIGUNUSED" | "SIGURG"
+  | "SIGUSR1" | "SIGUSR2" | "SIGVTALRM" | "SIGWINCH" | "SIGXCPU" | "SIGXFSZ" | "SIGBREAK" | "SIGLOST" | "SIGINFO";
+
 export interface FlushOnExitOptions {
   /** Signals that flush and close every stream, then exit with 128 + the signal number. Default SIGINT and SIGTERM; `false` for none. */
-  signals?: NodeJS.Signals[] | false;
+  signals?: ExitSignal[] | false;
   /** How long exiting may wait for acknowledgements, in all. Default 30,000 ms. */
   timeoutMs?: number;
 }
@@ -147,7 +158,7 @@ const NUMERIC_OPTIONS = [
   "serverLackOfAckTimeoutMs", "flushTimeoutMs", "submitTimeoutMs", "maxRecordBytes", "streamPausedMaxWaitTimeMs",
   "maxMessageBytes",
 ];
-const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGTERM: 15 };
+const SIGNAL_NUMBERS: Partial<Record<ExitSignal, number>> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGTERM: 15 };
 
 const invalid = (message: string) => new InvalidArgumentError(message, "INVALID_ARGUMENT", false);
 
@@ -157,14 +168,31 @@ function jsOptions(rest: StreamOptions, zeroCopy: unknown): LocalOptions {
   return { flushTimeoutMs: rest.flushTimeoutMs, submitTimeoutMs: rest.submitTimeoutMs, zeroCopy: zeroCopy === true };
 }
 
-/** Refuses keys not in `known` (typos would otherwise be ignored), naming a close match. */
+/** Names the official SDK (and its compat entry) uses for options zerobus-bun names differently. */
+const OFFICIAL_NAMES: Record<string, string> = {
+  tableName: "table",
+  descriptorProto: "descriptor",
+  maxInflightRequests: "maxInflightRecords",
+  ipcCompression: "compression",
+  format: "recordType",
+};
+
+/** Refuses keys not in `known` (typos would otherwise be ignored), naming the option meant. */
 function checkKeys(options: object, known: readonly string[], what: string): void {
   for (const key of Object.keys(options)) {
     if (known.includes(key)) continue;
-    const near = known.find((k) => k.toLowerCase() === key.toLowerCase());
-    throw invalid(`unknown ${what} option ${JSON.stringify(key)}${near ? ` (did you mean ${JSON.stringify(near)}?)` : ""}`);
+    const official = OFFICIAL_NAMES[key];
+    const near = official && known.includes(official) ? official : closest(key, known);
+    const compat = official ? "; zerobus-bun/compat takes the official SDK's names and arguments" : "";
+    throw invalid(`unknown ${what} option ${JSON.stringify(key)}${near ? ` (did you mean ${JSON.stringify(near)}?${compat})` : compat ? ` (${compat.slice(2)})` : ""}`);
   }
 }
+
+const STREAM_OPTIONS = [
+  "table", "clientId", "clientSecret", "headers", "recovery", "zeroCopy", ...NUMERIC_OPTIONS,
+];
+const CREATE_STREAM_OPTIONS = [...STREAM_OPTIONS, "recordType", "descriptor", "schema"];
+const CREATE_ARROW_STREAM_OPTIONS = [...STREAM_OPTIONS, "schema", "keepDictionaries", "compression"];
 
 /** Numbers must be finite (JSON would turn NaN and Infinity into null, i.e. the default); ranges are checked natively. */
 function checkNumbers(options: Record<string, unknown>): void {
@@ -174,7 +202,7 @@ function checkNumbers(options: Record<string, unknown>): void {
       throw invalid(`${key} must be a finite number, got ${typeof v === "number" ? String(v) : typeof v}`);
     }
   }
-  if (options.recovery !== undefined && typeof options.recovery !== "boolean") throw invalid("recovery must be true or false");
+  if (options["recovery"] !== undefined && typeof options["recovery"] !== "boolean") throw invalid("recovery must be true or false");
 }
 
 /** The auth part of the native stream options, and the headers function if `headers` is one. */
@@ -209,7 +237,7 @@ export class ZerobusSdk implements Disposable {
     const { caCertificates, proxy, applicationName, logger, logLevel } = options;
     if (logger !== undefined && typeof logger !== "function") throw invalid("logger must be a function (event) => void");
     if (logLevel !== undefined && !LOG_LEVELS.includes(logLevel)) throw invalid(`logLevel must be one of ${LOG_LEVELS.join(", ")}, got ${String(logLevel)}`);
-    const envLevel = process.env.ZEROBUS_LOG?.toLowerCase() as LogLevel | undefined;
+    const envLevel = process.env["ZEROBUS_LOG"]?.toLowerCase() as LogLevel | undefined;
     const level = logLevel ?? (envLevel && LOG_LEVELS.includes(envLevel) ? envLevel : logger ? "info" : undefined);
     this.#log = level ? { logger: logger ?? stderrLogger, level } : undefined;
     if (caCertificates !== undefined && typeof caCertificates !== "string" && !(caCertificates instanceof Uint8Array)) {
@@ -272,7 +300,7 @@ export class ZerobusSdk implements Disposable {
       if (left > 0) console.error(`zerobus-bun: exiting with ${left} records not acknowledged`);
     };
     let exiting = false;
-    const onSignal = (signal: NodeJS.Signals) => {
+    const onSignal = (signal: ExitSignal) => {
       if (exiting) return;
       exiting = true;
       until = performance.now() + timeoutMs;
@@ -321,9 +349,9 @@ export class ZerobusSdk implements Disposable {
   openStream(options: CreateStreamOptions): ZerobusStream<unknown>;
   openStream(options: CreateStreamOptions): ZerobusStream<any> {
     if (!this.#h) throw new InvalidArgumentError("SDK is closed", "INVALID_ARGUMENT", false);
-    if (!options || typeof options.table !== "string") {
-      throw new InvalidArgumentError("createStream needs a table name", "INVALID_ARGUMENT", false);
-    }
+    if (!options || typeof options !== "object") throw invalid("createStream takes an options object ({ table, ... })");
+    checkKeys(options, CREATE_STREAM_OPTIONS, "createStream");
+    if (typeof options.table !== "string") throw invalid("createStream needs `table`: the table name, catalog.schema.table");
     const { table, recordType, descriptor, schema, clientId, clientSecret, headers, zeroCopy, ...rest } = options;
     checkNumbers(rest as Record<string, unknown>);
     const local = jsOptions(rest, zeroCopy);
@@ -336,6 +364,9 @@ export class ZerobusSdk implements Disposable {
     if (type !== "json" && type !== "proto") {
       throw new InvalidArgumentError(`recordType must be "json" or "proto", got ${String(type)}`, "INVALID_ARGUMENT", false);
     }
+    if (type === "proto" && !desc) {
+      throw invalid("a proto stream needs `schema` (a @bufbuild/protobuf message schema, e.g. EventSchema) or `descriptor` (a serialized DescriptorProto)");
+    }
     const auth = authOptions(clientId, clientSecret, headers);
     const json = JSON.stringify({ table, recordType: type, ...auth.json, logLevel: this.#log?.level, ...rest });
     return this.#track(new ZerobusStream(this.#h, table, type, json, type === "proto" ? desc : undefined, schema, local, auth.fn, this.#log?.logger));
@@ -347,9 +378,9 @@ export class ZerobusSdk implements Disposable {
    */
   async createArrowStream(options: CreateArrowStreamOptions): Promise<ZerobusArrowStream> {
     if (!this.#h) throw new InvalidArgumentError("SDK is closed", "INVALID_ARGUMENT", false);
-    if (!options || typeof options.table !== "string") {
-      throw new InvalidArgumentError("createArrowStream needs a table name", "INVALID_ARGUMENT", false);
-    }
+    if (!options || typeof options !== "object") throw invalid("createArrowStream takes an options object ({ table, schema, ... })");
+    checkKeys(options, CREATE_ARROW_STREAM_OPTIONS, "createArrowStream");
+    if (typeof options.table !== "string") throw invalid("createArrowStream needs `table`: the table name, catalog.schema.table");
     const { table, schema, clientId, clientSecret, headers, zeroCopy, ...rest } = options;
     checkNumbers(rest as Record<string, unknown>);
     const local = jsOptions(rest, zeroCopy);
@@ -357,7 +388,7 @@ export class ZerobusSdk implements Disposable {
     // apache-arrow is optional: without it, streams take IPC bytes only.
     const arrow = await loadArrow();
     if (schema instanceof Uint8Array) schemaIpc = schema;
-    else if (arrow && ownInstance(arrow.Schema, schema)) schemaIpc = arrowToIPC(new arrow.Table(schema as import("apache-arrow").Schema));
+    else if (arrow && ownInstance(arrow.Schema, schema)) schemaIpc = arrowToIPC(new arrow.Table(schema as ArrowSchema));
     else if (schema && typeof schema === "object" && Array.isArray((schema as { fields?: unknown }).fields)) {
       throw arrow ? foreignArrow("this Schema") : invalid("an apache-arrow Schema needs the apache-arrow package installed (npm install apache-arrow); or pass the schema as Arrow IPC bytes");
     } else {

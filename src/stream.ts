@@ -1,185 +1,43 @@
-// A Zerobus ingestion stream over the native library.
-import { ptr, type Pointer } from "bun:ffi";
-import { create, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
-import { lib } from "./native";
-import { codeName, errorClass, lastError, InvalidArgumentError, ZerobusError, type ErrorCode } from "./errors";
-import { COPY_MAX, drainReleased, hold, releaseFn, sink, stablePtr } from "./memory";
-import { activate, deactivate, notifyTarget, watch, type Pollable } from "./wake";
-import { checkJsonText, jsonText } from "./json";
-import { checkMessage } from "./validate";
+// A Zerobus ingestion stream over the native library: its state machine (open, recover, close,
+// fail), the public ingest/submit/wait API, the JavaScript queue of records waiting for capacity,
+// and polling. Records are marshalled by records.ts, waiters kept by waiters.ts, progress and
+// reports read by progress.ts and reports.ts.
+/// <reference lib="esnext.disposable" preserve="true" />
+import type { Pointer } from "bun:ffi";
+import type { DescMessage } from "@bufbuild/protobuf";
+import { lib } from "./native.js";
+import { closedError, closingError, codeName, errorClass, lastError, refusedRecord, InvalidArgumentError, ZerobusError } from "./errors.js";
+import { COPY_MAX, drainReleased, sink } from "./memory.js";
+import { activate, deactivate, notifyTarget, watch, type Pollable } from "./wake.js";
+import { Progress } from "./progress.js";
+import {
+  BACKPRESSURE, RUN_ARRAY_MAX, RUN_STRING_MAX, Run, copyOf, keep, prepare, prepareBatch, rules, submitBatch, submitOne,
+  type Prepared, type PreparedBatch, type Rules,
+} from "./records.js";
+import { emptyStats, emitLog, readErrorMessage, readStats, readStreamId, readUnacked } from "./reports.js";
+import type { HeadersFunction, LogEvent, RecordType, StreamState, StreamStats, UnackedRecord } from "./types.js";
+import { AckWaiters, type OtherWaiter } from "./waiters.js";
+import { CapacityQueue } from "./queue.js";
+import { callHeaders, replyHeaders } from "./headers.js";
+import { BLOCK_SLICE_MS, waitForCapacity, type Blocked } from "./blocking.js";
 
-export type RecordType = "json" | "proto";
-
-export type StreamState = "opening" | "open" | "recovering" | "closing" | "closed" | "failed";
-const STATES: StreamState[] = ["opening", "open", "recovering", "closing", "closed", "failed"];
-
-/**
- * An object record for a JSON stream (serialized once with JSON.stringify): any object but a
- * protobuf message, which has no faithful JSON form here (use toJson, or a proto stream).
- */
-export type JsonObject = { readonly $typeName?: never; readonly [field: string]: unknown } | (object & { readonly $typeName?: never });
-/** A record for a JSON stream: an object, JSON text, or UTF-8 bytes. */
-export type JsonRecord = JsonObject | string | Uint8Array;
-
-const BACKPRESSURE = -4;
-/** Progress states (`ZerobusProgress.state`) that end a stream. */
-const CLOSED = 4;
-const FAILED = 5;
-/** Strings up to this size are encoded into a scratch buffer and copied by Rust; larger ones are pinned. */
-const COPY_LIMIT = 16 * 1024;
-const encoder = new TextEncoder();
-const scratch = new Uint8Array(new ArrayBuffer(COPY_LIMIT * 3));
-const scratchPtr = ptr(scratch);
-const msgBuf = new Uint8Array(4096);
-const decoder = new TextDecoder();
-/**
- * Single `ingest()` calls of small records made in one tick are gathered into a run and queued
- * by one native call (one lock, one copy, one wake-up of the sender for the lot), each still a
- * request of its own. A run is sent at the end of the tick (a microtask), when it is full, and
- * before anything else that queues records or reads offsets, so the order of calls is kept.
- */
-const RUN_BYTES = 256 * 1024;
-const RUN_RECORDS = 4096;
-/** Strings up to this length join a run; byte arrays up to RUN_ARRAY_MAX that would be copied anyway. */
-const RUN_STRING_MAX = 4096;
-const RUN_ARRAY_MAX = 8192;
-
-/** A stream's running totals (`stream.stats()`). Arrow streams count rows as records. */
-export interface StreamStats {
-  recordsIngested: number;
-  bytesIngested: number;
-  /** Handed to a physical stream, replays included. */
-  recordsSent: number;
-  bytesSent: number;
-  recordsAcked: number;
-  bytesAcked: number;
-  /** Queued or sent, not yet acknowledged. */
-  recordsInflight: number;
-  bytesInflight: number;
-  /** Physical streams opened (1 + recoveries). */
-  streamsOpened: number;
-  /** Physical streams that replaced a broken or server-closed one. */
-  recoveries: number;
-  /** OAuth tokens fetched for this stream (cache hits not counted). */
-  tokensFetched: number;
-  /** The error that ended the last physical stream (even if recovered), or the stream's error once failed. */
-  lastError?: ZerobusError;
-}
-
-/** How much the SDK reports to its logger. */
-export type LogLevel = "error" | "warn" | "info" | "debug";
-
-/** One event for the SDK's `logger`. */
-export interface LogEvent {
-  level: LogLevel;
-  message: string;
-  /** The stream's table. */
-  table: string;
-  /** The server's id of the current physical stream, once one is open. */
-  streamId?: string;
-}
-
-/** A request not acknowledged (`stream.unackedRecords()`). */
-export interface UnackedRecord {
-  /** Its logical offset on the stream it came from. */
-  offset: number;
-  /** Whether it was one batch request (`ingestBatch`), else a single record. */
-  batch: boolean;
-  /** Its records' bytes: JSON as UTF-8 text, protobuf encoded; an Arrow batch as one IPC stream (schema, dictionaries, batch). */
-  records: Uint8Array[];
-}
+export type { StreamState, HeadersFunction, RecordType, JsonObject, JsonRecord, StreamStats, UnackedRecord, LogEvent, LogLevel } from "./types.js";
 
 /** Stream options applied in JavaScript (the rest go to the native stream). */
 export interface LocalOptions {
-  flushTimeoutMs?: number;
-  submitTimeoutMs?: number;
+  flushTimeoutMs?: number | undefined;
+  submitTimeoutMs?: number | undefined;
   /** Caller arrays over COPY_MAX bytes are read in place (else every caller array is copied). */
   zeroCopy?: boolean;
 }
 
-/** The `headers` option as a function: called with the table name each time a physical stream opens. */
-export type HeadersFunction = (table: string) => Record<string, string> | Promise<Record<string, string>>;
-
-/** Why `value` is not a headers object (an object of string values), or undefined if it is. */
-function headersProblem(value: unknown): string | undefined {
-  if (!value || typeof value !== "object" || Array.isArray(value)) {
-    return `headers function must return an object of strings, got ${Array.isArray(value) ? "an array" : typeof value}`;
-  }
-  for (const [k, v] of Object.entries(value)) {
-    if (typeof v !== "string") return `headers function returned a ${typeof v} for header ${JSON.stringify(k)} (values must be strings)`;
-  }
-  return undefined;
-}
-
-/**
- * The bytes a native `call(buf, cap)` writes; it returns the length it needs (writing only when
- * that fits, or a prefix). Called again with a buffer of that length until it fits; the result
- * may be a view of the shared `msgBuf`, valid until the next call.
- */
-function readNative(call: (buf: Uint8Array, cap: number) => number | bigint): Uint8Array {
-  let buf = msgBuf;
-  let n: number;
-  while ((n = Number(call(buf, buf.length))) > buf.length) buf = new Uint8Array(n);
-  return buf.subarray(0, n);
-}
-
-function emptyStats(): StreamStats {
-  return {
-    recordsIngested: 0, bytesIngested: 0, recordsSent: 0, bytesSent: 0, recordsAcked: 0, bytesAcked: 0,
-    recordsInflight: 0, bytesInflight: 0, streamsOpened: 0, recoveries: 0, tokensFetched: 0,
-  };
-}
-/** A NULL pointer argument: bun:ffi converts a number faster than `null`. */
-const NULL = 0 as unknown as Pointer;
-/** How long one blocking native wait of `submit` lasts before JS looks again. */
-const BLOCK_SLICE_MS = 100;
-
-interface Queued {
-  batch: boolean;
-  prepared: Prepared | PreparedBatch;
-  resolve: (offset: number) => void;
-  reject: (e: unknown) => void;
-}
-
-/**
- * Bytes the SDK itself made (encoded text or messages, Arrow IPC written from a Table, copies of
- * the caller's arrays): nobody else holds them, so Rust may read them in place.
- */
-class Owned {
-  constructor(readonly bytes: Uint8Array) {}
-}
-/** A copy of `bytes` in memory of its own (a Buffer's `slice()` would share the caller's). */
-function copyOf(bytes: Uint8Array): Uint8Array {
-  return new Uint8Array(bytes);
-}
-/** Bytes the SDK made, as Rust should take them: small ones are copied during the call anyway. */
-function own(bytes: Uint8Array): Uint8Array | Owned {
-  return bytes.byteLength <= COPY_MAX ? bytes : new Owned(bytes);
-}
-/** A record ready for the native call: text, the SDK's own bytes, or the caller's array. */
-type Prepared = Uint8Array | string | Owned;
-type PreparedBatch = Prepared[];
+const encoder = new TextEncoder();
 
 /** Frees the native stream of a ZerobusStream that was dropped without close(). */
 const dropped = new FinalizationRegistry<Pointer>((h) => {
   lib.zerobus_stream_free(h);
   drainReleased();
 });
-
-const closedError = () => new ZerobusError("stream is closed", "STREAM_CLOSED", false);
-/**
- * A record the SDK could not take, as a typed error: what encoding it threw (a message schema
- * refusing a value, JSON.stringify refusing a BigInt or a cycle, a detached ArrayBuffer).
- */
-function refusedRecord(e: unknown): ZerobusError {
-  if (e instanceof ZerobusError) return e;
-  const why = e instanceof Error ? e.message : String(e);
-  const err = new InvalidArgumentError(`the record cannot be taken: ${why}`, "INVALID_ARGUMENT", false);
-  (err as { cause?: unknown }).cause = e;
-  return err;
-}
-const closingError = () =>
-  new ZerobusError("stream is closing (close() was called): it takes no more records", "STREAM_CLOSED", false);
 
 /**
  * A stream that takes records of type `T` besides encoded bytes (a `Uint8Array`, always taken):
@@ -189,8 +47,7 @@ const closingError = () =>
  */
 export class ZerobusStream<T = unknown> implements AsyncDisposable {
   #h: Pointer | null;
-  #progress = new BigInt64Array(6);
-  #i32 = new Int32Array(this.#progress.buffer);
+  #progress = new Progress();
   #acked = -1;
   #last = -1;
   #streamsOpened = 0;
@@ -199,25 +56,19 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   /** close() was called: no more records are taken. */
   #closing = false;
   #error: ZerobusError | undefined;
-  #json: boolean;
-  #arrow: boolean;
-  #schema: DescMessage | undefined;
-  // Ack waiters of ingest(): offsets ascending, parallel arrays with a moving head.
-  #wOff: number[] = [];
-  #wRes: ((o: number) => void)[] = [];
-  #wRej: ((e: unknown) => void)[] = [];
-  #wHead = 0;
-  // Other waiters (waitForOffset, flush, open, close).
-  #others: { offset: number; until?: StreamState[]; resolve: () => void; reject: (e: unknown) => void }[] = [];
+  /** What the stream makes of records and the native calls that queue them. */
+  #rules: Rules;
+  /** The promises of ingest() calls, each waiting for its offset. */
+  #waiters = new AckWaiters();
+  /** Other waits (waitForOffset, flush, open, close). */
+  #others: OtherWaiter[] = [];
   // Records waiting for capacity (max inflight reached), in call order.
-  #queued: Queued[] = [];
+  #queued = new CapacityQueue();
   /** Registered with the realm's waker while work is outstanding (that also keeps the process alive). */
   #pollable: Pollable = { poll: () => this.#poll() };
   #active = false;
   readonly table: string;
   #flushTimeoutMs: number;
-  /** Caller arrays larger than this are read in place (zeroCopy); others are copied during the call. */
-  #inPlaceMin: number;
   /** Caller arrays up to this size join a run (they would be copied anyway). */
   #runArrayMax: number;
   #submitTimeoutMs: number;
@@ -229,16 +80,11 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   /** Receives the native side's events (the SDK's `logger`). */
   #logger: ((e: LogEvent) => void) | undefined;
   /** What recreating this stream needs: the native SDK, options JSON, descriptor / Arrow schema, record type. */
-  #blueprint: { recordType: RecordType | "arrow"; optionsJson: string; descriptor?: Uint8Array; local: LocalOptions };
+  #blueprint: { recordType: RecordType | "arrow"; optionsJson: string; descriptor: Uint8Array | undefined; local: LocalOptions };
   /** Unacknowledged requests of a failed stream, read before its native handle was freed. */
   #finalUnacked: UnackedRecord[] | undefined;
-  // The run (see RUN_BYTES): records back to back in #runBuf, their lengths in #runLens. Their
-  // waiters are the last #runN entries of the ack waiters, with offset Infinity until queued.
-  #runBuf: Uint8Array | undefined;
-  #runPtr: Pointer = NULL;
-  #runLens: Uint32Array | undefined;
-  #runN = 0;
-  #runAt = 0;
+  /** The run of small ingest() calls (records.ts). Its waiters are the last `run.n` ack waiters, with offset Infinity until queued. */
+  #run = new Run();
   #runTask = () => this.#flushRun();
 
   /**
@@ -262,14 +108,12 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     this.#blueprint = { recordType, optionsJson, descriptor: descriptor ? copyOf(descriptor) : undefined, local };
     this.#flushTimeoutMs = local.flushTimeoutMs ?? 300_000;
     this.#submitTimeoutMs = local.submitTimeoutMs ?? 60_000;
-    this.#inPlaceMin = local.zeroCopy ? COPY_MAX : Infinity;
-    this.#runArrayMax = Math.min(this.#inPlaceMin, RUN_ARRAY_MAX);
-    this.#json = recordType === "json";
-    this.#arrow = recordType === "arrow";
-    this.#schema = schema;
+    const inPlaceMin = local.zeroCopy ? COPY_MAX : Infinity;
+    this.#runArrayMax = Math.min(inPlaceMin, RUN_ARRAY_MAX);
+    this.#rules = rules(recordType, schema, inPlaceMin);
     const opts = encoder.encode(optionsJson);
     const d = descriptor && descriptor.byteLength > 0 ? descriptor : null;
-    const open = this.#arrow ? lib.zerobus_arrow_stream_open : lib.zerobus_stream_open;
+    const open = this.#rules.arrow ? lib.zerobus_arrow_stream_open : lib.zerobus_stream_open;
     const [notify, userdata] = notifyTarget();
     this.#h = open(sdk, opts, opts.byteLength, d, d ? d.byteLength : 0, sink, notify, userdata) as Pointer | null;
     if (!this.#h) throw lastError("cannot create stream");
@@ -300,8 +144,8 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   /** Physical streams opened so far (1 + recoveries). */
   get streamsOpened(): number {
     if (this.#h) {
-      lib.zerobus_stream_progress(this.#h, this.#progress);
-      this.#streamsOpened = Number(this.#progress[2]);
+      this.#progress.read(this.#h);
+      this.#streamsOpened = this.#progress.streamsOpened;
     }
     return this.#streamsOpened;
   }
@@ -319,10 +163,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     this.#flushRun();
     const h = this.#h;
     if (!h) return this.#finalStats ?? emptyStats();
-    const raw = JSON.parse(decoder.decode(readNative((buf, cap) => lib.zerobus_stream_stats(h, buf, cap))));
-    const e = raw.lastError as { code: ErrorCode; message: string; retryable: boolean } | null;
-    raw.lastError = e ? new (errorClass(e.code))(e.message, e.code, e.retryable) : undefined;
-    return raw as StreamStats;
+    return readStats(h);
   }
 
   /**
@@ -335,24 +176,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     this.#flushRun();
     const h = this.#h;
     if (!h) return (this.#finalUnacked ?? []).map((u) => ({ offset: u.offset, batch: u.batch, records: u.records.map(copyOf) }));
-    const buf = readNative((b, cap) => lib.zerobus_stream_unacked(h, b, cap));
-    const n = buf.byteLength;
-    const view = new DataView(buf.buffer, buf.byteOffset, n);
-    const out: UnackedRecord[] = [];
-    for (let at = 0; at < n; ) {
-      const offset = Number(view.getBigInt64(at, true));
-      const kind = view.getUint32(at + 8, true);
-      const count = view.getUint32(at + 12, true);
-      at += 16;
-      const records: Uint8Array[] = [];
-      for (let i = 0; i < count; i++) {
-        const len = view.getUint32(at, true);
-        records.push(buf.slice(at + 4, at + 4 + len));
-        at += 4 + len;
-      }
-      out.push({ offset, batch: kind === 1, records });
-    }
-    return out;
+    return readUnacked(h);
   }
 
   /** @internal ZerobusSdk.recreateStream: a new stream like this one, with its unacknowledged requests queued first. */
@@ -362,7 +186,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     }
     const b = this.#blueprint;
     const unacked = this.unackedRecords();
-    const next = new ZerobusStream<T>(sdk, this.table, b.recordType, b.optionsJson, b.descriptor, this.#schema, b.local, this.#headersFn, this.#logger);
+    const next = new ZerobusStream<T>(sdk, this.table, b.recordType, b.optionsJson, b.descriptor, this.#rules.schema, b.local, this.#headersFn, this.#logger);
     // Their bytes are the copies just read: queued in order, each request as it was (a batch stays one batch).
     try {
       for (const u of unacked) {
@@ -378,9 +202,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
 
   /** The server's id of the current physical stream. */
   get streamId(): string | undefined {
-    if (!this.#h) return undefined;
-    const n = Number(lib.zerobus_stream_id(this.#h, msgBuf, msgBuf.length));
-    return n ? decoder.decode(msgBuf.subarray(0, n)) : undefined;
+    return this.#h ? readStreamId(this.#h) : undefined;
   }
 
   // ---- ingestion ---------------------------------------------------------------------------
@@ -531,8 +353,8 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   #ingest(batch: boolean, input: unknown): Promise<number> {
     try {
       if (this.#closing) throw this.#h ? closingError() : closedError();
-      const prepared = batch ? this.#prepareBatch(input as readonly unknown[]) : this.#prepare(input);
-      if (!batch && !this.#arrow && this.#queued.length === 0 && this.#h) {
+      const prepared = batch ? prepareBatch(this.#rules, input as readonly unknown[]) : prepare(this.#rules, input);
+      if (!batch && !this.#rules.arrow && this.#queued.length === 0 && this.#h) {
         const p = prepared as Prepared;
         if (typeof p === "string" ? p.length <= RUN_STRING_MAX : p instanceof Uint8Array && p.byteLength <= this.#runArrayMax) return this.#joinRun(p as Uint8Array | string);
       }
@@ -548,20 +370,32 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     }
   }
 
-  #submit(batch: boolean, input: unknown): number {
+  #submit(batch: boolean, input: unknown, wait = true): number {
     try {
-      return this.#submitNow(batch, input);
+      return this.#submitNow(batch, input, wait);
     } catch (e) {
       throw refusedRecord(e);
     }
   }
 
-  #submitNow(batch: boolean, input: unknown): number {
+  /**
+   * @internal Queues like `submit` when the stream has room and nothing waits before it;
+   * returns -1 instead of blocking otherwise (zerobus-bun/compat waits asynchronously).
+   */
+  _offer(batch: boolean, input: unknown): number {
+    return this.#submit(batch, input, false);
+  }
+
+  /** Queues now: waits (blocking, `wait`) for capacity, or returns -1 where it would wait. */
+  #submitNow(batch: boolean, input: unknown, wait: boolean): number {
     if (this.#closing) throw this.#h ? closingError() : closedError();
-    const prepared = batch ? this.#prepareBatch(input as readonly unknown[]) : this.#prepare(input);
+    const prepared = batch ? prepareBatch(this.#rules, input as readonly unknown[]) : prepare(this.#rules, input);
     this.#flushRun();
     let deadline = 0; // set on the first wait: reading the clock per record costs
-    if (this.#queued.length > 0) this.#drainQueueBlocking((deadline = performance.now() + this.#submitTimeoutMs));
+    if (this.#queued.length > 0) {
+      if (!wait) return -1;
+      this.#drainQueueBlocking((deadline = performance.now() + this.#submitTimeoutMs));
+    }
     for (;;) {
       const r = this.#submitPrepared(batch, prepared);
       if (r >= 0) {
@@ -570,66 +404,15 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
         return r;
       }
       if (r !== BACKPRESSURE) throw lastError();
+      if (!wait) return -1;
       this.#blockForCapacity((deadline ||= performance.now() + this.#submitTimeoutMs));
     }
   }
 
   /** One native ingest call: an offset, or a negative error code. */
   #submitPrepared(batch: boolean, prepared: Prepared | PreparedBatch): number {
-    return batch ? this.#submitBatch(prepared as PreparedBatch) : this.#submitOne(prepared as Prepared);
-  }
-
-  #prepare(record: unknown): Prepared {
-    if (record instanceof Uint8Array) {
-      if (record.byteLength === 0 && (record.buffer as ArrayBuffer).detached) {
-        throw new InvalidArgumentError("the record's ArrayBuffer is detached (transferred): it holds no bytes any more", "INVALID_ARGUMENT", false);
-      }
-      if (record.byteLength > this.#inPlaceMin) {
-        // A resizable buffer may shrink under the record, unmapping its memory: copied instead.
-        const b = record.buffer as ArrayBuffer & { resizable?: boolean };
-        if (b.resizable) return own(copyOf(record));
-      }
-      return record;
-    }
-    if (this.#arrow) return own(arrowToIPC(record));
-    if (this.#json) return typeof record === "string" ? checkJsonText(record) : jsonText(record);
-    if (this.#schema && record !== null && typeof record === "object") {
-      const schema = this.#schema;
-      checkMessage(schema, record);
-      // Messages made with create(); plain init objects are accepted too.
-      const msg = (record as { $typeName?: string }).$typeName === schema.typeName ? record : create(schema, record as never);
-      return own(toBinary(schema, msg as MessageShape<DescMessage>));
-    }
-    throw new InvalidArgumentError(
-      this.#schema
-        ? `a proto stream takes encoded bytes (Uint8Array) or ${this.#schema.typeName} messages`
-        : "a proto stream takes encoded bytes (Uint8Array); pass `schema` to createStream to ingest message objects",
-      "INVALID_ARGUMENT",
-      false,
-    );
-  }
-
-  /**
-   * What the JavaScript queue may hold until a native call takes it: a copy of a caller's array
-   * the native call would have copied (the caller may reuse it as soon as ingest returns).
-   */
-  #keep(p: Prepared): Prepared {
-    return p instanceof Uint8Array && p.byteLength <= this.#inPlaceMin ? own(copyOf(p)) : p;
-  }
-
-  #prepareBatch(records: readonly unknown[]): PreparedBatch {
-    if (!Array.isArray(records)) throw new InvalidArgumentError("ingestBatch takes an array of records", "INVALID_ARGUMENT", false);
-    if (records.length === 0) throw new InvalidArgumentError("a batch needs at least one record", "INVALID_ARGUMENT", false);
-    const out: PreparedBatch = new Array(records.length);
-    for (let i = 0; i < records.length; i++) {
-      try {
-        out[i] = this.#prepare(records[i]);
-      } catch (e) {
-        if (e instanceof InvalidArgumentError) throw new InvalidArgumentError(`record ${i} of the batch: ${e.message}`, "INVALID_ARGUMENT", false);
-        throw e;
-      }
-    }
-    return out;
+    const h = this.#handle();
+    return batch ? submitBatch(this.#rules, h, prepared as PreparedBatch) : submitOne(this.#rules, h, prepared as Prepared);
   }
 
   #handle(): Pointer {
@@ -637,111 +420,30 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     return this.#h;
   }
 
-  #submitOne(p: Prepared): number {
-    const h = this.#handle();
-    const fn = this.#arrow ? lib.zerobus_ingest_ipc_batch : this.#json ? lib.zerobus_ingest_json_bytes : lib.zerobus_ingest_proto_bytes;
-    if (typeof p === "string") {
-      if (p.length <= COPY_LIMIT) {
-        const { written } = encoder.encodeInto(p, scratch);
-        return fn(h, scratchPtr, written, NULL, NULL) as number;
-      }
-      p = own(encoder.encode(p));
-    }
-    // The SDK's own bytes, and the caller's large arrays with zeroCopy, are read in place (pinned
-    // until Rust releases them); every other array is copied during the call.
-    if (p instanceof Owned) return fn(h, stablePtr(p.bytes), p.bytes.byteLength, releaseFn, hold(p.bytes) as unknown as Pointer) as number;
-    if (p.byteLength <= this.#inPlaceMin) return fn(h, p.byteLength ? ptr(p) : NULL, p.byteLength, NULL, NULL) as number;
-    return fn(h, stablePtr(p), p.byteLength, releaseFn, hold(p) as unknown as Pointer) as number;
-  }
-
-  #submitBatch(records: PreparedBatch): number {
-    const h = this.#handle();
-    // Strings are packed into one buffer (encoded once); byte arrays go by pointer.
-    if (records.every((r) => typeof r === "string")) {
-      let total = 0;
-      for (const r of records as string[]) total += r.length * 3;
-      const fn = this.#json ? lib.zerobus_ingest_json_bytes_packed : lib.zerobus_ingest_proto_bytes_packed;
-      const lens = new Uint32Array(records.length);
-      // Fits the scratch buffer: Rust copies it during the call; else a fresh buffer, pinned.
-      const buf = total <= scratch.byteLength ? scratch : new Uint8Array(new ArrayBuffer(total));
-      let at = 0;
-      for (let i = 0; i < records.length; i++) {
-        const { written } = encoder.encodeInto(records[i] as string, buf.subarray(at));
-        lens[i] = written;
-        at += written;
-      }
-      // Copied as any array up to COPY_MAX is (in a Worker, every one: its heap may go while a
-      // replay still needs the bytes).
-      if (buf === scratch || at <= COPY_MAX) return fn(h, buf === scratch ? scratchPtr : ptr(buf), at, lens, records.length, NULL, NULL) as number;
-      return fn(h, at ? stablePtr(buf) : null, at, lens, records.length, releaseFn, hold(buf) as unknown as Pointer) as number;
-    }
-    const items = records.map((r) => (typeof r === "string" ? own(encoder.encode(r)) : r));
-    const arrays = items.map((r) => (r instanceof Owned ? r.bytes : r));
-    // One release covers the batch: read in place only if every record may be (the SDK's own
-    // bytes; the caller's large arrays with zeroCopy), else Rust copies them all during the call.
-    const pin = items.every((r) => r instanceof Owned || r.byteLength > this.#inPlaceMin);
-    // `count` 8-byte pointers, written as pairs of 32-bit words (every target is 64-bit little-endian).
-    const ptrs = new Uint32Array(arrays.length * 2);
-    const lens = new Uint32Array(arrays.length);
-    for (let i = 0; i < arrays.length; i++) {
-      const a = arrays[i]!;
-      const p = a.byteLength === 0 ? 0 : ((pin ? stablePtr(a) : ptr(a)) as unknown as number);
-      ptrs[2 * i] = p % 0x100000000;
-      ptrs[2 * i + 1] = Math.floor(p / 0x100000000);
-      lens[i] = a.byteLength;
-    }
-    const fn = this.#json ? lib.zerobus_ingest_json_bytes_batch : lib.zerobus_ingest_proto_bytes_batch;
-    if (!pin) return fn(h, ptrs, lens, arrays.length, NULL, NULL) as number;
-    return fn(h, ptrs, lens, arrays.length, releaseFn, hold(arrays) as unknown as Pointer) as number;
-  }
-
   /** Adds a small record to the run; its promise settles like any ingest()'s. */
   #joinRun(p: Uint8Array | string): Promise<number> {
-    if (!this.#runBuf) {
-      this.#runBuf = new Uint8Array(new ArrayBuffer(RUN_BYTES)); // ArrayBuffer-backed: its pointer is stable
-      this.#runPtr = ptr(this.#runBuf);
-      this.#runLens = new Uint32Array(RUN_RECORDS);
-    }
-    let n = this.#runN === RUN_RECORDS ? -1 : this.#fitRun(p);
-    if (n < 0) {
+    if (!this.#run.add(p)) {
       // Full: sent now (a run sent while records wait for capacity joins them: #flushRun).
       this.#flushRun();
-      n = this.#fitRun(p); // an empty run holds any record small enough to join one
+      this.#run.add(p); // an empty run holds any record small enough to join one
     }
-    this.#runLens![this.#runN++] = n;
-    this.#runAt += n;
-    if (this.#runN === 1) queueMicrotask(this.#runTask); // a run's first record: sent at the end of the tick
+    if (this.#run.n === 1) queueMicrotask(this.#runTask); // a run's first record: sent at the end of the tick
     return this.#waiter(Infinity);
-  }
-
-  /** Writes `p` at the end of the run; its length, or -1 if it does not fit (nothing is added). */
-  #fitRun(p: Uint8Array | string): number {
-    const buf = this.#runBuf!;
-    const at = this.#runAt;
-    if (typeof p === "string") {
-      const r = encoder.encodeInto(p, buf.subarray(at));
-      return r.read === p.length ? r.written : -1;
-    }
-    if (RUN_BYTES - at < p.byteLength) return -1;
-    buf.set(p, at);
-    return p.byteLength;
   }
 
   /** Queues the run: by one native call, or (refused as a whole) one record at a time. */
   #flushRun(): void {
-    const n = this.#runN;
+    const run = this.#run;
+    const n = run.n;
     if (n === 0) return;
-    const bytes = this.#runAt;
-    this.#runN = 0;
-    this.#runAt = 0;
-    const start = this.#wOff.length - n;
+    const start = this.#waiters.length - n;
     // Records already waiting for capacity go first: then the run waits behind them.
     if (this.#queued.length === 0) {
       // A run is dropped with its waiters (#settleAll) when the handle goes: #h is set here.
-      const fn = this.#json ? lib.zerobus_ingest_json_bytes_each : lib.zerobus_ingest_proto_bytes_each;
-      const last = fn(this.#h!, this.#runPtr, bytes, this.#runLens!, n) as number;
+      const last = run.send(this.#rules, this.#h!);
       if (last >= 0) {
-        for (let i = 0, o = last - n + 1; i < n; i++, o++) this.#wOff[start + i] = o;
+        run.clear();
+        for (let i = 0, o = last - n + 1; i < n; i++, o++) this.#waiters.setOffset(start + i, o);
         if (last > this.#last) this.#last = last;
         return;
       }
@@ -749,13 +451,10 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     // A record refused, or not enough capacity for all: the run's records join the queue, which
     // takes each as ingest() alone would (its own error; the rest wait for capacity). The run
     // buffer is reused, so they are copied out of it.
-    const res = this.#wRes.splice(start);
-    const rej = this.#wRej.splice(start);
-    this.#wOff.length = start;
-    for (let i = 0, at = 0; i < n; i++) {
-      const record = this.#runBuf!.slice(at, (at += this.#runLens![i]!));
-      this.#queued.push({ batch: false, prepared: record, resolve: res[i]!, reject: rej[i]! });
-    }
+    const records = run.records();
+    run.clear();
+    const { resolve, reject } = this.#waiters.takeFrom(start);
+    for (let i = 0; i < n; i++) this.#queued.push({ batch: false, prepared: records[i]!, resolve: resolve[i]!, reject: reject[i]! });
     this.#drainQueue();
     this.#arm();
   }
@@ -767,19 +466,13 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
 
   /** A promise that settles when `offset` is acknowledged (or the stream ends first). */
   #waiter(offset: number): Promise<number> {
-    const p = new Promise<number>((resolve, reject) => this.#addWaiter(offset, resolve, reject));
+    const p = new Promise<number>((resolve, reject) => this.#waiters.add(offset, resolve, reject));
     if (!this.#active) this.#arm();
     return p;
   }
 
-  #addWaiter(offset: number, resolve: (o: number) => void, reject: (e: unknown) => void): void {
-    this.#wOff.push(offset);
-    this.#wRes.push(resolve);
-    this.#wRej.push(reject);
-  }
-
   #enqueue(batch: boolean, prepared: Prepared | PreparedBatch): Promise<number> {
-    const kept = batch ? (prepared as PreparedBatch).map((r) => this.#keep(r)) : this.#keep(prepared as Prepared);
+    const kept = batch ? (prepared as PreparedBatch).map((r) => keep(this.#rules, r)) : keep(this.#rules, prepared as Prepared);
     const p = new Promise<number>((resolve, reject) => {
       this.#queued.push({ batch, prepared: kept, resolve, reject });
     });
@@ -789,25 +482,15 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
 
   /** Submits queued records while there is capacity. */
   #drainQueue(): void {
-    while (this.#queued.length > 0 && this.#h) {
-      const q = this.#queued[0]!;
-      let r: number;
-      try {
-        r = this.#submitPrepared(q.batch, q.prepared);
-      } catch (e) {
-        this.#queued.shift();
-        q.reject(refusedRecord(e));
-        continue;
-      }
-      if (r === BACKPRESSURE) return;
-      this.#queued.shift();
-      if (r >= 0) {
+    if (!this.#h) return;
+    this.#queued.drain(
+      (q) => this.#submitPrepared(q.batch, q.prepared),
+      (r, q) => {
         if (r > this.#last) this.#last = r;
-        this.#addWaiter(r, q.resolve, q.reject);
-      } else {
-        q.reject(lastError());
-      }
-    }
+        this.#waiters.add(r, q.resolve, q.reject);
+      },
+      refusedRecord,
+    );
   }
 
   /** Hands every ingest still waiting for capacity to the native stream, past its limits (closing). */
@@ -824,94 +507,35 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     }
   }
 
-  /**
-   * Blocks until an acknowledgement frees capacity, the stream fails, or `deadline` passes
-   * (then throws TIMEOUT). Released buffers are forgotten while waiting, so a tight submit loop
-   * holds no more than the in-flight limits.
-   */
+  /** Blocks until an acknowledgement frees capacity (blocking.ts). */
   #blockForCapacity(deadline: number): void {
-    const h = this.#handle();
-    const acked = this.#nativeAcked();
-    for (;;) {
-      drainReleased();
-      // A reconnect may be waiting for headers: a sync headers function is answered from here
-      // (an async one cannot run while this thread blocks).
-      if (this.#headersFn && this.#i32[9] !== 0 && this.#i32[9] !== this.#headersBusy) this.#serveHeaders(this.#i32[9]!);
-      const last = Number(this.#progress[1]);
-      if (last <= acked) return; // everything acknowledged meanwhile
-      const left = deadline - performance.now();
-      if (left <= 0) {
-        throw new ZerobusError(
-          `submit waited ${this.#submitTimeoutMs} ms (submitTimeoutMs) for capacity: records ${acked + 1} to ${last} are still not acknowledged`,
-          "TIMEOUT",
-          true,
-        );
-      }
-      const rc = lib.zerobus_stream_wait_for_offset(h, acked + 1, Math.ceil(Math.min(left, BLOCK_SLICE_MS)));
-      if (rc === 0) {
-        drainReleased();
-        return;
-      }
-      const now = this.#nativeAcked();
-      if (this.#i32[6] === FAILED || this.#i32[6] === CLOSED || codeName(rc) !== "TIMEOUT") {
-        // The stream's own failure (which may also be a TIMEOUT), not the end of this wait.
+    const blocked: Blocked = {
+      h: this.#handle(),
+      progress: this.#progress,
+      serveHeaders: () => {
+        const wanted = this.#progress.headersWanted;
+        if (this.#headersFn && wanted !== 0 && wanted !== this.#headersBusy) this.#serveHeaders(wanted);
+      },
+      failure: () => {
         this.#poll();
-        throw this.#error ?? lastError();
-      }
-      if (now > acked) return;
-    }
+        return this.#error ?? lastError();
+      },
+    };
+    waitForCapacity(blocked, deadline, this.#submitTimeoutMs);
   }
 
   /** Hands the native side's queued events to the logger. */
   #drainLog(): void {
-    const h = this.#h;
-    if (!h || !this.#logger) return;
-    const bytes = readNative((buf, cap) => lib.zerobus_stream_log(h, buf, cap));
-    if (bytes.byteLength === 0) return;
-    const { dropped, events } = JSON.parse(decoder.decode(bytes)) as { dropped: number; events: { level: LogLevel; message: string }[] };
-    const streamId = this.streamId;
-    const emit = (level: LogLevel, message: string) => {
-      try {
-        this.#logger!({ level, message, table: this.table, streamId });
-      } catch {
-        // a throwing logger must not break the stream
-      }
-    };
-    if (dropped > 0) emit("warn", `${dropped} older log events were dropped (the logger fell behind)`);
-    for (const e of events) emit(e.level, e.message);
+    if (this.#h && this.#logger) emitLog(this.#h, this.#logger, this.table, () => this.streamId);
   }
 
   /** Calls the headers function for request `id` and answers it (at once, or when its promise settles). */
   #serveHeaders(id: number): void {
     this.#headersBusy = id;
-    const answer = (value: unknown, failed: boolean) => {
+    callHeaders(this.#headersFn!, this.table, (value, failed) => {
       if (this.#headersBusy === id) this.#headersBusy = 0;
-      if (!this.#h) return;
-      let text: string;
-      let isError = failed ? 1 : 0;
-      if (failed) text = value instanceof Error ? value.message : String(value);
-      else {
-        const bad = headersProblem(value);
-        text = bad ?? JSON.stringify(value);
-        if (bad) isError = 2;
-      }
-      const bytes = encoder.encode(text);
-      lib.zerobus_stream_headers_reply(this.#h, id, bytes, bytes.byteLength, isError);
-    };
-    try {
-      const r = this.#headersFn!(this.table);
-      if (r && typeof (r as Promise<unknown>).then === "function") {
-        (r as Promise<unknown>).then((v) => answer(v, false), (e) => answer(e, true));
-      } else answer(r, false);
-    } catch (e) {
-      answer(e, true);
-    }
-  }
-
-  #nativeAcked(): number {
-    if (!this.#h) return this.#acked;
-    lib.zerobus_stream_progress(this.#h, this.#progress);
-    return Number(this.#progress[0]);
+      if (this.#h) replyHeaders(this.#h, id, value, failed);
+    });
   }
 
   /** Reads progress, settles what it can, and keeps the stream active while work is outstanding. */
@@ -919,44 +543,22 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     drainReleased();
     if (!this.#h) return;
     this.#flushRun();
-    lib.zerobus_stream_progress(this.#h, this.#progress);
-    const acked = Number(this.#progress[0]);
-    const last = Number(this.#progress[1]);
+    const pr = this.#progress;
+    pr.read(this.#h);
+    const acked = pr.acked;
+    const last = pr.lastOffset;
     if (last > this.#last) this.#last = last;
-    this.#streamsOpened = Number(this.#progress[2]);
-    this.#state = STATES[this.#i32[6]!] ?? "failed";
-    const wanted = this.#i32[9]!;
+    this.#streamsOpened = pr.streamsOpened;
+    this.#state = pr.state;
+    const wanted = pr.headersWanted;
     if (wanted !== 0 && wanted !== this.#headersBusy) this.#serveHeaders(wanted);
-    if (this.#i32[10] !== 0 && this.#logger) this.#drainLog();
+    if (pr.logPending && this.#logger) this.#drainLog();
     if (this.#state === "failed" && !this.#error) {
-      const code = codeName(this.#i32[7]!);
-      const n = Number(lib.zerobus_stream_error_message(this.#h, msgBuf, msgBuf.length));
-      const text = decoder.decode(msgBuf.subarray(0, Math.min(n, msgBuf.length)));
-      const Cls = errorClass(code);
-      this.#error = new Cls(text, code, this.#i32[8] === 1, { first: acked + 1, last: this.#last });
+      const code = codeName(pr.errorCode);
+      this.#error = new (errorClass(code))(readErrorMessage(this.#h), code, pr.errorRetryable, { first: acked + 1, last: this.#last });
     }
     if (acked > this.#acked) this.#acked = acked;
-    // Ack waiters, in offset order.
-    let i = this.#wHead;
-    const off = this.#wOff;
-    while (i < off.length && off[i]! <= acked) {
-      this.#wRes[i]!(off[i]!);
-      i++;
-    }
-    if (i > this.#wHead) {
-      if (i === off.length) {
-        this.#wOff = [];
-        this.#wRes = [];
-        this.#wRej = [];
-        i = 0;
-      } else if (i > 4096 && i * 2 > off.length) {
-        this.#wOff = off.slice(i);
-        this.#wRes = this.#wRes.slice(i);
-        this.#wRej = this.#wRej.slice(i);
-        i = 0;
-      }
-      this.#wHead = i;
-    }
+    this.#waiters.resolveUpTo(acked);
     if (this.#queued.length > 0) this.#drainQueue();
     if (this.#others.length > 0) {
       this.#others = this.#others.filter((w) => {
@@ -975,22 +577,16 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
   #settleAll(): void {
     const err =
       this.#error ?? new ZerobusError("stream closed before the record was acknowledged", "STREAM_CLOSED", false);
-    for (let i = this.#wHead; i < this.#wOff.length; i++) this.#wRej[i]!(err);
-    this.#runN = 0;
-    this.#runAt = 0;
-    this.#wOff = [];
-    this.#wRes = [];
-    this.#wRej = [];
-    this.#wHead = 0;
-    for (const q of this.#queued) q.reject(err);
-    this.#queued = [];
+    this.#waiters.rejectAll(err);
+    this.#run.clear();
+    this.#queued.rejectAll(err);
     for (const w of this.#others) w.reject(err);
     this.#others = [];
   }
 
   /** Work outstanding: promises waiting, or records not yet acknowledged on a live stream. */
   #pending(): boolean {
-    if (this.#wHead < this.#wOff.length || this.#queued.length > 0 || this.#others.length > 0) return true;
+    if (this.#waiters.pending || this.#queued.length > 0 || this.#others.length > 0) return true;
     return this.#last > this.#acked && this.#state !== "failed" && this.#state !== "closed";
   }
 
@@ -1002,7 +598,7 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     if (want) {
       // Reading progress re-arms the native notification, which fires once per read: a change
       // while the stream was idle would otherwise leave it waiting for the fallback timer.
-      lib.zerobus_stream_progress(this.#h!, this.#progress);
+      this.#progress.read(this.#h!);
       activate(this.#pollable);
     } else deactivate(this.#pollable);
   }
@@ -1032,59 +628,4 @@ export class ZerobusStream<T = unknown> implements AsyncDisposable {
     this.#arm();
     drainReleased();
   }
-}
-
-type ArrowModule = typeof import("apache-arrow");
-let arrowModule: ArrowModule | undefined;
-
-/**
- * Loads apache-arrow (an optional peer dependency) as an ES module: the same module instance as
- * the application's own `import`, so its Tables are recognised by its writer (a `require` would
- * load a second copy). Undefined when it is not installed. The import sits inside try/catch so
- * that bundlers (`bun build`, `--compile`) accept its absence and include it when present.
- */
-export async function loadArrow(): Promise<ArrowModule | undefined> {
-  if (arrowModule) return arrowModule;
-  try {
-    arrowModule = await import("apache-arrow");
-  } catch {
-    return undefined;
-  }
-  return arrowModule;
-}
-
-/**
- * `value` was made by this copy of apache-arrow. Its classes answer `instanceof` for objects of any
- * copy (they check a marker), but only its own objects can be written as IPC by it.
- */
-export function ownInstance(cls: Function, value: unknown): boolean {
-  return Function.prototype[Symbol.hasInstance].call(cls, value);
-}
-
-/** An error for an apache-arrow object made by a different copy of apache-arrow. */
-export function foreignArrow(what: string): InvalidArgumentError {
-  return new InvalidArgumentError(
-    `${what} comes from a different copy of apache-arrow than the one zerobus-bun loads ` +
-      `(${import.meta.resolve?.("apache-arrow") ?? "apache-arrow"}), so it cannot be written as Arrow IPC here: ` +
-      "make your project resolve a single apache-arrow, or pass Arrow IPC stream bytes (tableToIPC(table, \"stream\"))",
-    "INVALID_ARGUMENT",
-    false,
-  );
-}
-
-/** An apache-arrow Table or RecordBatch as Arrow IPC stream bytes (one encode pass, in JS). */
-export function arrowToIPC(value: unknown): Uint8Array {
-  const v = value as { schema?: unknown; batches?: unknown; numRows?: unknown; data?: unknown } | null;
-  if (v && typeof v === "object" && v.schema && (Array.isArray(v.batches) || (typeof v.numRows === "number" && v.data))) {
-    const arrow = arrowModule;
-    if (!arrow) throw new InvalidArgumentError("an apache-arrow Table or RecordBatch needs the apache-arrow package installed (npm install apache-arrow); or pass Arrow IPC stream bytes", "INVALID_ARGUMENT", false);
-    if (ownInstance(arrow.Table, v)) return arrow.tableToIPC(v as import("apache-arrow").Table, "stream");
-    if (ownInstance(arrow.RecordBatch, v)) return arrow.tableToIPC(new arrow.Table(v as import("apache-arrow").RecordBatch), "stream");
-    throw foreignArrow(Array.isArray(v.batches) ? "this Table" : "this RecordBatch");
-  }
-  throw new InvalidArgumentError(
-    "an Arrow stream takes Arrow IPC stream bytes (Uint8Array) or an apache-arrow Table / RecordBatch",
-    "INVALID_ARGUMENT",
-    false,
-  );
 }

@@ -7,8 +7,9 @@
 // not checked here.
 import { ScalarType, type DescEnum, type DescField, type DescMessage, type DescOneof } from "@bufbuild/protobuf";
 import { isWrapperDesc } from "@bufbuild/protobuf/wkt";
-import { InvalidArgumentError } from "./errors";
-import { checkJsonValue, kind } from "./json";
+import { InvalidArgumentError } from "./errors.js";
+import { checkJsonValue, kind } from "./json.js";
+import { closest } from "./names.js";
 
 /** FeatureSet.FieldPresence.LEGACY_REQUIRED: a proto2 `required` field. */
 const LEGACY_REQUIRED = 3;
@@ -63,35 +64,10 @@ function shown(v: unknown): string {
   }
 }
 
-/** The closest known member name to `key`, for "did you mean". */
+/** The closest known member name to `key` (a field's .proto name counts), for "did you mean". */
 function nearest(p: Plan, key: string): string | undefined {
-  const lower = key.toLowerCase().replace(/_/g, "");
-  let best: string | undefined;
-  let bestD = 3;
-  for (const [name, m] of p.members) {
-    if (m.kind === "field" && m.name === key) return name; // the .proto name of a field
-    if (name.toLowerCase() === lower) return name;
-    const d = distance(key, name, bestD);
-    if (d < bestD) (bestD = d), (best = name);
-  }
-  return best;
-}
-
-/** Levenshtein distance of `a` and `b`, or `limit` once it reaches it. */
-function distance(a: string, b: string, limit: number): number {
-  if (Math.abs(a.length - b.length) >= limit) return limit;
-  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    let low = i;
-    for (let j = 1; j <= b.length; j++) {
-      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-      low = Math.min(low, cur[j]!);
-    }
-    if (low >= limit) return limit;
-    prev = cur;
-  }
-  return Math.min(prev[b.length]!, limit);
+  for (const [name, m] of p.members) if (m.kind === "field" && m.name === key) return name;
+  return closest(key, p.members.keys());
 }
 
 const SCALAR_NAMES: Record<number, string> = {
@@ -135,7 +111,6 @@ function scalarProblem(scalar: ScalarType, v: unknown): string | undefined {
     case ScalarType.BYTES:
       return v instanceof Uint8Array ? undefined : "a Uint8Array";
   }
-  return undefined;
 }
 
 /** A 64-bit integer given as bigint, whole number or decimal string. */
@@ -147,7 +122,7 @@ function int64(v: unknown): bigint | undefined {
 }
 
 /** What a field holds, for messages: "double", "enum test.Color", "message test.Point". */
-function typeOf(f: { scalar?: ScalarType; enum?: DescEnum; message?: DescMessage }): string {
+function typeOf(f: { scalar?: ScalarType | undefined; enum?: DescEnum | undefined; message?: DescMessage | undefined }): string {
   if (f.scalar !== undefined) return SCALAR_NAMES[f.scalar] ?? "scalar";
   if (f.enum) return `enum ${f.enum.typeName}`;
   return `message ${f.message!.typeName}`;
@@ -172,7 +147,7 @@ export function checkMessage(desc: DescMessage, record: unknown, path = desc.typ
     refuse(`${path} must be a ${desc.typeName} message or a plain init object, got ${shown(record)}`);
   }
   const o = record;
-  const typeName = o.$typeName;
+  const typeName = o["$typeName"];
   const isMessage = typeName !== undefined;
   if (isMessage && typeName !== desc.typeName) {
     refuse(`${path} must be a ${desc.typeName}, got a ${String(typeName)} message`);
@@ -182,7 +157,7 @@ export function checkMessage(desc: DescMessage, record: unknown, path = desc.typ
   for (const key in o) {
     if (key === "$typeName") continue;
     if (key === "$unknown") {
-      checkUnknown(o.$unknown, isMessage, path);
+      checkUnknown(o["$unknown"], isMessage, path);
       continue;
     }
     if (!p.members.has(key)) {
@@ -269,7 +244,7 @@ function isStructField(f: DescField): boolean {
 
 function structCheck(v: unknown, path: string): void {
   const proto = v !== null && typeof v === "object" ? Object.getPrototypeOf(v) : undefined;
-  if (!isPlain(v) || v.$typeName !== undefined || (proto !== Object.prototype && proto !== null)) {
+  if (!isPlain(v) || v["$typeName"] !== undefined || (proto !== Object.prototype && proto !== null)) {
     refuse(`${path} (google.protobuf.Struct) must be a plain JSON object, got ${shown(v)}`);
   }
   checkJsonValue(v, path);

@@ -7,8 +7,8 @@
 // waiting). While any is active a ref'd timer keeps the process alive — so a script that ends
 // right after `submit()` still waits for its acknowledgements — and polls as a fallback.
 import type { Pointer } from "bun:ffi";
-import { lib } from "./native";
-import { drainReleased, heldCount } from "./memory";
+import { lib } from "./native.js";
+import { drainReleased, heldCount } from "./memory.js";
 
 export interface Pollable {
   poll(): void;
@@ -39,7 +39,7 @@ export function wakerConnected(): boolean {
 function setUp(): void {
   if (waker !== undefined) return;
   waker = null;
-  if (process.env.ZEROBUS_BUN_WAKE === "poll") return;
+  if (process.env["ZEROBUS_BUN_WAKE"] === "poll") return;
   try {
     let expected = -1;
     const listener = Bun.listen({

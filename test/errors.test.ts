@@ -30,7 +30,7 @@ describe("bad input is refused with clear errors", () => {
   });
 
   test("proto stream without a descriptor", async () => {
-    const err = await f.sdk.createStream({ table: TABLE, recordType: "proto", ...FAST }).catch((e) => e);
+    const err = await f.sdk.createStream({ table: TABLE, recordType: "proto", ...FAST } as any).catch((e) => e);
     expect(err).toBeInstanceOf(InvalidArgumentError);
     expect(err.message).toContain("descriptor");
   });
@@ -45,6 +45,25 @@ describe("bad input is refused with clear errors", () => {
     const err = await f.sdk.createStream({ table: TABLE, ...FAST, maxInflight: 5 } as any).catch((e) => e);
     expect(err).toBeInstanceOf(InvalidArgumentError);
     expect(err.message).toContain("maxInflight");
+  });
+
+  test("an option typo or an official SDK name says which option was meant", async () => {
+    const msg = async (o: object, arrow = false) =>
+      ((await (arrow ? f.sdk.createArrowStream(o as any) : f.sdk.createStream(o as any)).catch((e) => e)) as Error).message;
+    const typo = await msg({ table: TABLE, ...FAST, maxInflightRecord: 5 });
+    expect(typo).toBe('unknown createStream option "maxInflightRecord" (did you mean "maxInflightRecords"?)');
+    expect(typo).not.toContain("headersProvider"); // no internal names, no serializer positions
+    expect(await msg({ tableName: TABLE, ...FAST })).toContain('unknown createStream option "tableName" (did you mean "table"?; zerobus-bun/compat takes the official SDK\'s names');
+    expect(await msg({ table: TABLE, ...FAST, descriptorProto: "AA==" })).toContain('(did you mean "descriptor"?');
+    expect(await msg({ table: TABLE, ...FAST, schema: new Uint8Array(0), keepDictionary: true }, true)).toContain('did you mean "keepDictionaries"?');
+    expect(await msg({ table: TABLE, ...FAST, recordType: "json", compression: "zstd" })).toContain('unknown createStream option "compression"');
+  });
+
+  test("a proto stream without a schema names the options that give one", async () => {
+    const err = await f.sdk.createStream({ table: TABLE, recordType: "proto", ...FAST } as any).catch((e) => e);
+    expect(err.message).toContain("`schema`");
+    expect(err.message).toContain("`descriptor`");
+    expect(err.message).not.toContain("descriptor_proto");
   });
 
   test("SDK without endpoint", () => {

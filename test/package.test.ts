@@ -1,69 +1,37 @@
 // What users install: the main package and this platform's package, packed with `npm pack` and
 // installed into an empty project (nothing else: no source tree, no Rust, no ZEROBUS_* variables).
 // Checks: import + ingest into the package's own local server; `bunx zerobus-bun demo`; the CLI's
-// help and exit codes; `bun build --compile` of an app without Arrow while apache-arrow is absent,
-// and of an Arrow app once it is installed, each binary run alone in an empty directory; and
+// help and exit codes; plain `bun build --compile` (no library named: the platform package's is
+// embedded) of an app without Arrow while apache-arrow is absent, and of an Arrow app once it is
+// installed, each binary run alone in an empty directory; and
 // `npm publish --dry-run` of all nine packages. Needs npm and the npm registry (for
 // @bufbuild/protobuf and apache-arrow), as installing the SDK does.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { basename, delimiter, join } from "node:path";
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { basename, join } from "node:path";
 import { localServerExecutable } from "../src/local";
 import { libraryPath } from "../src/native";
 import { libraryFile, localServerFile, platformTag } from "../src/paths";
 import { fixture, TABLE } from "./helpers";
+import { bun, packing, root } from "./packing";
 
-const root = join(import.meta.dir, "..");
-const bun = process.execPath;
-const work = mkdtempSync(join(tmpdir(), "zerobus-package-"));
-const project = join(work, "project");
+const { work, run, ok, pack, project: emptyProject } = packing("zerobus-package-");
+const project = emptyProject("project");
 const tag = platformTag();
-// Without the source tree's overrides: the installed packages must stand alone.
-const env: Record<string, string | undefined> = { ...process.env };
-// `bun` on PATH, as for anyone who runs bunx (the CLI's shebang is `#!/usr/bin/env bun`).
-const binDir = join(work, "bin");
-mkdirSync(binDir);
-symlinkSync(bun, join(binDir, process.platform === "win32" ? "bun.exe" : "bun"));
-env.PATH = `${binDir}${delimiter}${process.env.PATH ?? ""}`;
-delete env.ZEROBUS_BUN_LIB;
-delete env.ZEROBUS_LOCAL_BIN;
-delete env.ZEROBUS_GC_TORTURE;
+/** The committed files of a platform package (prebuilds/<tag>/); cross-build.ts adds the binaries. */
+const PLATFORM_SOURCES = ["index.js", "package.json"];
 
-function run(cmd: string[], cwd: string, timeout = 240_000): { code: number | null; out: string } {
-  const r = Bun.spawnSync(cmd, { cwd, env, stdout: "pipe", stderr: "pipe", timeout });
-  const out = r.stdout.toString() + r.stderr.toString();
-  return { code: r.exitCode, out };
-}
-
-function ok(cmd: string[], cwd: string): string {
-  const r = run(cmd, cwd);
-  if (r.code !== 0) console.error(`${cmd.join(" ")} (in ${cwd}) exited ${r.code}:\n${r.out}`);
-  expect(r.code).toBe(0);
-  return r.out;
-}
-
-/** `npm pack` of a package directory into `work`; returns the tarball's path. */
-function pack(dir: string): string {
-  const out = ok(["npm", "pack", "--silent", "--pack-destination", work], dir);
-  const file = out.trim().split("\n").pop()!.trim();
-  expect(existsSync(join(work, file))).toBe(true);
-  return join(work, file);
-}
-
-/** This platform's package as cross-build.ts lays it out, with the binaries built from source. */
+/** This platform's package as cross-build.ts lays it out (its committed files), with the binaries built from source. */
 function platformPackage(): string {
   const dir = join(work, `platform-${tag}`);
   mkdirSync(dir);
-  copyFileSync(join(root, "prebuilds", tag, "package.json"), join(dir, "package.json"));
+  for (const f of PLATFORM_SOURCES) copyFileSync(join(root, "prebuilds", tag, f), join(dir, f));
   copyFileSync(libraryPath, join(dir, libraryFile));
   copyFileSync(localServerExecutable(), join(dir, localServerFile));
   return dir;
 }
 
 beforeAll(() => {
-  mkdirSync(project);
-  writeFileSync(join(project, "package.json"), JSON.stringify({ name: "zerobus-app", private: true, type: "module" }, null, 2));
   const main = pack(root);
   const platform = pack(platformPackage());
   ok(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error", main, platform], project);
@@ -75,10 +43,12 @@ const TIMEOUT = { timeout: 300_000 };
 
 test("the packed packages hold what users need, and nothing of the source tree", () => {
   const pkg = join(project, "node_modules", "zerobus-bun");
-  expect(readdirSync(pkg).sort()).toEqual(["README.md", "package.json", "proto", "src"]);
+  expect(readdirSync(pkg).sort()).toEqual(["README.md", "dist", "package.json", "proto", "src"]);
   expect(existsSync(join(pkg, "src", "demo.ts"))).toBe(true);
+  // Declarations, made by the prepack script (user-types.test.ts checks what TypeScript makes of them).
+  expect(existsSync(join(pkg, "dist", "index.d.ts"))).toBe(true);
   const plat = join(project, "node_modules", `zerobus-bun-${tag}`);
-  expect(readdirSync(plat).sort()).toEqual([libraryFile, "package.json", localServerFile].sort());
+  expect(readdirSync(plat).sort()).toEqual([...PLATFORM_SOURCES, libraryFile, localServerFile].sort());
   // apache-arrow is an optional peer dependency: not installed with the SDK.
   expect(existsSync(join(project, "node_modules", "apache-arrow"))).toBe(false);
   const manifest = JSON.parse(readFileSync(join(pkg, "package.json"), "utf8"));
@@ -124,11 +94,10 @@ test("bunx zerobus-bun demo, --help and exit codes", () => {
   expect(badFlag.out).toContain("--records needs a positive integer");
 }, TIMEOUT);
 
-/** Compiles `entry` with the platform package's library embedded; runs it alone in an empty directory. */
+/** Compiles `entry` with the plain command (the platform package's library is embedded); runs it alone in an empty directory. */
 function compileAndRun(entry: string, args: string[]): string {
   const exe = join(work, basename(entry, ".ts"));
-  const lib = join(project, "node_modules", `zerobus-bun-${tag}`, libraryFile);
-  ok([bun, "build", "--compile", entry, lib, "--outfile", exe], project);
+  ok([bun, "build", "--compile", entry, "--outfile", exe], project);
   const alone = mkdtempSync(join(work, "alone-"));
   copyFileSync(exe, join(alone, basename(exe)));
   const out = ok([join(alone, basename(exe)), ...args], alone);
@@ -204,18 +173,19 @@ test("npm publish --dry-run passes for all nine packages", () => {
     const copy = join(work, "publish", basename(dir));
     mkdirSync(copy, { recursive: true });
     if (dir === root) {
-      for (const f of ["package.json", "README.md", "src", "proto"]) cpSync(join(root, f), join(copy, f), { recursive: true });
+      // dist/ as the pack in beforeAll built it; the copy has no scripts/, so prepack is not run again.
+      for (const f of ["package.json", "README.md", "src", "dist", "proto"]) cpSync(join(root, f), join(copy, f), { recursive: true });
     } else {
       cpSync(dir, copy, { recursive: true });
       if (basename(dir) === tag) for (const f of [libraryFile, localServerFile]) copyFileSync(join(project, "node_modules", `zerobus-bun-${tag}`, f), join(copy, f));
     }
-    const out = ok(["npm", "publish", "--dry-run", "--json", "--loglevel=error"], copy);
+    const out = ok(["npm", "publish", "--dry-run", "--json", "--loglevel=error", ...(dir === root ? ["--ignore-scripts"] : [])], copy);
     const name = JSON.parse(readFileSync(join(dir, "package.json"), "utf8")).name as string;
     const report = JSON.parse(out.slice(out.indexOf("{")))[name];
     expect(report?.name).toBe(name);
     const files = (report.files as { path: string }[]).map((f) => f.path);
-    if (dir === root) expect(files).toContain("src/cli.ts");
+    if (dir === root) expect(files).toEqual(expect.arrayContaining(["src/cli.ts", "dist/index.d.ts"]));
     // The other platforms' binaries come from scripts/cross-build.ts (checked by verify-prebuilds).
-    if (basename(dir) === tag) expect(files.sort()).toEqual([libraryFile, localServerFile, "package.json"].sort());
+    if (basename(dir) === tag) expect(files.sort()).toEqual([...PLATFORM_SOURCES, libraryFile, localServerFile].sort());
   }
 }, TIMEOUT);

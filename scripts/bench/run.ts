@@ -25,6 +25,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } fr
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { localServerFile } from "../../src/paths";
+import { officialAddon } from "../official-sdk";
 
 const args = process.argv.slice(2);
 const opt = (name: string, def: string) => {
@@ -80,18 +81,11 @@ const cases = opt("--cases", allCases.join(",")).split(",");
 const here = import.meta.dir;
 const root = join(here, "..", "..");
 
-// The official addon is installed on demand (linux-x64 only), outside the project's dependencies.
-const OFFICIAL = "@databricks/zerobus-ingest-sdk-linux-x64-gnu@1.3.0";
 const deps = join(here, ".deps");
-const addon = join(deps, "node_modules", "@databricks", "zerobus-ingest-sdk-linux-x64-gnu", "zerobus-ingest-sdk.linux-x64-gnu.node");
-let haveOfficial = process.platform === "linux" && process.arch === "x64";
-if (haveOfficial && !existsSync(addon)) {
-  console.error(`installing ${OFFICIAL} into ${deps} ...`);
-  mkdirSync(deps, { recursive: true });
-  const r = Bun.spawnSync(["npm", "install", "--no-save", "--prefix", deps, OFFICIAL], { stdout: "inherit", stderr: "inherit" });
-  haveOfficial = r.exitCode === 0 && existsSync(addon);
-  if (!haveOfficial) console.error("could not install the official SDK: measuring zerobus-bun only");
-}
+// The official addon is installed on demand (linux-x64 only), outside the project's dependencies.
+const addon = officialAddon() ?? "";
+const haveOfficial = addon !== "";
+if (!haveOfficial) console.error("no official SDK here: measuring zerobus-bun only");
 
 // The benchmark measures what users install: the dist profile (LTO), as the prebuilds. With
 // ZEROBUS_BUN_LIB (and ZEROBUS_LOCAL_BIN) set, it measures those files instead (e.g. a copy of an
