@@ -1,9 +1,9 @@
 #!/usr/bin/env bun
 // Cross-builds the native library (rust/ffi, cdylib `zerobus_bun`) and the local server executable
-// (rust/local, `zerobus-local`) for the six prebuilt platforms with the `dist` profile (fat LTO) and
+// (rust/local, `zerobus-local`) for the eight prebuilt platforms with the `dist` profile (fat LTO) and
 // writes prebuilds/<platform>/{<library>, zerobus-local[.exe], package.json, index.js}.
 //
-//   bun scripts/cross-build.ts                          # all six platforms
+//   bun scripts/cross-build.ts                          # all eight platforms
 //   bun scripts/cross-build.ts --targets linux-arm64-gnu,win32-x64
 //   bun scripts/cross-build.ts --out /tmp/prebuilds     # somewhere else than prebuilds/
 //   bun scripts/cross-build.ts --list                   # platforms, triples and tools found
@@ -16,7 +16,9 @@
 //     toolchain (/usr/bin/rustc + rust-web-src) is preferred when present, because rustup cannot add
 //     targets on this machine. Override with ZEROBUS_CROSS_RUSTC / ZEROBUS_CROSS_CARGO.
 //   - linker and C compiler (ring): zig through cargo-zigbuild (`pip install ziglang cargo-zigbuild`).
-//     Linux targets are linked against glibc 2.17 so they load on old distributions.
+//     Linux -gnu targets are linked against glibc 2.17 so they load on old distributions; -musl
+//     targets against zig's musl, the library dynamically (Bun on Alpine is), zerobus-local
+//     statically (see MUSL below).
 //     macOS: MACOSX_DEPLOYMENT_TARGET is Rust's default minimum (10.12 x86_64, 11.0 arm64); without it
 //     zig targets the newest macOS.
 //     win32-x64 uses Debian's mingw-w64 gcc when installed (apt-get install gcc-mingw-w64-x86-64):
@@ -29,7 +31,7 @@ import { join, resolve } from "node:path";
 const root = resolve(import.meta.dir, "..");
 
 export interface Platform {
-  /** prebuilds/<tag>, package zerobus-bun-<tag>; `${process.platform}-${process.arch}` (+ `-gnu` on linux). */
+  /** prebuilds/<tag>, package zerobus-bun-<tag>; `${process.platform}-${process.arch}` (+ `-gnu`/`-musl` on linux). */
   tag: string;
   triple: string;
   /** What cargo-zigbuild gets as --target (a glibc version may be appended). */
@@ -48,6 +50,8 @@ export interface Platform {
   cflags?: string[];
   /** Pass a module-definition file listing the header's functions to the linker (see below). */
   defFile?: boolean;
+  /** rustc flags for zerobus-local's final crate only (every dependency is shared with the library). */
+  exeFlags?: string[];
 }
 
 // Exported symbols. rustc gives the linker the list of a cdylib's exports, but cargo-zigbuild
@@ -60,9 +64,20 @@ export interface Platform {
 //   functions) goes to the linker as an input file.
 const HIDDEN = { rustflags: ["-Zdefault-visibility=hidden"], cflags: ["-fvisibility=hidden"] };
 
+// musl: Rust links musl targets statically by default (`crt-static`), where it refuses to make a
+// cdylib at all, and Bun on musl (Alpine) is dynamically linked: every crate is built with
+// `-crt-static`, so the library needs musl's libc.so (which musl's loader resolves to itself).
+// zerobus-local's final crate alone gets `+crt-static`: the `#[link]`s of std's libc and unwind
+// crates are chosen by the final link, so it is a static executable over the same dependencies.
+// `-Clink-self-contained=no`: rustc would name its own crt objects (rcrt1.o, crti.o), which a
+// -Zbuild-std sysroot does not have; zig adds musl's.
+const MUSL = { libc: "musl", rustflags: ["-Ctarget-feature=-crt-static"], exeFlags: ["-Ctarget-feature=+crt-static", "-Clink-self-contained=no"] };
+
 export const PLATFORMS: Platform[] = [
   { tag: "linux-x64-gnu", triple: "x86_64-unknown-linux-gnu", zigTarget: "x86_64-unknown-linux-gnu.2.17", file: "libzerobus_bun.so", os: "linux", cpu: "x64", libc: "glibc" },
   { tag: "linux-arm64-gnu", triple: "aarch64-unknown-linux-gnu", zigTarget: "aarch64-unknown-linux-gnu.2.17", file: "libzerobus_bun.so", os: "linux", cpu: "arm64", libc: "glibc" },
+  { tag: "linux-x64-musl", triple: "x86_64-unknown-linux-musl", zigTarget: "x86_64-unknown-linux-musl", file: "libzerobus_bun.so", os: "linux", cpu: "x64", ...MUSL },
+  { tag: "linux-arm64-musl", triple: "aarch64-unknown-linux-musl", zigTarget: "aarch64-unknown-linux-musl", file: "libzerobus_bun.so", os: "linux", cpu: "arm64", ...MUSL },
   { tag: "darwin-x64", triple: "x86_64-apple-darwin", zigTarget: "x86_64-apple-darwin", file: "libzerobus_bun.dylib", os: "darwin", cpu: "x64", env: { MACOSX_DEPLOYMENT_TARGET: "10.12" }, ...HIDDEN },
   { tag: "darwin-arm64", triple: "aarch64-apple-darwin", zigTarget: "aarch64-apple-darwin", file: "libzerobus_bun.dylib", os: "darwin", cpu: "arm64", env: { MACOSX_DEPLOYMENT_TARGET: "11.0" }, ...HIDDEN },
   { tag: "win32-x64", triple: "x86_64-pc-windows-gnu", zigTarget: "x86_64-pc-windows-gnu", file: "zerobus_bun.dll", os: "win32", cpu: "x64", mingw: "x86_64-w64-mingw32" },
@@ -244,7 +259,9 @@ async function buildOne(p: Platform, tc: Toolchain, zigbuild: string, targetDir:
   const tool = mingwGcc ? [tc.cargo] : [zigbuild];
   const target = ["--target", mingwGcc ? p.triple : p.zigTarget, ...(buildStd ? ["-Zbuild-std=std,panic_abort"] : [])];
   const libArgs = [...tool, "rustc", "-p", "zerobus-bun-ffi", "--lib", "--crate-type", "cdylib", ...manifest, ...target];
-  const exeArgs = [...tool, "build", "-p", "zerobus-local", "--bin", "zerobus-local", ...manifest, ...target];
+  const exeArgs = p.exeFlags
+    ? [...tool, "rustc", "-p", "zerobus-local", "--bin", "zerobus-local", ...manifest, ...target, "--", ...p.exeFlags]
+    : [...tool, "build", "-p", "zerobus-local", "--bin", "zerobus-local", ...manifest, ...target];
   const env: Record<string, string> = {
     PATH: `${toolbin}:${process.env.PATH}`,
     RUSTC: tc.rustc,

@@ -12,12 +12,15 @@
 //   static (always): the file format and CPU (ELF / PE / Mach-O parsed here, no external tool), the
 //     exported `zerobus_*` functions equal the functions declared in rust/ffi/include/zerobus_bun.h,
 //     the package's package.json and index.js equal what cross-build.ts writes, and per format: the
-//     newest GLIBC symbol version needed (ELF), the DLLs imported (PE: only Windows system DLLs), the
-//     dylibs linked, minimum macOS and the ad-hoc code signature's page hashes (Mach-O; macOS on
-//     Apple Silicon refuses unsigned arm64 code).
+//     newest GLIBC symbol version needed (ELF -gnu), only musl's libc needed and a static
+//     zerobus-local (ELF -musl), the DLLs imported (PE: only Windows system DLLs), the dylibs linked,
+//     minimum macOS and the ad-hoc code signature's page hashes (Mach-O; macOS on Apple Silicon
+//     refuses unsigned arm64 code).
 //   runtime, where this machine can run it:
 //     linux-x64-gnu    bun test (basic, recovery, arrow, integrity, workers) with ZEROBUS_BUN_LIB=<lib>
 //     linux-arm64-gnu  the same under qemu-aarch64 with Bun for linux-aarch64 (npm @oven/bun-linux-aarch64)
+//     linux-*-musl     platformTag() and the same tests under Bun's musl build (scripts/verify-musl.ts;
+//                      arm64 through qemu-aarch64)
 //     win32-x64        scripts/win-harness/harness.c (mingw gcc or zig cc) under wine: local server,
 //                      JSON stream, 1000 records, the table file checked
 //     win32-arm64, darwin-*: static only (no way to run them here)
@@ -27,6 +30,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync,
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { PLATFORMS, headerFunctions, localServerFile, platformPackageSources, type Platform } from "./cross-build";
+import { muslChecks, muslRuntime } from "./verify-musl";
 
 const repoRoot = resolve(import.meta.dir, "..");
 /** Source tree whose header and tests are used (--src); the repository by default. */
@@ -57,6 +61,9 @@ interface BinInfo {
   exports: string[];
   notes: string[];
   problems: string[];
+  /** ELF: DT_NEEDED libraries and the PT_INTERP loader ("" when there is none). */
+  needed?: string[];
+  interp?: string;
 }
 
 const cstr = (b: Buffer, off: number) => {
@@ -70,6 +77,12 @@ function parseElf(b: Buffer): BinInfo {
   const machines: Record<number, string> = { 62: "x64", 183: "arm64" };
   const machine = b.readUInt16LE(18);
   const type = b.readUInt16LE(16);
+  const phoff = Number(b.readBigUInt64LE(0x20));
+  let interp = "";
+  for (let i = 0; i < b.readUInt16LE(0x38); i++) {
+    const o = phoff + i * b.readUInt16LE(0x36);
+    if (b.readUInt32LE(o) === 3 /* PT_INTERP */) interp = cstr(b, Number(b.readBigUInt64LE(o + 8)));
+  }
   const shoff = Number(b.readBigUInt64LE(0x28));
   const shentsize = b.readUInt16LE(0x3a);
   const shnum = b.readUInt16LE(0x3c);
@@ -89,6 +102,7 @@ function parseElf(b: Buffer): BinInfo {
   const problems: string[] = [];
   let glibcMax = "";
   const needed = new Set<string>();
+  const versioned = new Set<string>();
   const verCmp = (a: string, c: string) => {
     const pa = a.split(".").map(Number), pc = c.split(".").map(Number);
     for (let i = 0; i < Math.max(pa.length, pc.length); i++) if ((pa[i] ?? 0) !== (pc[i] ?? 0)) return (pa[i] ?? 0) - (pc[i] ?? 0);
@@ -104,12 +118,19 @@ function parseElf(b: Buffer): BinInfo {
         const bind = info >> 4, stype = info & 15;
         if (shndx !== 0 && (bind === 1 || bind === 2) && (other & 3) === 0 && stype === 2) exports.push(name);
       }
+    } else if (s.type === 6 /* SHT_DYNAMIC */) {
+      const str = sh(s.link);
+      for (let o = s.offset; o + 16 <= s.offset + s.size; o += 16) {
+        const tag = Number(b.readBigInt64LE(o));
+        if (tag === 0) break;
+        if (tag === 1 /* DT_NEEDED */) needed.add(cstr(b, str.offset + Number(b.readBigUInt64LE(o + 8))));
+      }
     } else if (s.type === 0x6ffffffe /* SHT_GNU_verneed */) {
       const str = sh(s.link);
       let o = s.offset;
       for (let n = 0; n < s.info; n++) {
         const cnt = b.readUInt16LE(o + 2);
-        needed.add(cstr(b, str.offset + b.readUInt32LE(o + 4)));
+        versioned.add(cstr(b, str.offset + b.readUInt32LE(o + 4)));
         let a = o + b.readUInt32LE(o + 8);
         for (let k = 0; k < cnt; k++) {
           const v = cstr(b, str.offset + b.readUInt32LE(a + 8));
@@ -122,8 +143,10 @@ function parseElf(b: Buffer): BinInfo {
       }
     }
   }
-  notes.push(`needs GLIBC ${glibcMax || "(none)"}`, `libraries: ${[...needed].join(" ")}`);
-  return { format: "ELF", arch: machines[machine] ?? `machine ${machine}`, kind: type === 3 ? "shared object" : `type ${type}`, exports, notes, problems };
+  for (const v of versioned) needed.add(v);
+  notes.push(`needs GLIBC ${glibcMax || "(none)"}`, `libraries: ${[...needed].join(" ") || "(none)"}`);
+  if (interp) notes.push(`interpreter ${interp}`);
+  return { format: "ELF", arch: machines[machine] ?? `machine ${machine}`, kind: type === 3 ? "shared object" : `type ${type}`, exports, notes, problems, needed: [...needed], interp };
 }
 
 /** DLLs every Windows 10+ has (what Rust std, tokio/mio and ring import on windows-gnu). */
@@ -318,7 +341,8 @@ function staticChecks(p: Platform, lib: string, pkgDir: string, header: string[]
     const num = (v: string) => v.split(".").map(Number).reduce((a, x, i) => a + x / 100 ** i, 0);
     report(p.tag, "macOS version", have !== "?" && num(have) <= num(want) ? "PASS" : "FAIL", `minimum macOS ${have} (want <= ${want})`);
   }
-  if (p.os === "linux") {
+  if (p.libc === "musl") muslStatic(p, info, join(pkgDir, localServerFile(p)));
+  else if (p.os === "linux") {
     const g = /needs GLIBC ([\d.]+)/.exec(info.notes.join(" "))?.[1];
     const [major, minor] = (g ?? "").split(".").map(Number);
     const ok = !!g && major === 2 && (minor ?? Infinity) <= 17;
@@ -339,6 +363,22 @@ function staticChecks(p: Platform, lib: string, pkgDir: string, header: string[]
   return info;
 }
 
+/** musl: the library needs only musl's libc (no glibc symbol, no loader of its own); zerobus-local is static. */
+function muslStatic(p: Platform, lib: BinInfo, server: string) {
+  const foreign = (lib.needed ?? []).filter((n) => !/^libc\.(so|musl-[a-z0-9_]+\.so\.1)$/.test(n));
+  const glibc = /needs GLIBC ([\d.]+)/.exec(lib.notes.join(" "))?.[1];
+  const ok = !foreign.length && !glibc && !lib.interp && (lib.needed ?? []).length > 0;
+  report(p.tag, "musl linkage", ok ? "PASS" : "FAIL", `NEEDED: ${(lib.needed ?? []).join(" ") || "(none: a static-libc library cannot load into Bun)"}${foreign.length ? `; not musl's libc: ${foreign.join(" ")}` : ""}; GLIBC symbol versions: ${glibc ?? "none"}`);
+  if (!existsSync(server)) return;
+  try {
+    const exe = inspectBinary(server);
+    const st = exe.format === "ELF" && exe.arch === p.cpu && !exe.interp && !(exe.needed ?? []).length;
+    report(p.tag, "zerobus-local static", st ? "PASS" : "FAIL", `${exe.format} ${exe.arch}, interpreter: ${exe.interp || "none"}, NEEDED: ${(exe.needed ?? []).join(" ") || "none"}`);
+  } catch (e) {
+    report(p.tag, "zerobus-local static", "FAIL", (e as Error).message);
+  }
+}
+
 // ---------------------------------------------------------------- runtime checks
 
 function spawn(cmd: string[], opts: { cwd?: string; env?: Record<string, string>; timeoutMs: number }): { code: number | null; out: string; ms: number } {
@@ -347,7 +387,7 @@ function spawn(cmd: string[], opts: { cwd?: string; env?: Record<string, string>
   return { code: r.exitCode, out: r.stdout.toString() + r.stderr.toString(), ms: Date.now() - t };
 }
 
-const TESTS = ["test/basic.test.ts", "test/recovery.test.ts", "test/arrow.test.ts", "test/integrity.test.ts", "test/workers.test.ts", "test/network.test.ts", "test/token.test.ts", "test/large-messages.test.ts", "test/runs.test.ts"];
+const TESTS = ["test/libc.test.ts", "test/basic.test.ts", "test/recovery.test.ts", "test/arrow.test.ts", "test/integrity.test.ts", "test/workers.test.ts", "test/network.test.ts", "test/token.test.ts", "test/large-messages.test.ts", "test/runs.test.ts"];
 
 function summarizeBunTest(out: string): string {
   const lines = out.split("\n").map((l) => l.trim());
@@ -404,6 +444,15 @@ function arm64Runtime(p: Platform, lib: string) {
   const bun = bunArm64();
   if (!bun) return report(p.tag, "tests", "SKIP", "Bun for linux-aarch64 not available (npm pack @oven/bun-linux-aarch64 failed)");
   bunTests(p, lib, [qemu, "-L", sysroot, bun], "qemu-aarch64 + bun arm64", 20 * 60_000);
+}
+
+/** Under Bun's musl build: platformTag(), an installed app, then the test files with the library. */
+function muslTests(p: Platform, lib: string) {
+  const rt = muslRuntime(p.cpu);
+  if ("skip" in rt) return report(p.tag, "tests (musl bun)", "SKIP", rt.skip);
+  console.log(`  ... ${rt.detail}`);
+  for (const c of muslChecks(rt, root, dirname(lib), p.tag)) report(p.tag, c.name, c.status, c.detail);
+  bunTests(p, lib, rt.bun, rt.label, (rt.exec.length ? 25 : 10) * 60_000);
 }
 
 function harnessExe(): { exe: string | null; why: string } {
@@ -517,6 +566,7 @@ function main() {
     if (!info || opts.staticOnly) continue;
     if (p.tag === "linux-x64-gnu") hostRuntime(p, lib);
     else if (p.tag === "linux-arm64-gnu") arm64Runtime(p, lib);
+    else if (p.libc === "musl") muslTests(p, lib);
     else if (p.tag === "win32-x64") win64Runtime(p, lib, header);
     else report(p.tag, "runtime", "SKIP", p.os === "darwin" ? "no macOS here (static checks only)" : "no Windows on arm64 emulation here (static checks only)");
   }

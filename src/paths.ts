@@ -6,6 +6,7 @@ import { suffix } from "bun:ffi";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { platformPackage, platformTags } from "./platforms.js";
+import { linuxLibc } from "./libc.js";
 
 /** File name of the native library on this platform. */
 export const libraryFile = process.platform === "win32" ? "zerobus_bun.dll" : `libzerobus_bun.${suffix}`;
@@ -13,9 +14,9 @@ export const libraryFile = process.platform === "win32" ? "zerobus_bun.dll" : `l
 /** File name of the local server executable on this platform. */
 export const localServerFile = process.platform === "win32" ? "zerobus-local.exe" : "zerobus-local";
 
-/** Name of the prebuilt package for this platform (e.g. `zerobus-bun-linux-x64-gnu`). */
+/** Platform part of the prebuilt package's name (`zerobus-bun-<tag>`): e.g. `linux-x64-gnu`, `linux-arm64-musl`, `darwin-arm64`. */
 export function platformTag(): string {
-  const libc = process.platform === "linux" ? "-gnu" : "";
+  const libc = process.platform === "linux" ? `-${linuxLibc()}` : "";
   return `${process.platform}-${process.arch}${libc}`;
 }
 

@@ -15,7 +15,9 @@
 // (test/paths.test.ts checks both against package.json and prebuilds/<tag>/package.json).
 
 /** The platform packages that exist (zerobus-bun's optional dependencies), by tag. */
-export const platformTags = ["linux-x64-gnu", "linux-arm64-gnu", "darwin-x64", "darwin-arm64", "win32-x64", "win32-arm64"];
+export const platformTags = [
+  "linux-x64-gnu", "linux-arm64-gnu", "linux-x64-musl", "linux-arm64-musl", "darwin-x64", "darwin-arm64", "win32-x64", "win32-arm64",
+];
 
 export interface PlatformPackage {
   /** `zerobus-bun-<tag>` */
@@ -33,6 +35,8 @@ export function platformPackage(tag: string): PlatformPackage {
   try {
     if (process.platform === "linux" && process.arch === "x64" && tag === "linux-x64-gnu") mod = require("zerobus-bun-linux-x64-gnu");
     if (process.platform === "linux" && process.arch === "arm64" && tag === "linux-arm64-gnu") mod = require("zerobus-bun-linux-arm64-gnu");
+    if (process.platform === "linux" && process.arch === "x64" && tag === "linux-x64-musl") mod = require("zerobus-bun-linux-x64-musl");
+    if (process.platform === "linux" && process.arch === "arm64" && tag === "linux-arm64-musl") mod = require("zerobus-bun-linux-arm64-musl");
     if (process.platform === "darwin" && process.arch === "x64" && tag === "darwin-x64") mod = require("zerobus-bun-darwin-x64");
     if (process.platform === "darwin" && process.arch === "arm64" && tag === "darwin-arm64") mod = require("zerobus-bun-darwin-arm64");
     if (process.platform === "win32" && process.arch === "x64" && tag === "win32-x64") mod = require("zerobus-bun-win32-x64");
