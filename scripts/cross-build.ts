@@ -299,7 +299,7 @@ async function buildOne(p: Platform, tc: Toolchain, zigbuild: string, targetDir:
   // fresh by the files of an older one: it linked a library from stale sources.
   const fingerprints = join(targetDir, p.triple, "dist", ".fingerprint");
   if (existsSync(fingerprints)) {
-    for (const d of readdirSync(fingerprints)) if (/^zerobus-(core|bun-ffi|local)-/.test(d)) rmSync(join(fingerprints, d), { recursive: true, force: true });
+    for (const d of readdirSync(fingerprints)) if (/^zerobus-(core|bun-ffi|local|proto)-/.test(d)) rmSync(join(fingerprints, d), { recursive: true, force: true });
   }
 
   const log: string[] = [];

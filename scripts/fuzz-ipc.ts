@@ -1,4 +1,4 @@
-// Long randomized run of the Arrow IPC header walker (rust/core/tests/ipc_random.rs).
+// Long randomized run of the Arrow IPC header walker (rust/core/tests/ipc_random/).
 //
 //   bun scripts/fuzz-ipc.ts [--iters N] [--seed S] [--minutes M] [--jobs J] [--max-failures F]
 //
