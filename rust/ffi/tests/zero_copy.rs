@@ -173,7 +173,7 @@ fn one_mib_records_are_never_copied_on_the_client() {
         BIG_ALLOCS.load(Ordering::SeqCst)
     );
     // Nothing on the client side allocates anything record sized, the gRPC encoding included
-    // (it used to copy every record into 1 MiB frame buffers): 0 copies.
+    // (large records go to HTTP/2 as their own chunks, not copied into frame buffers): 0 copies.
     assert_eq!(BIG_ALLOCS.load(Ordering::SeqCst), 0, "a record-sized allocation happened on the client");
     assert!(all < record_bytes / 100, "client allocated {all} bytes for {record_bytes} record bytes");
     assert_eq!(RELEASED.load(Ordering::SeqCst), n, "every record buffer is released exactly once");
