@@ -7,25 +7,24 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import protobuf from "protobufjs";
-import { startLocalServer, type LocalServer } from "../src/index";
+import type { LocalServer } from "../src/index";
 import { RecordType, ZerobusSdk } from "../src/compat";
-import { freshTable } from "./helpers";
+import { fixture, freshTable } from "./helpers";
 
+let f: ReturnType<typeof fixture>;
 let server: LocalServer;
-let dataDir: string;
 let sdk: ZerobusSdk;
 const ID = "client-id";
 const SECRET = "client-secret";
 
 beforeAll(() => {
-  dataDir = mkdtempSync(join(tmpdir(), "zerobus-compat-attack-"));
-  server = startLocalServer({ fsync: false, dataDir });
+  f = fixture();
+  server = f.server;
   sdk = new ZerobusSdk(server.url, server.url);
 });
 afterAll(() => {
   sdk.inner.close();
-  server.stop();
-  rmSync(dataDir, { recursive: true, force: true });
+  f.close();
 });
 
 // Official behaviour (sync-vs-async payload errors): the official addon throws synchronously from

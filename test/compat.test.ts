@@ -3,31 +3,28 @@
 // compat; their results and the rows they store must match. The rest checks compat's own
 // promises: queued vs acknowledged, waiting without blocking, the 2.0 options bag, errors.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import protobuf from "protobufjs";
 import { tableFromArrays, tableToIPC } from "apache-arrow";
-import { startLocalServer, type LocalServer } from "../src/index";
+import type { LocalServer } from "../src/index";
 import { ArrowDataType, IpcCompressionType, RecordType, ZerobusError, ZerobusSdk, type ZerobusStream } from "../src/compat";
 import { officialAddon } from "../scripts/official-sdk";
-import { freshTable } from "./helpers";
+import { fixture, freshTable } from "./helpers";
 
+let f: ReturnType<typeof fixture>;
 let server: LocalServer;
-let dataDir: string;
 let sdk: ZerobusSdk;
 const ID = "client-id";
 const SECRET = "client-secret";
 
 beforeAll(() => {
-  dataDir = mkdtempSync(join(tmpdir(), "zerobus-compat-"));
-  server = startLocalServer({ fsync: false, dataDir });
+  f = fixture();
+  server = f.server;
   sdk = new ZerobusSdk(server.url, server.url);
 });
 afterAll(() => {
   sdk.inner.close();
-  server.stop();
-  rmSync(dataDir, { recursive: true, force: true });
+  f.close();
 });
 
 /** Whether `p` is still pending once everything already settled has run. */

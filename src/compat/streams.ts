@@ -7,10 +7,24 @@ import { InvalidArgumentError, ZerobusError } from "../errors.js";
 import { ipcRowCounts } from "./ipc-rows.js";
 import { asBuffer, record, type RecordBytes } from "./records.js";
 
-/** Queues records in call order, waiting asynchronously for room. */
+const toOffset = (offset: unknown): number => {
+  if (typeof offset === "bigint" || (typeof offset === "number" && Number.isInteger(offset))) return Number(offset);
+  throw new InvalidArgumentError(`waitForOffset takes an offset (bigint), got ${typeof offset}`, "INVALID_ARGUMENT", false);
+};
+
+const closedError = () => new ZerobusError("Stream has been closed", "STREAM_CLOSED", false);
+
+/**
+ * Queues records on a zerobus-bun stream in call order, waiting asynchronously for room, and
+ * gives both compat stream classes their waits and `close()` as the official SDK's: after
+ * close(), flush and ingests reject; closing a stream that had failed before resolves (the
+ * failure was reported where it happened; its records stay readable for recreateStream).
+ */
 class Queue {
   /** Settles after the last call that had to wait; undefined when none waits. */
   #tail: Promise<unknown> | undefined;
+  /** close() was called. */
+  closed = false;
 
   constructor(private readonly stream: Stream<any>) {}
 
@@ -56,32 +70,34 @@ class Queue {
   inOrder<T>(f: () => Promise<T>): Promise<T> {
     return this.#tail ? this.#after(f) : f();
   }
+
+  waitForOffset(offsetId: unknown): Promise<void> {
+    try {
+      return this.stream.waitForOffset(toOffset(offsetId));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  flush(): Promise<void> {
+    if (this.closed) return Promise.reject(closedError());
+    return this.inOrder(() => this.stream.flush());
+  }
+
+  close(): Promise<void> {
+    this.closed = true;
+    const failedBefore = this.stream.state === "failed";
+    return this.inOrder(() => this.stream.close()).catch((e: unknown) => {
+      if (!failedBefore) throw e;
+    });
+  }
 }
 
-const toOffset = (offset: unknown): number => {
-  if (typeof offset === "bigint" || (typeof offset === "number" && Number.isInteger(offset))) return Number(offset);
-  throw new InvalidArgumentError(`waitForOffset takes an offset (bigint), got ${typeof offset}`, "INVALID_ARGUMENT", false);
-};
-
-const closedError = () => new ZerobusError("Stream has been closed", "STREAM_CLOSED", false);
-
-/**
- * `close()` as the official SDK's: after close(), flush and ingests reject; closing a stream that
- * had failed before resolves (the failure was reported where it happened; its records stay
- * readable for recreateStream).
- */
-function closeOnce(inner: Stream<any>, queue: Queue): Promise<void> {
-  const failedBefore = inner.state === "failed";
-  return queue.inOrder(() => inner.close()).catch((e: unknown) => {
-    if (!failedBefore) throw e;
-  });
-}
 
 /** A JSON or protobuf stream, as the official SDK's `ZerobusStream`. */
 export class ZerobusStream {
   readonly #queue: Queue;
   readonly #json: boolean;
-  #closed = false;
 
   /** @internal made by `ZerobusSdk.createStream` */
   constructor(
@@ -105,7 +121,7 @@ export class ZerobusStream {
   ingestRecordOffset(payload: unknown): Promise<bigint> {
     const r = record(payload, this.#json);
     if (r instanceof InvalidArgumentError) return Promise.reject(r);
-    if (this.#closed) return Promise.reject(closedError());
+    if (this.#queue.closed) return Promise.reject(closedError());
     return this.#queue.offer(false, r);
   }
 
@@ -113,7 +129,7 @@ export class ZerobusStream {
   ingestRecordsOffset(payloads: unknown[]): Promise<bigint | null> {
     const records = this.#records(payloads);
     if (records instanceof InvalidArgumentError) return Promise.reject(records);
-    if (this.#closed) return Promise.reject(closedError());
+    if (this.#queue.closed) return Promise.reject(closedError());
     return records.length === 0 ? Promise.resolve(null) : this.#queue.offer(true, records);
   }
 
@@ -121,7 +137,7 @@ export class ZerobusStream {
   ingestRecord(payload: unknown): Promise<bigint> {
     const r = record(payload, this.#json);
     if (r instanceof InvalidArgumentError) return Promise.reject(r);
-    if (this.#closed) return Promise.reject(closedError());
+    if (this.#queue.closed) return Promise.reject(closedError());
     return this.#acked(this.#queue.offer(false, r));
   }
 
@@ -129,28 +145,22 @@ export class ZerobusStream {
   ingestRecords(payloads: unknown[]): Promise<bigint | null> {
     const records = this.#records(payloads);
     if (records instanceof InvalidArgumentError) return Promise.reject(records);
-    if (this.#closed) return Promise.reject(closedError());
+    if (this.#queue.closed) return Promise.reject(closedError());
     if (records.length === 0) return Promise.resolve(null);
     return this.#acked(this.#queue.offer(true, records));
   }
 
   /** Resolves once `offsetId` (and everything before it) is acknowledged. */
   waitForOffset(offsetId: bigint): Promise<void> {
-    try {
-      return this.inner.waitForOffset(toOffset(offsetId));
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    return this.#queue.waitForOffset(offsetId);
   }
 
   flush(): Promise<void> {
-    if (this.#closed) return Promise.reject(closedError());
-    return this.#queue.inOrder(() => this.inner.flush());
+    return this.#queue.flush();
   }
 
   close(): Promise<void> {
-    this.#closed = true;
-    return closeOnce(this.inner, this.#queue);
+    return this.#queue.close();
   }
 
   /** The records not acknowledged, as Buffers (JSON as UTF-8 text). */
@@ -181,7 +191,6 @@ export class ZerobusStream {
 /** An Arrow Flight stream, as the official SDK's `ZerobusArrowStream`. */
 export class ZerobusArrowStream {
   readonly #queue: Queue;
-  #closed = false;
 
   /** @internal made by `ZerobusSdk.createArrowStream` */
   constructor(
@@ -209,7 +218,7 @@ export class ZerobusArrowStream {
       const rows = bytes instanceof Uint8Array ? ipcRowCounts(bytes) : [BigInt((bytes as { numRows?: number }).numRows ?? 1)];
       if (rows.length === 0) throw new InvalidArgumentError("no record batch in these bytes (an Arrow IPC stream: tableToIPC(table, \"stream\"))", "INVALID_ARGUMENT", false);
       if (rows.includes(0n)) throw new InvalidArgumentError("cannot ingest a record batch with zero rows (check how its vectors were made)", "INVALID_ARGUMENT", false);
-      if (this.#closed) throw closedError();
+      if (this.#queue.closed) throw closedError();
       return this.#queue.offer(false, bytes);
     } catch (e) {
       return Promise.reject(e);
@@ -217,21 +226,15 @@ export class ZerobusArrowStream {
   }
 
   waitForOffset(offsetId: bigint): Promise<void> {
-    try {
-      return this.inner.waitForOffset(toOffset(offsetId));
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    return this.#queue.waitForOffset(offsetId);
   }
 
   flush(): Promise<void> {
-    if (this.#closed) return Promise.reject(closedError());
-    return this.#queue.inOrder(() => this.inner.flush());
+    return this.#queue.flush();
   }
 
   close(): Promise<void> {
-    this.#closed = true;
-    return closeOnce(this.inner, this.#queue);
+    return this.#queue.close();
   }
 
   /** The batches not acknowledged, each a self-contained Arrow IPC stream. */
