@@ -5,7 +5,7 @@
 import { expect } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { delimiter, join } from "node:path";
+import { delimiter, dirname, join } from "node:path";
 
 /** The source tree's root. */
 export const root = join(import.meta.dir, "..");
@@ -26,18 +26,30 @@ export interface Packing {
   project(name: string): string;
 }
 
+/** This process's environment without the ZEROBUS_* variables (the source tree's overrides), plus `extra`. */
+export function userEnv(extra: Record<string, string> = {}): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith("ZEROBUS_")) env[k] = v;
+  return { ...env, ...extra };
+}
+
+/** `npm pack` of a package directory (its prepack script included) into `out`; the tarball's path. Throws with npm's output if it fails. */
+export function npmPack(dir: string, out: string): string {
+  // The prepack script runs bun: this one, first on PATH.
+  const env = userEnv({ PATH: `${dirname(bun)}${delimiter}${process.env.PATH ?? ""}` });
+  const r = Bun.spawnSync(["npm", "pack", "--silent", "--pack-destination", out], { cwd: dir, env, stdout: "pipe", stderr: "pipe", timeout: 240_000 });
+  if (r.exitCode !== 0) throw new Error(`npm pack (in ${dir}) exited ${r.exitCode}:\n${r.stdout}${r.stderr}`);
+  return join(out, r.stdout.toString().trim().split("\n").pop()!.trim());
+}
+
 export function packing(prefix: string): Packing {
   const work = mkdtempSync(join(tmpdir(), prefix));
-  // Without the source tree's overrides: the installed packages must stand alone.
-  const env: Record<string, string | undefined> = { ...process.env };
+  // Without the source tree's overrides (the installed packages must stand alone), and with
   // `bun` on PATH, as for anyone who runs bunx (the CLI's shebang is `#!/usr/bin/env bun`).
   const binDir = join(work, "bin");
   mkdirSync(binDir);
   symlinkSync(bun, join(binDir, process.platform === "win32" ? "bun.exe" : "bun"));
-  env.PATH = `${binDir}${delimiter}${process.env.PATH ?? ""}`;
-  delete env.ZEROBUS_BUN_LIB;
-  delete env.ZEROBUS_LOCAL_BIN;
-  delete env.ZEROBUS_GC_TORTURE;
+  const env: Record<string, string | undefined> = userEnv({ PATH: `${binDir}${delimiter}${process.env.PATH ?? ""}` });
 
   function run(cmd: string[], cwd: string, timeout = 240_000): { code: number | null; out: string } {
     const r = Bun.spawnSync(cmd, { cwd, env, stdout: "pipe", stderr: "pipe", timeout });
@@ -52,10 +64,9 @@ export function packing(prefix: string): Packing {
   }
 
   function pack(dir: string): string {
-    const out = ok(["npm", "pack", "--silent", "--pack-destination", work], dir);
-    const file = out.trim().split("\n").pop()!.trim();
-    expect(existsSync(join(work, file))).toBe(true);
-    return join(work, file);
+    const file = npmPack(dir, work);
+    expect(existsSync(file)).toBe(true);
+    return file;
   }
 
   function project(name: string): string {

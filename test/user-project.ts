@@ -10,15 +10,9 @@ import { join } from "node:path";
 import { localServerExecutable } from "../src/local";
 import { libraryPath } from "../src/native";
 import { libraryFile, localServerFile, platformTag } from "../src/paths";
+import { npmPack, root, userEnv } from "./packing";
 
-export const root = join(import.meta.dir, "..");
-
-/** This process's environment without the variables that point zerobus-bun at its files. */
-export function userEnv(extra: Record<string, string> = {}): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith("ZEROBUS_")) env[k] = v;
-  return { ...env, ...extra };
-}
+export { root, userEnv };
 
 export function sh(cmd: string[], cwd: string, env: Record<string, string> = userEnv()): { code: number | null; out: string; stdout: string } {
   const r = Bun.spawnSync(cmd, { cwd, env, stdout: "pipe", stderr: "pipe", timeout: 240_000 });
@@ -45,12 +39,6 @@ export function otherCpuTag(): string | undefined {
     .filter((d) => d.isDirectory() && d.name !== tag && d.name.endsWith(libc))
     .map((d) => d.name)
     .find((t) => platformManifest(t).os.includes(process.platform));
-}
-
-/** `npm pack` of `dir` into `out`; the tarball's path. */
-function pack(dir: string, out: string): string {
-  const file = ok(["npm", "pack", "--silent", "--pack-destination", out], dir).trim().split("\n").pop()!.trim();
-  return join(out, file);
 }
 
 /** Unpacks a tarball from `npm pack` into `project`/node_modules/<its name>. */
@@ -80,7 +68,7 @@ export function userProject(tags: string[], opts: { marked?: string[]; marker?: 
   const dir = join(work, "project");
   mkdirSync(dir);
   writeFileSync(join(dir, "package.json"), JSON.stringify({ name: "zerobus-app", private: true, type: "module" }, null, 2));
-  unpack(pack(root, work), dir);
+  unpack(npmPack(root, work), dir);
   cpSync(join(root, "node_modules", "@bufbuild", "protobuf"), join(dir, "node_modules", "@bufbuild", "protobuf"), { recursive: true, dereference: true });
   for (const tag of tags) {
     const src = join(root, "prebuilds", tag);
@@ -90,7 +78,7 @@ export function userProject(tags: string[], opts: { marked?: string[]; marker?: 
     copyFileSync(libraryPath, join(pkg, libraryFile));
     if (opts.marked?.includes(tag)) writeFileSync(join(pkg, libraryFile), opts.marker ?? "", { flag: "a" });
     copyFileSync(localServerExecutable(), join(pkg, localServerFile));
-    unpack(pack(pkg, work), dir);
+    unpack(npmPack(pkg, work), dir);
   }
   return {
     dir,
